@@ -1,0 +1,9 @@
+//! The Kubernetes API model: the resource registry, selectors, defaulting, validation,
+//! server-side printing and `Status` errors. Pure functions over JSON objects; no I/O.
+
+pub mod defaults;
+pub mod registry;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod validation;
