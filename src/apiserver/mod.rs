@@ -1,1 +1,279 @@
-//! TODO
+//! The Kubernetes API server: HTTPS (HTTP/1.1 and h2) in front of the store.
+//!
+//! Every request, from kubectl over TLS or from an in-process kube-rs client
+//! ([`client::in_process_client`]), goes through [`ApiServer::handle`]: authentication, then
+//! authorization, then the handler. Only this module touches the store.
+
+pub mod alloc;
+pub mod bootstrap;
+pub mod client;
+pub mod discovery;
+pub mod objects;
+pub mod request;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::api::status::StatusError;
+use crate::store::cache::Cache;
+use crate::store::Backend;
+use request::{Query, Target};
+
+/// Boxed error of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body type of every handler.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Largest request body accepted (upstream's limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The Kubernetes version kelp reports and implements.
+pub const KUBERNETES_VERSION: &str = "v1.33.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+}
+
+/// The authenticated identity of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// The identity of in-process components (scheduler, controllers, local agent).
+    pub fn internal() -> UserInfo {
+        UserInfo { name: "system:kelp".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+    }
+}
+
+/// Settings the API server needs from the command line.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub service_cidr: ipnet::IpNet,
+    pub node_port_range: (u16, u16),
+    /// Address other components and the `kubernetes` service reach the API at.
+    pub advertise_address: std::net::IpAddr,
+    pub port: u16,
+}
+
+pub struct ApiServer {
+    pub cache: Arc<Cache>,
+    pub backend: Arc<dyn Backend>,
+    pub config: ApiConfig,
+    /// Serializes ClusterIP / NodePort allocation with the create or update that records it.
+    pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+    ready: AtomicBool,
+}
+
+impl ApiServer {
+    pub async fn new(backend: Arc<dyn Backend>, config: ApiConfig) -> Result<Arc<ApiServer>, ServerError> {
+        let cache = Cache::start(backend.clone(), Arc::new(objects::ApiDecoder)).await?;
+        Ok(Arc::new(ApiServer { cache, backend, config, alloc_lock: tokio::sync::Mutex::new(()), ready: AtomicBool::new(false) }))
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Handle one request whose body has been read.
+    pub async fn handle(self: &Arc<Self>, req: Request<Bytes>, user: Option<UserInfo>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let result = self.route(req, user).await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        tracing::debug!(method = %method, path = %path, status = resp.status().as_u16(), "request");
+        resp
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Bytes>, user: Option<UserInfo>) -> Result<Response<Body>, StatusError> {
+        let query = Query::parse(req.uri().query());
+        let target = request::parse_target(req.method(), req.uri().path(), &query)?;
+        if let Target::Other(path) = &target {
+            if let Some(resp) = self.unauthenticated_path(path) {
+                return Ok(resp);
+            }
+        }
+        let Some(_user) = user else { return Err(StatusError::unauthorized()) };
+        // Authorization: every authenticated user may do everything until RBAC lands.
+        match target {
+            Target::Discovery { group, version, legacy } => discovery::serve(&req, group, version, legacy, &self.config),
+            Target::Resource(r) => objects::serve(self, r, req, query).await,
+            Target::Other(_) => Err(StatusError::new(404, "NotFound", "the server could not find the requested resource")),
+        }
+    }
+
+    fn unauthenticated_path(&self, path: &str) -> Option<Response<Body>> {
+        match path {
+            "/healthz" | "/livez" | "/readyz" | "/healthz/" | "/livez/" | "/readyz/" => {
+                if path.starts_with("/readyz") && !self.ready.load(Ordering::SeqCst) {
+                    return Some(text_response(StatusCode::INTERNAL_SERVER_ERROR, "[-]kelp-bootstrap failed: not finished\nreadyz check failed\n"));
+                }
+                Some(text_response(StatusCode::OK, "ok"))
+            }
+            "/version" => Some(json_response(StatusCode::OK, &version_info())),
+            _ => None,
+        }
+    }
+}
+
+/// `/version`.
+pub fn version_info() -> Value {
+    let v = KUBERNETES_VERSION.trim_start_matches('v');
+    let mut parts = v.split('.');
+    let major = parts.next().unwrap_or("1");
+    let minor = parts.next().unwrap_or("0");
+    serde_json::json!({
+        "major": major,
+        "minor": minor,
+        "emulationMajor": major,
+        "emulationMinor": minor,
+        "minCompatibilityMajor": major,
+        "minCompatibilityMinor": (minor.parse::<u32>().unwrap_or(1).saturating_sub(1)).to_string(),
+        "gitVersion": format!("{KUBERNETES_VERSION}+kelp"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": format!("kelp {}", env!("CARGO_PKG_VERSION")),
+        "compiler": "rustc",
+        "platform": format!("linux/{}", go_arch()),
+    })
+}
+
+/// The architecture in Go's naming, as Kubernetes reports it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+pub fn full_body(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(full_body(body));
+    *r.status_mut() = code;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    bytes_response(code, "application/json", Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+}
+
+pub fn text_response(code: StatusCode, s: &str) -> Response<Body> {
+    bytes_response(code, "text/plain; charset=utf-8", Bytes::from(s.to_string()))
+}
+
+pub fn error_response(e: &StatusError) -> Response<Body> {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_response(code, &e.to_status());
+    if let Some(secs) = e.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+/// Read a request body, refusing more than [`MAX_BODY`] bytes with 413.
+pub async fn read_body<B>(body: B, content_length: Option<u64>) -> Result<Bytes, StatusError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    if content_length.is_some_and(|l| l > MAX_BODY as u64) {
+        return Err(StatusError::too_large());
+    }
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(StatusError::too_large())
+            } else {
+                Err(StatusError::bad_request(format!("reading the request body: {e}")))
+            }
+        }
+    }
+}
+
+/// Serve HTTPS on `listener` until the process ends.
+pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(message = "accept failed", error = %e);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(message = "TLS handshake failed", %peer, error = %e);
+                    return;
+                }
+                Err(_) => return,
+            };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| crate::pki::identity_from_cert(der.as_ref()).ok())
+                .map(|(name, mut groups)| {
+                    groups.push("system:authenticated".into());
+                    UserInfo { name, groups }
+                });
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let api = api.clone();
+                let user = user.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                    let resp = match read_body(body, len).await {
+                        Ok(bytes) => api.handle(Request::from_parts(parts, bytes), user).await,
+                        Err(e) => error_response(&e),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(message = "connection ended with an error", %peer, error = %e);
+            }
+        });
+    }
+}
