@@ -1,1 +1,145 @@
-//! TODO
+//! `kelp server`: the store, the API server, the PKI and the kubeconfig, started in order.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::apiserver::{self, alloc, ApiConfig, ApiServer};
+use crate::config::ServerArgs;
+use crate::pki::{self, Pki, SanInput};
+use crate::store::sqlite::{SqliteBackend, SqliteConfig};
+
+/// Paths under the data directory.
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn db(&self) -> PathBuf {
+        self.root.join("server/db/state.db")
+    }
+    pub fn tls(&self) -> PathBuf {
+        self.root.join("server/tls")
+    }
+}
+
+/// The host's non-loopback addresses that are up (IPv4 first).
+pub fn host_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs fills a linked list that we walk read-only and free with freeifaddrs.
+    unsafe {
+        let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_flags & (libc::IFF_UP as u32) == 0 || ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0 {
+                continue;
+            }
+            match (*ifa.ifa_addr).sa_family as i32 {
+                libc::AF_INET => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    out.push(IpAddr::from(u32::from_be(sa.sin_addr.s_addr).to_be_bytes()));
+                }
+                libc::AF_INET6 => {
+                    let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    let ip = std::net::Ipv6Addr::from(sa.sin6_addr.s6_addr);
+                    // Link-local addresses are of no use to other nodes.
+                    if ip.segments()[0] & 0xffc0 != 0xfe80 {
+                        out.push(IpAddr::V6(ip));
+                    }
+                }
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out.sort_by_key(|ip| ip.is_ipv6());
+    out.dedup();
+    out
+}
+
+/// Run the server until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let layout = Layout { root: args.data_dir.clone() };
+    let node_ips = if args.node_ips.is_empty() { host_addresses() } else { args.node_ips.clone() };
+    let advertise = args
+        .advertise_address
+        .or_else(|| node_ips.first().copied())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let service_ip = alloc::first_service_ip(&args.service_cidr).context("the service CIDR has no usable address")?;
+    let hostname = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()).to_lowercase();
+
+    let pki = Pki::load_or_create(
+        &layout.tls(),
+        &SanInput { hostname, node_ips: node_ips.clone(), service_ip, extra: args.tls_sans.clone() },
+    )
+    .with_context(|| format!("preparing certificates in {}", layout.tls().display()))?;
+
+    let mut store_cfg = SqliteConfig::new(layout.db());
+    store_cfg.compaction_interval = args.compaction_interval();
+    store_cfg.compaction_retention = args.compaction_retention();
+    let backend = SqliteBackend::open(store_cfg).with_context(|| format!("opening the store {}", layout.db().display()))?;
+
+    let api = ApiServer::new(
+        backend.clone(),
+        ApiConfig {
+            service_cidr: args.service_cidr,
+            node_port_range: (args.service_node_port_range.start, args.service_node_port_range.end),
+            advertise_address: advertise,
+            port: args.https_listen_port,
+        },
+    )
+    .await
+    .context("starting the API server")?;
+
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let tls = Arc::new(pki.server_config().context("building the TLS configuration")?);
+    tokio::spawn(apiserver::serve_tls(api.clone(), listener, tls));
+
+    let client = apiserver::client::in_process_client(api.clone());
+    apiserver::bootstrap::run(client, service_ip, advertise, args.https_listen_port).await.context("creating the default objects")?;
+
+    let url = format!("https://127.0.0.1:{}", args.https_listen_port);
+    pki::write_private_file(&args.write_kubeconfig, pki.admin_kubeconfig(&url).as_bytes(), args.write_kubeconfig_mode)
+        .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
+    api.set_ready();
+    tracing::info!(
+        message = "kelp server ready",
+        address = %addr,
+        kubeconfig = %args.write_kubeconfig.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+    );
+    if !args.disable_agent {
+        tracing::warn!(message = "the node agent is not part of this build yet; running the control plane only");
+    }
+
+    wait_for_shutdown().await;
+    tracing::info!(message = "shutting down");
+    backend.close();
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
