@@ -1,1 +1,482 @@
+//! API core, end to end: a real `kelp server` driven with kube-rs and with the real kubectl.
 
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::Client;
+use serde_json::{json, Value};
+use support::{unique, Server};
+
+async fn make_ns(client: &Client, prefix: &str) -> String {
+    let name = unique(prefix);
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+    name
+}
+
+fn cm(name: &str, labels: Value, data: Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": data})).unwrap()
+}
+
+fn api_err(e: kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason, s.message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn crud_across_kinds_and_defaults() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "crud").await;
+
+    // System namespaces and the kubernetes service exist.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let got = nss.get(n).await.unwrap();
+        assert_eq!(got.status.unwrap().phase.as_deref(), Some("Active"));
+    }
+    let kube_svc = Api::<Service>::namespaced(client.clone(), "default").get("kubernetes").await.unwrap();
+    assert_eq!(kube_svc.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.1"));
+
+    // ConfigMap: create, get, update, delete.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let created = cms.create(&PostParams::default(), &cm("one", json!({"a": "1"}), json!({"k": "v"}))).await.unwrap();
+    let meta = &created.metadata;
+    assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
+    let rv1: i64 = meta.resource_version.as_deref().unwrap().parse().unwrap();
+    let mut got = cms.get("one").await.unwrap();
+    assert_eq!(got.metadata.resource_version, created.metadata.resource_version);
+    got.data.as_mut().unwrap().insert("k".into(), "w".into());
+    let updated = cms.replace("one", &PostParams::default(), &got).await.unwrap();
+    let rv2: i64 = updated.metadata.resource_version.as_deref().unwrap().parse().unwrap();
+    assert!(rv2 > rv1, "every write gets a newer resourceVersion");
+    assert_eq!(updated.metadata.uid, created.metadata.uid);
+    cms.delete("one", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_err(cms.get("one").await.unwrap_err()).0, 404);
+
+    // Deployment: defaults, generation bumps on spec change only, scale subresource.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let d = deps.create(&PostParams::default(), &d).await.unwrap();
+    assert_eq!(d.metadata.generation, Some(1));
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.revision_history_limit, Some(10));
+    assert_eq!(spec.progress_deadline_seconds, Some(600));
+    assert_eq!(spec.strategy.as_ref().unwrap().type_.as_deref(), Some("RollingUpdate"));
+    let c = &spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+    assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
+    let pod_spec = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod_spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(pod_spec.dns_policy.as_deref(), Some("ClusterFirst"));
+    assert_eq!(pod_spec.scheduler_name.as_deref(), Some("default-scheduler"));
+    assert_eq!(pod_spec.termination_grace_period_seconds, Some(30));
+    let labelled = deps
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .await
+        .unwrap();
+    assert_eq!(labelled.metadata.generation, Some(1), "a metadata change does not bump generation");
+    let scale = deps.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(1));
+    let scaled = deps
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .unwrap();
+    assert_eq!(scaled.spec.unwrap().replicas, Some(3));
+    let d = deps.get("web").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
+    assert_eq!(d.metadata.generation, Some(2), "a spec change bumps generation");
+    // Status is kept apart: a main update cannot write it, a status update cannot write spec.
+    let st = deps
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 9}, "status": {"replicas": 2}})))
+        .await
+        .unwrap();
+    assert_eq!(st.status.unwrap().replicas, Some(2));
+    assert_eq!(st.spec.unwrap().replicas, Some(3));
+    let main = deps
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}})))
+        .await
+        .unwrap();
+    assert_eq!(main.status.unwrap().replicas, Some(2));
+    // The selector is immutable.
+    let err = deps
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"selector": {"matchLabels": {"app": "other"}}, "template": {"metadata": {"labels": {"app": "other"}}}}})))
+        .await
+        .unwrap_err();
+    let (code, reason, message) = api_err(err);
+    assert_eq!((code, reason.as_str()), (422, "Invalid"), "{message}");
+    assert!(message.contains("spec.selector"), "{message}");
+
+    // Services get a ClusterIP from the service CIDR and NodePorts in range, without clashes.
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let svc = svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let spec = svc.spec.unwrap();
+    let ip: std::net::Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
+    assert_eq!(ip.octets()[..2], [10, 43]);
+    let port = &spec.ports.unwrap()[0];
+    let node_port = port.node_port.unwrap();
+    assert!((30000..=32767).contains(&node_port));
+    assert_eq!(port.protocol.as_deref(), Some("TCP"));
+    let clash: Service = serde_json::from_value(json!({
+        "metadata": {"name": "np2"},
+        "spec": {"type": "NodePort", "ports": [{"port": 81, "nodePort": node_port}]}
+    }))
+    .unwrap();
+    let (code, _, message) = api_err(svcs.create(&PostParams::default(), &clash).await.unwrap_err());
+    assert_eq!(code, 422);
+    assert!(message.contains("provided port is already allocated"), "{message}");
+
+    // Pods: defaults and admission, the status starts Pending.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"generateName": "p-"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})).unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    assert!(pod.metadata.name.as_deref().unwrap().starts_with("p-"));
+    assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(pod.status.as_ref().unwrap().qos_class.as_deref(), Some("BestEffort"));
+    let pspec = pod.spec.unwrap();
+    assert_eq!(pspec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(pspec.service_account_name.as_deref(), Some("default"));
+    assert_eq!(pspec.tolerations.unwrap().len(), 2);
+
+    // Secrets, dry run.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"a": "b"}})).unwrap();
+    let dry = secrets.create(&PostParams { dry_run: true, ..Default::default() }, &s).await.unwrap();
+    assert_eq!(dry.type_.as_deref(), Some("Opaque"));
+    assert_eq!(api_err(secrets.get("s").await.unwrap_err()).0, 404, "dry run stores nothing");
+
+    // Finalizers hold a delete until they are removed.
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "fin", "finalizers": ["example.com/hold"]}})).unwrap()).await.unwrap();
+    cms.delete("fin", &DeleteParams::default()).await.unwrap();
+    let held = cms.get("fin").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    cms.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    assert_eq!(api_err(cms.get("fin").await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
+async fn conflicts_and_already_exists() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "conflict").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let first = cms.create(&PostParams::default(), &cm("c", json!({}), json!({"v": "1"}))).await.unwrap();
+    let (code, reason, _) = api_err(cms.create(&PostParams::default(), &cm("c", json!({}), json!({}))).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+    let mut a = first.clone();
+    a.data = Some(BTreeMap::from([("v".to_string(), "2".to_string())]));
+    cms.replace("c", &PostParams::default(), &a).await.unwrap();
+    // The same stale resourceVersion again.
+    let mut b = first.clone();
+    b.data = Some(BTreeMap::from([("v".to_string(), "3".to_string())]));
+    let (code, reason, message) = api_err(cms.replace("c", &PostParams::default(), &b).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert!(message.contains("the object has been modified"), "{message}");
+    assert_eq!(cms.get("c").await.unwrap().data.unwrap()["v"], "2", "the stale write lost nothing");
+    // A delete precondition on a stale resourceVersion fails too.
+    let dp = DeleteParams { preconditions: Some(kube::api::Preconditions { resource_version: first.metadata.resource_version.clone(), uid: None }), ..Default::default() };
+    assert_eq!(api_err(cms.delete("c", &dp).await.unwrap_err()).0, 409);
+}
+
+#[tokio::test]
+async fn label_and_field_selectors() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "sel").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for (name, labels) in [
+        ("a", json!({"app": "web", "tier": "front"})),
+        ("b", json!({"app": "web", "tier": "back"})),
+        ("c", json!({"app": "db"})),
+        ("d", json!({})),
+    ] {
+        cms.create(&PostParams::default(), &cm(name, labels, json!({}))).await.unwrap();
+    }
+    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        let mut v: Vec<String> = l.items.into_iter().filter_map(|c| c.metadata.name).collect();
+        v.sort();
+        v
+    };
+    let cases = [
+        ("app=web", vec!["a", "b"]),
+        ("app==web", vec!["a", "b"]),
+        ("app!=web", vec!["c", "d"]),
+        ("tier in (front,middle)", vec!["a"]),
+        ("tier notin (front)", vec!["b", "c", "d"]),
+        ("tier", vec!["a", "b"]),
+        ("!tier", vec!["c", "d"]),
+        ("app=web,tier=back", vec!["b"]),
+    ];
+    for (sel, want) in cases {
+        let got = names(cms.list(&ListParams::default().labels(sel)).await.unwrap());
+        assert_eq!(got, want, "selector {sel}");
+    }
+    let got = names(cms.list(&ListParams::default().fields("metadata.name=c")).await.unwrap());
+    assert_eq!(got, vec!["c"]);
+    let got = names(cms.list(&ListParams::default().fields("metadata.name!=c")).await.unwrap());
+    assert_eq!(got, vec!["a", "b", "d"]);
+    let err = cms.list(&ListParams::default().fields("spec.bogus=1")).await.unwrap_err();
+    assert_eq!(api_err(err).0, 400);
+    let err = cms.list(&ListParams::default().labels("a in (")).await.unwrap_err();
+    assert_eq!(api_err(err).0, 400);
+
+    // Pod fields: spec.nodeName and status.phase; across all namespaces.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for (name, node) in [("p1", Some("n1")), ("p2", None)] {
+        let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        pods.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()).await.unwrap();
+    }
+    let all: Api<Pod> = Api::all(client.clone());
+    let on_n1 = all.list(&ListParams::default().fields("spec.nodeName=n1")).await.unwrap();
+    assert_eq!(on_n1.items.len(), 1);
+    let unscheduled = pods.list(&ListParams::default().fields("spec.nodeName=,status.phase=Pending")).await.unwrap();
+    assert_eq!(unscheduled.items.iter().filter_map(|p| p.metadata.name.clone()).collect::<Vec<_>>(), vec!["p2"]);
+}
+
+#[tokio::test]
+async fn pagination_is_a_consistent_snapshot() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "page").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for i in 0..25 {
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i:02}"), json!({}), json!({}))).await.unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(10)).await.unwrap();
+    assert_eq!(first.items.len(), 10);
+    assert_eq!(first.metadata.remaining_item_count, Some(15));
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    // Changes after the first page do not show up in later pages.
+    cms.create(&PostParams::default(), &cm("cm-99", json!({}), json!({}))).await.unwrap();
+    cms.delete("cm-24", &DeleteParams::default()).await.unwrap();
+    let mut names: Vec<String> = first.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let page = cms.list(&ListParams::default().limit(10).continue_token(&t)).await.unwrap();
+        assert_eq!(page.metadata.resource_version, first.metadata.resource_version, "pages come from one revision");
+        names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
+        token = page.metadata.continue_.filter(|c| !c.is_empty());
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    assert_eq!(names, want);
+    // A fresh list sees the changes.
+    let now = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(now.items.len(), 25);
+    assert!(now.items.iter().any(|c| c.metadata.name.as_deref() == Some("cm-99")));
+    // A made-up continue token is a 400.
+    assert_eq!(api_err(cms.list(&ListParams::default().continue_token("garbage")).await.unwrap_err()).0, 400);
+}
+
+#[tokio::test]
+async fn watch_resumes_and_expires_after_compaction() {
+    let server = Server::start_with(&["--store-compaction-interval", "1", "--store-compaction-retention", "1"]);
+    let client = server.client().await;
+    let ns = make_ns(&client, "watch").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let start = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut stream = cms.watch(&WatchParams::default().labels("w=1"), &start).await.unwrap().boxed();
+    let a = cms.create(&PostParams::default(), &cm("a", json!({"w": "1"}), json!({}))).await.unwrap();
+    cms.create(&PostParams::default(), &cm("ignored", json!({"w": "2"}), json!({}))).await.unwrap();
+    let a2 = cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "y"}}))).await.unwrap();
+    // Leaving the selection looks like a deletion to this watcher.
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "3"}}}))).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.expect("event in time").unwrap().unwrap();
+        match ev {
+            WatchEvent::Added(o) => seen.push(("ADDED", o.metadata.resource_version.unwrap())),
+            WatchEvent::Modified(o) => seen.push(("MODIFIED", o.metadata.resource_version.unwrap())),
+            WatchEvent::Deleted(o) => seen.push(("DELETED", o.metadata.resource_version.unwrap())),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(seen[0], ("ADDED", a.metadata.resource_version.clone().unwrap()));
+    assert_eq!(seen[1], ("MODIFIED", a2.metadata.resource_version.clone().unwrap()));
+    assert_eq!(seen[2].0, "DELETED");
+
+    // Resume from the first event's version: only what came after it.
+    let resumed = cms.watch(&WatchParams::default(), a.metadata.resource_version.as_deref().unwrap()).await.unwrap().boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), resumed.into_future()).await.unwrap().0.unwrap().unwrap();
+    match first {
+        WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("ignored")),
+        other => panic!("{other:?}"),
+    }
+
+    // After compaction has passed that revision, the same watch is 410 Gone (Expired).
+    for i in 0..5 {
+        cms.patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"data": {"i": i.to_string()}}))).await.unwrap();
+    }
+    let old = a.metadata.resource_version.clone().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = cms.watch(&WatchParams::default(), &old).await.unwrap().boxed();
+        let ev = tokio::time::timeout(Duration::from_secs(10), s.into_future()).await.unwrap().0.unwrap().unwrap();
+        if let WatchEvent::Error(e) = ev {
+            assert_eq!(e.code, 410);
+            assert_eq!(e.reason, "Expired");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "compaction never expired revision {old}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Keep writing so that there is history to compact.
+        cms.patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"data": {"t": format!("{:?}", std::time::Instant::now())}}))).await.unwrap();
+    }
+    // An old list with an exact version is 410 as well.
+    let lp = ListParams::default().at(&old).matching(kube::api::VersionMatch::Exact);
+    assert_eq!(api_err(cms.list(&lp).await.unwrap_err()).0, 410);
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let mut server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "durable").await;
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let acked = acked.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while stop.load(Ordering::SeqCst) == 0 {
+                let name = format!("w{w}-{i}");
+                if cms.create(&PostParams::default(), &cm(&name, json!({}), json!({"payload": "x".repeat(2000)}))).await.is_ok() {
+                    acked.lock().unwrap().push(name);
+                }
+                i += 1;
+            }
+        }));
+    }
+    // Let the burst run, then kill the server in the middle of it.
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    stop.store(1, Ordering::SeqCst);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    server.spawn();
+    let client = server.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let stored: std::collections::HashSet<String> =
+        cms.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
+    assert!(lost.is_empty(), "{} acknowledged creates lost after kill -9: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(acked.len() >= 300);
+}
+
+#[tokio::test]
+async fn kubectl_prints_real_columns() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "kubectl").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).unwrap()).await.unwrap();
+    for v in ["1.27", "1.33"] {
+        let out = server.kubectl_ok(v, &["get", "pods", "-n", &ns, "-o", "wide"]);
+        let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+        assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"], "kubectl {v}: {out}");
+        let row: Vec<&str> = out.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        assert_eq!(&row[..4], ["web-1", "0/1", "Pending", "0"], "kubectl {v}: {out}");
+        // Create, list and delete through kubectl.
+        let name = format!("cm-{}", v.replace('.', "-"));
+        server.kubectl_ok(v, &["create", "configmap", &name, "-n", &ns, "--from-literal=a=b"]);
+        let out = server.kubectl_ok(v, &["get", "configmaps", "-n", &ns]);
+        assert!(out.lines().next().unwrap().split_whitespace().eq(["NAME", "DATA", "AGE"]), "{out}");
+        assert!(out.contains(&name), "{out}");
+        let out = server.kubectl_ok(v, &["get", "cm", &name, "-n", &ns, "-o", "jsonpath={.data.a}"]);
+        assert_eq!(out, "b");
+        server.kubectl_ok(v, &["delete", "configmap", &name, "-n", &ns]);
+        let out = server.kubectl(v, &["get", "configmap", &name, "-n", &ns]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = server.kubectl_ok(v, &["get", "namespaces"]);
+        assert!(out.contains("kube-system") && out.contains("Active"), "{out}");
+        let out = server.kubectl_ok(v, &["api-resources"]);
+        assert!(out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{out}");
+        let out = server.kubectl_ok(v, &["version", "-o", "json"]);
+        let ver: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(ver["serverVersion"]["minor"], "33");
+    }
+}
+
+async fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let req = http::Request::builder().method(method).uri(path).header("content-type", content_type).body(body).unwrap();
+    match client.request::<Value>(req).await {
+        Ok(v) => (200, v),
+        Err(kube::Error::Api(s)) => (s.code, serde_json::to_value(&s).unwrap()),
+        Err(e) => panic!("{method} {path}: {e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_status_and_the_server_goes_on() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "bad").await;
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+    let (code, s) = raw(&client, "POST", &path, "application/json", b"{not json".to_vec()).await;
+    assert_eq!(code, 400, "malformed JSON: {s}");
+    let (code, s) = raw(&client, "POST", &path, "application/json", serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})).unwrap()).await;
+    assert_eq!(code, 400, "wrong kind: {s}");
+    let (code, s) = raw(&client, "POST", &path, "application/json", serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}})).unwrap()).await;
+    assert_eq!(code, 422, "bad name: {s}");
+    assert_eq!(s["reason"], "Invalid");
+    assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
+    let (code, s) = raw(&client, "POST", "/api/v1/namespaces/no-such-ns/configmaps", "application/json", serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).unwrap()).await;
+    assert_eq!(code, 404, "unknown namespace: {s}");
+    assert!(s["message"].as_str().unwrap().contains("namespaces \"no-such-ns\" not found"), "{s}");
+    let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "y".repeat(4 << 20)}});
+    let (code, s) = raw(&client, "POST", &path, "application/json", serde_json::to_vec(&big).unwrap()).await;
+    assert_eq!(code, 413, "oversized body: {s}");
+    let (code, s) = raw(&client, "POST", &path, "text/plain", b"hello".to_vec()).await;
+    assert_eq!(code, 415, "unsupported media type: {s}");
+    let (code, _) = raw(&client, "GET", "/api/v1/nosuchresource", "application/json", vec![]).await;
+    assert_eq!(code, 404);
+    // Anonymous requests are refused except for health and version.
+    let cmd = |path: &str| {
+        std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &format!("https://127.0.0.1:{}{path}", server.port)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    if std::path::Path::new("/usr/bin/curl").exists() {
+        assert_eq!(cmd("/api/v1/namespaces"), "401");
+        assert_eq!(cmd("/readyz"), "200");
+        assert_eq!(cmd("/version"), "200");
+    }
+    // Nothing was stored by the bad requests, and the server still serves.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    assert!(cms.list(&ListParams::default()).await.unwrap().items.is_empty());
+    cms.create(&PostParams::default(), &cm("fine", json!({}), json!({}))).await.unwrap();
+}
