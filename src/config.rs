@@ -347,6 +347,11 @@ pub struct ServerArgs {
     /// Seconds of history the store keeps
     #[arg(long, hide = true, value_name = "SECONDS", default_value_t = 300)]
     pub store_compaction_retention: u64,
+
+    /// Events buffered per watcher before a watcher that does not keep up is cut off
+    #[arg(long, hide = true, value_name = "EVENTS", default_value_t = 16384,
+          value_parser = clap::value_parser!(u64).range(16..))]
+    pub watch_buffer_events: u64,
 }
 
 fn ip_add(ip: IpAddr, n: u128) -> Option<IpAddr> {

@@ -7,7 +7,16 @@ use serde_json::Value;
 use crate::api::status::{Cause, StatusError};
 
 /// The verbs of an ordinary stored resource.
-pub const STANDARD_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// A subresource and what it answers with.
 #[derive(Debug, Clone, Copy)]
@@ -18,34 +27,94 @@ pub struct Subresource {
     pub verbs: &'static [&'static str],
 }
 
-const STATUS: Subresource = Subresource { name: "status", response: ("", "", ""), verbs: &["get", "patch", "update"] };
-const SCALE: Subresource =
-    Subresource { name: "scale", response: ("autoscaling", "v1", "Scale"), verbs: &["get", "patch", "update"] };
+const STATUS: Subresource = Subresource {
+    name: "status",
+    response: ("", "", ""),
+    verbs: &["get", "patch", "update"],
+};
+const SCALE: Subresource = Subresource {
+    name: "scale",
+    response: ("autoscaling", "v1", "Scale"),
+    verbs: &["get", "patch", "update"],
+};
 
 const POD_SUBRESOURCES: &[Subresource] = &[
     STATUS,
-    Subresource { name: "attach", response: ("", "v1", "PodAttachOptions"), verbs: &["create", "get"] },
-    Subresource { name: "binding", response: ("", "v1", "Binding"), verbs: &["create"] },
-    Subresource { name: "ephemeralcontainers", response: ("", "", ""), verbs: &["get", "patch", "update"] },
-    Subresource { name: "eviction", response: ("policy", "v1", "Eviction"), verbs: &["create"] },
-    Subresource { name: "exec", response: ("", "v1", "PodExecOptions"), verbs: &["create", "get"] },
-    Subresource { name: "log", response: ("", "", ""), verbs: &["get"] },
-    Subresource { name: "portforward", response: ("", "v1", "PodPortForwardOptions"), verbs: &["create", "get"] },
-    Subresource { name: "proxy", response: ("", "v1", "PodProxyOptions"), verbs: &["create", "delete", "get", "patch", "update"] },
-    Subresource { name: "resize", response: ("", "", ""), verbs: &["get", "patch", "update"] },
+    Subresource {
+        name: "attach",
+        response: ("", "v1", "PodAttachOptions"),
+        verbs: &["create", "get"],
+    },
+    Subresource {
+        name: "binding",
+        response: ("", "v1", "Binding"),
+        verbs: &["create"],
+    },
+    Subresource {
+        name: "ephemeralcontainers",
+        response: ("", "", ""),
+        verbs: &["get", "patch", "update"],
+    },
+    Subresource {
+        name: "eviction",
+        response: ("policy", "v1", "Eviction"),
+        verbs: &["create"],
+    },
+    Subresource {
+        name: "exec",
+        response: ("", "v1", "PodExecOptions"),
+        verbs: &["create", "get"],
+    },
+    Subresource {
+        name: "log",
+        response: ("", "", ""),
+        verbs: &["get"],
+    },
+    Subresource {
+        name: "portforward",
+        response: ("", "v1", "PodPortForwardOptions"),
+        verbs: &["create", "get"],
+    },
+    Subresource {
+        name: "proxy",
+        response: ("", "v1", "PodProxyOptions"),
+        verbs: &["create", "delete", "get", "patch", "update"],
+    },
+    Subresource {
+        name: "resize",
+        response: ("", "", ""),
+        verbs: &["get", "patch", "update"],
+    },
 ];
 const NODE_SUBRESOURCES: &[Subresource] = &[
     STATUS,
-    Subresource { name: "proxy", response: ("", "v1", "NodeProxyOptions"), verbs: &["create", "delete", "get", "patch", "update"] },
+    Subresource {
+        name: "proxy",
+        response: ("", "v1", "NodeProxyOptions"),
+        verbs: &["create", "delete", "get", "patch", "update"],
+    },
 ];
 const SERVICE_SUBRESOURCES: &[Subresource] = &[
     STATUS,
-    Subresource { name: "proxy", response: ("", "v1", "ServiceProxyOptions"), verbs: &["create", "delete", "get", "patch", "update"] },
+    Subresource {
+        name: "proxy",
+        response: ("", "v1", "ServiceProxyOptions"),
+        verbs: &["create", "delete", "get", "patch", "update"],
+    },
 ];
-const NAMESPACE_SUBRESOURCES: &[Subresource] =
-    &[STATUS, Subresource { name: "finalize", response: ("", "", ""), verbs: &["update"] }];
-const SA_SUBRESOURCES: &[Subresource] =
-    &[Subresource { name: "token", response: ("authentication.k8s.io", "v1", "TokenRequest"), verbs: &["create"] }];
+const NAMESPACE_SUBRESOURCES: &[Subresource] = &[
+    STATUS,
+    Subresource {
+        name: "finalize",
+        response: ("", "", ""),
+        verbs: &["update"],
+    },
+];
+const SA_SUBRESOURCES: &[Subresource] = &[Subresource {
+    name: "token",
+    response: ("authentication.k8s.io", "v1", "TokenRequest"),
+    verbs: &["create"],
+}];
 const STATUS_ONLY: &[Subresource] = &[STATUS];
 const STATUS_SCALE: &[Subresource] = &[STATUS, SCALE];
 const NONE: &[Subresource] = &[];
@@ -68,15 +137,25 @@ fn typed<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, CodecError>
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+        match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
             Some(field) => {
-                let path = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+                let path = if path == "." || path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
                 CodecError::Missing { path }
             }
             None => CodecError::Malformed { path, message },
         }
     })?;
-    let decoded = serde_json::to_value(t).map_err(|e| CodecError::Malformed { path: String::new(), message: e.to_string() })?;
+    let decoded = serde_json::to_value(t).map_err(|e| CodecError::Malformed {
+        path: String::new(),
+        message: e.to_string(),
+    })?;
     Ok(decoded)
 }
 
@@ -90,9 +169,12 @@ fn intersect(decoded: Value, input: &Value) -> Value {
                 .filter_map(|(k, v)| inp.get(&k).map(|i| (k, intersect(v, i))))
                 .collect(),
         ),
-        (Value::Array(out), Value::Array(inp)) => {
-            Value::Array(out.into_iter().zip(inp.iter()).map(|(o, i)| intersect(o, i)).collect())
-        }
+        (Value::Array(out), Value::Array(inp)) => Value::Array(
+            out.into_iter()
+                .zip(inp.iter())
+                .map(|(o, i)| intersect(o, i))
+                .collect(),
+        ),
         (out, _) => out,
     }
 }
@@ -106,11 +188,18 @@ impl CodecError {
     /// The API error for a body of `def` that failed to decode.
     pub fn to_status(&self, def: &ResourceDef, name: &str) -> StatusError {
         match self {
-            CodecError::Missing { path } => {
-                StatusError::invalid(def.group, def.kind, name, vec![Cause::required(path.clone())])
-            }
+            CodecError::Missing { path } => StatusError::invalid(
+                def.group,
+                def.kind,
+                name,
+                vec![Cause::required(path.clone())],
+            ),
             CodecError::Malformed { path, message } => {
-                let at = if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") };
+                let at = if path.is_empty() || path == "." {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
                 StatusError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: {at}{message}",
                     def.kind, def.version, def.kind
@@ -183,7 +272,11 @@ macro_rules! def {
             verbs: STANDARD_VERBS,
             subresources: $subs,
             generation: $gen,
-            storage: if $g.is_empty() { $plural } else { concat!($plural, ".", $g) },
+            storage: if $g.is_empty() {
+                $plural
+            } else {
+                concat!($plural, ".", $g)
+            },
             storage_version: true,
             codec: typed_pruned::<$ty>,
         }
@@ -198,72 +291,600 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext
 
 static RESOURCES: &[ResourceDef] = &[
     // core/v1
-    def!("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], NO, NONE, false, k::core::v1::ConfigMap),
-    def!("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], NO, NONE, false, k::core::v1::Endpoints),
-    def!("", "v1", "Event", "events", "event", true, &["ev"], NO, NONE, false, k::core::v1::Event),
-    def!("", "v1", "LimitRange", "limitranges", "limitrange", true, &["limits"], NO, NONE, false, k::core::v1::LimitRange),
-    def!("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], NO, NAMESPACE_SUBRESOURCES, false, k::core::v1::Namespace),
-    def!("", "v1", "Node", "nodes", "node", false, &["no"], NO, NODE_SUBRESOURCES, false, k::core::v1::Node),
-    def!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NO, STATUS_ONLY, false, k::core::v1::PersistentVolume),
-    def!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], NO, STATUS_ONLY, false, k::core::v1::PersistentVolumeClaim),
-    def!("", "v1", "Pod", "pods", "pod", true, &["po"], ALL, POD_SUBRESOURCES, false, k::core::v1::Pod),
-    def!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, NO, NO, NONE, false, k::core::v1::PodTemplate),
-    def!("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"], ALL, STATUS_SCALE, true, k::core::v1::ReplicationController),
-    def!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NO, STATUS_ONLY, false, k::core::v1::ResourceQuota),
-    def!("", "v1", "Secret", "secrets", "secret", true, NO, NO, NONE, false, k::core::v1::Secret),
-    def!("", "v1", "Service", "services", "service", true, &["svc"], ALL, SERVICE_SUBRESOURCES, false, k::core::v1::Service),
-    def!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NO, SA_SUBRESOURCES, false, k::core::v1::ServiceAccount),
+    def!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        NO,
+        NONE,
+        false,
+        k::core::v1::ConfigMap
+    ),
+    def!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        NO,
+        NONE,
+        false,
+        k::core::v1::Endpoints
+    ),
+    def!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        NO,
+        NONE,
+        false,
+        k::core::v1::Event
+    ),
+    def!(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        true,
+        &["limits"],
+        NO,
+        NONE,
+        false,
+        k::core::v1::LimitRange
+    ),
+    def!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        NO,
+        NAMESPACE_SUBRESOURCES,
+        false,
+        k::core::v1::Namespace
+    ),
+    def!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        NO,
+        NODE_SUBRESOURCES,
+        false,
+        k::core::v1::Node
+    ),
+    def!(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        &["pv"],
+        NO,
+        STATUS_ONLY,
+        false,
+        k::core::v1::PersistentVolume
+    ),
+    def!(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        NO,
+        STATUS_ONLY,
+        false,
+        k::core::v1::PersistentVolumeClaim
+    ),
+    def!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        ALL,
+        POD_SUBRESOURCES,
+        false,
+        k::core::v1::Pod
+    ),
+    def!(
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        "podtemplate",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::core::v1::PodTemplate
+    ),
+    def!(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        &["rc"],
+        ALL,
+        STATUS_SCALE,
+        true,
+        k::core::v1::ReplicationController
+    ),
+    def!(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        true,
+        &["quota"],
+        NO,
+        STATUS_ONLY,
+        false,
+        k::core::v1::ResourceQuota
+    ),
+    def!(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::core::v1::Secret
+    ),
+    def!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        ALL,
+        SERVICE_SUBRESOURCES,
+        false,
+        k::core::v1::Service
+    ),
+    def!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        NO,
+        SA_SUBRESOURCES,
+        false,
+        k::core::v1::ServiceAccount
+    ),
     // apps/v1
-    def!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, NO, NO, NONE, false, k::apps::v1::ControllerRevision),
-    def!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], ALL, STATUS_ONLY, true, k::apps::v1::DaemonSet),
-    def!("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], ALL, STATUS_SCALE, true, k::apps::v1::Deployment),
-    def!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], ALL, STATUS_SCALE, true, k::apps::v1::ReplicaSet),
-    def!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], ALL, STATUS_SCALE, true, k::apps::v1::StatefulSet),
+    def!(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::apps::v1::ControllerRevision
+    ),
+    def!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        ALL,
+        STATUS_ONLY,
+        true,
+        k::apps::v1::DaemonSet
+    ),
+    def!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        ALL,
+        STATUS_SCALE,
+        true,
+        k::apps::v1::Deployment
+    ),
+    def!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        ALL,
+        STATUS_SCALE,
+        true,
+        k::apps::v1::ReplicaSet
+    ),
+    def!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        ALL,
+        STATUS_SCALE,
+        true,
+        k::apps::v1::StatefulSet
+    ),
     // batch/v1
-    def!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL, STATUS_ONLY, true, k::batch::v1::CronJob),
-    def!("batch", "v1", "Job", "jobs", "job", true, NO, ALL, STATUS_ONLY, true, k::batch::v1::Job),
+    def!(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+        ALL,
+        STATUS_ONLY,
+        true,
+        k::batch::v1::CronJob
+    ),
+    def!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        NO,
+        ALL,
+        STATUS_ONLY,
+        true,
+        k::batch::v1::Job
+    ),
     // networking.k8s.io/v1
-    def!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NO, STATUS_ONLY, true, k::networking::v1::Ingress),
-    def!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NO, NO, NONE, false, k::networking::v1::IngressClass),
-    def!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NO, NONE, true, k::networking::v1::NetworkPolicy),
-    def!("networking.k8s.io", "v1", "IPAddress", "ipaddresses", "ipaddress", false, &["ip"], NO, NONE, false, k::networking::v1::IPAddress),
-    def!("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", false, NO, NO, STATUS_ONLY, false, k::networking::v1::ServiceCIDR),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        true,
+        &["ing"],
+        NO,
+        STATUS_ONLY,
+        true,
+        k::networking::v1::Ingress
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        false,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::networking::v1::IngressClass
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        &["netpol"],
+        NO,
+        NONE,
+        true,
+        k::networking::v1::NetworkPolicy
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "IPAddress",
+        "ipaddresses",
+        "ipaddress",
+        false,
+        &["ip"],
+        NO,
+        NONE,
+        false,
+        k::networking::v1::IPAddress
+    ),
+    def!(
+        "networking.k8s.io",
+        "v1",
+        "ServiceCIDR",
+        "servicecidrs",
+        "servicecidr",
+        false,
+        NO,
+        NO,
+        STATUS_ONLY,
+        false,
+        k::networking::v1::ServiceCIDR
+    ),
     // rbac.authorization.k8s.io/v1
-    def!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NO, NO, NONE, false, k::rbac::v1::ClusterRole),
-    def!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, NO, NO, NONE, false, k::rbac::v1::ClusterRoleBinding),
-    def!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NO, NO, NONE, false, k::rbac::v1::Role),
-    def!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NO, NO, NONE, false, k::rbac::v1::RoleBinding),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::rbac::v1::ClusterRole
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::rbac::v1::ClusterRoleBinding
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::rbac::v1::Role
+    ),
+    def!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::rbac::v1::RoleBinding
+    ),
     // coordination.k8s.io/v1
-    def!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NO, NO, NONE, false, k::coordination::v1::Lease),
+    def!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::coordination::v1::Lease
+    ),
     // discovery.k8s.io/v1
-    def!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, NO, NO, NONE, false, k::discovery::v1::EndpointSlice),
+    def!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::discovery::v1::EndpointSlice
+    ),
     // policy/v1
-    def!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NO, STATUS_ONLY, true, k::policy::v1::PodDisruptionBudget),
+    def!(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        NO,
+        STATUS_ONLY,
+        true,
+        k::policy::v1::PodDisruptionBudget
+    ),
     // autoscaling: v2 is stored, v1 converted
-    def!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], ALL, STATUS_ONLY, false, k::autoscaling::v2::HorizontalPodAutoscaler),
+    def!(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        STATUS_ONLY,
+        false,
+        k::autoscaling::v2::HorizontalPodAutoscaler
+    ),
     ResourceDef {
         storage_version: false,
-        ..def!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], ALL, STATUS_ONLY, false, k::autoscaling::v1::HorizontalPodAutoscaler)
+        ..def!(
+            "autoscaling",
+            "v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            true,
+            &["hpa"],
+            ALL,
+            STATUS_ONLY,
+            false,
+            k::autoscaling::v1::HorizontalPodAutoscaler
+        )
     },
     // storage.k8s.io/v1
-    def!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", false, NO, NO, NONE, false, k::storage::v1::CSIDriver),
-    def!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", false, NO, NO, NONE, false, k::storage::v1::CSINode),
-    def!("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", "csistoragecapacity", true, NO, NO, NONE, false, k::storage::v1::CSIStorageCapacity),
-    def!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NO, NONE, false, k::storage::v1::StorageClass),
-    def!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", false, NO, NO, STATUS_ONLY, false, k::storage::v1::VolumeAttachment),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        "csidriver",
+        false,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::storage::v1::CSIDriver
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "CSINode",
+        "csinodes",
+        "csinode",
+        false,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::storage::v1::CSINode
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        "csistoragecapacity",
+        true,
+        NO,
+        NO,
+        NONE,
+        false,
+        k::storage::v1::CSIStorageCapacity
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        &["sc"],
+        NO,
+        NONE,
+        false,
+        k::storage::v1::StorageClass
+    ),
+    def!(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        "volumeattachment",
+        false,
+        NO,
+        NO,
+        STATUS_ONLY,
+        false,
+        k::storage::v1::VolumeAttachment
+    ),
     // scheduling.k8s.io/v1
-    def!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NO, NONE, false, k::scheduling::v1::PriorityClass),
+    def!(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        "priorityclass",
+        false,
+        &["pc"],
+        NO,
+        NONE,
+        false,
+        k::scheduling::v1::PriorityClass
+    ),
     // events.k8s.io/v1: the same objects as core/v1 events, converted
     ResourceDef {
         storage: "events",
         storage_version: false,
-        ..def!("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], NO, NONE, false, k::events::v1::Event)
+        ..def!(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            "event",
+            true,
+            &["ev"],
+            NO,
+            NONE,
+            false,
+            k::events::v1::Event
+        )
     },
     // apiextensions.k8s.io/v1
     ResourceDef {
         short_names: &["crd", "crds"],
         categories: &["api-extensions"],
-        ..def!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, &["crd", "crds"], NO, STATUS_ONLY, true, apiext::CustomResourceDefinition)
+        ..def!(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            false,
+            &["crd", "crds"],
+            NO,
+            STATUS_ONLY,
+            true,
+            apiext::CustomResourceDefinition
+        )
     },
 ];
 
@@ -274,12 +895,16 @@ pub fn all() -> &'static [ResourceDef] {
 
 /// Look up a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|d| d.group == group && d.version == version && d.plural == plural)
 }
 
 /// The version a resource is stored in, by storage name.
 pub fn by_storage(storage: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|d| d.storage == storage && d.storage_version)
+    RESOURCES
+        .iter()
+        .find(|d| d.storage == storage && d.storage_version)
 }
 
 /// The stored version of the resource `def` is a version of.
@@ -387,18 +1012,28 @@ fn hpa_v2_to_v1(obj: &mut Value) {
     let cpu_of = |list: Option<Value>, field: &str| -> Option<Value> {
         list?.as_array()?.iter().find_map(|m| {
             let r = m.get("resource")?;
-            (r.get("name")?.as_str()? == "cpu").then(|| r.get(field)?.get("averageUtilization").cloned()).flatten()
+            (r.get("name")?.as_str()? == "cpu")
+                .then(|| r.get(field)?.get("averageUtilization").cloned())
+                .flatten()
         })
     };
     if let Some(spec) = obj.get_mut("spec") {
         let metrics = take(spec, "metrics");
         take(spec, "behavior");
-        put(spec, "targetCPUUtilizationPercentage", cpu_of(metrics, "target"));
+        put(
+            spec,
+            "targetCPUUtilizationPercentage",
+            cpu_of(metrics, "target"),
+        );
     }
     if let Some(status) = obj.get_mut("status") {
         let metrics = take(status, "currentMetrics");
         take(status, "conditions");
-        put(status, "currentCPUUtilizationPercentage", cpu_of(metrics, "current"));
+        put(
+            status,
+            "currentCPUUtilizationPercentage",
+            cpu_of(metrics, "current"),
+        );
     }
 }
 
@@ -448,7 +1083,8 @@ mod tests {
     #[test]
     fn every_resource_decodes_an_empty_object() {
         for d in all() {
-            let obj = json!({"apiVersion": d.api_version(), "kind": d.kind, "metadata": {"name": "x"}});
+            let obj =
+                json!({"apiVersion": d.api_version(), "kind": d.kind, "metadata": {"name": "x"}});
             // Some kinds have required fields; those must come back as Missing, never Malformed.
             if let Err(CodecError::Malformed { path, message }) = (d.codec)(obj) {
                 panic!("{} {}: {path}: {message}", d.api_version(), d.kind);
@@ -461,9 +1097,17 @@ mod tests {
         let d = find("apps", "v1", "deployments").unwrap();
         let out = (d.codec)(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {}}}))
             .unwrap();
-        assert!(out["spec"].get("selector").is_none(), "absent required fields stay absent for validation: {out}");
-        let bad = (d.codec)(json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": "three", "selector": {}, "template": {}}}));
-        assert!(matches!(bad, Err(CodecError::Malformed { ref path, .. }) if path == "spec.replicas"), "{bad:?}");
+        assert!(
+            out["spec"].get("selector").is_none(),
+            "absent required fields stay absent for validation: {out}"
+        );
+        let bad = (d.codec)(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": "three", "selector": {}, "template": {}}}),
+        );
+        assert!(
+            matches!(bad, Err(CodecError::Malformed { ref path, .. }) if path == "spec.replicas"),
+            "{bad:?}"
+        );
     }
 
     #[test]
@@ -480,7 +1124,10 @@ mod tests {
         let obj = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
             "spec": {"maxReplicas": 5, "targetCPUUtilizationPercentage": 70, "scaleTargetRef": {"kind": "Deployment", "name": "d"}}});
         let stored = to_storage(v1, obj.clone());
-        assert_eq!(stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
+        assert_eq!(
+            stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            70
+        );
         assert_eq!(from_storage(v1, stored), obj);
         let ev = find("events.k8s.io", "v1", "events").unwrap();
         let e = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "note": "hi", "regarding": {"name": "p"}, "eventTime": null});
@@ -495,7 +1142,10 @@ mod tests {
         let d = find("apps", "v1", "deployments").unwrap();
         let k = d.key(Some("default"), "web");
         assert_eq!(k, "/registry/deployments.apps/default/web");
-        assert_eq!(parse_key(&k), Some(("deployments.apps", Some("default"), "web")));
+        assert_eq!(
+            parse_key(&k),
+            Some(("deployments.apps", Some("default"), "web"))
+        );
         assert_eq!(parse_key("/registry/nodes/n1"), Some(("nodes", None, "n1")));
     }
 }

@@ -16,13 +16,21 @@ pub struct Cause {
 
 impl Cause {
     pub fn required(field: impl Into<String>) -> Self {
-        Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
+        Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: field.into(),
+        }
     }
 
     pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Self {
         Cause {
             reason: "FieldValueInvalid".into(),
-            message: format!("Invalid value: {}: {}", render_value(value), detail.as_ref()),
+            message: format!(
+                "Invalid value: {}: {}",
+                render_value(value),
+                detail.as_ref()
+            ),
             field: field.into(),
         }
     }
@@ -31,7 +39,11 @@ impl Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
         Cause {
             reason: "FieldValueNotSupported".into(),
-            message: format!("Unsupported value: {}: supported values: {}", render_value(value), list.join(", ")),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                render_value(value),
+                list.join(", ")
+            ),
             field: field.into(),
         }
     }
@@ -45,7 +57,11 @@ impl Cause {
     }
 
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Cause { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {}", detail.into()), field: field.into() }
+        Cause {
+            reason: "FieldValueForbidden".into(),
+            message: format!("Forbidden: {}", detail.into()),
+            field: field.into(),
+        }
     }
 
     /// A field that may not change after creation (upstream wording).
@@ -81,7 +97,13 @@ pub struct StatusError {
 
 impl StatusError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        StatusError { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
+        StatusError {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -103,20 +125,34 @@ impl StatusError {
     }
 
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", Self::qualified(group, resource)))
-            .with_details(group, resource, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", Self::qualified(group, resource)),
+        )
+        .with_details(group, resource, name)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", Self::qualified(group, resource)))
-            .with_details(group, resource, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!(
+                "{} \"{name}\" already exists",
+                Self::qualified(group, resource)
+            ),
+        )
+        .with_details(group, resource, name)
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", Self::qualified(group, resource)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {detail}",
+                Self::qualified(group, resource)
+            ),
         )
         .with_details(group, resource, name)
     }
@@ -135,19 +171,40 @@ impl StatusError {
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let joined: Vec<String> = causes.iter().map(Cause::display).collect();
         let message = if joined.len() == 1 {
-            format!("{kind}.{} \"{name}\" is invalid: {}", group_or_core(group), joined[0])
+            format!(
+                "{kind}.{} \"{name}\" is invalid: {}",
+                group_or_core(group),
+                joined[0]
+            )
         } else {
-            format!("{kind}.{} \"{name}\" is invalid: [{}]", group_or_core(group), joined.join(", "))
+            format!(
+                "{kind}.{} \"{name}\" is invalid: [{}]",
+                group_or_core(group),
+                joined.join(", ")
+            )
         };
-        let message = if group.is_empty() { message.replacen(&format!("{kind}."), &format!("{kind} "), 1) } else { message };
+        let message = if group.is_empty() {
+            message.replacen(&format!("{kind}."), &format!("{kind} "), 1)
+        } else {
+            message
+        };
         let mut d = json!({ "name": name, "kind": kind });
         if !group.is_empty() {
             d["group"] = json!(group);
         }
         d["causes"] = Value::Array(
-            causes.iter().map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field })).collect(),
+            causes
+                .iter()
+                .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+                .collect(),
         );
-        StatusError { code: 422, reason: "Invalid".into(), message, details: Some(d), retry_after: None }
+        StatusError {
+            code: 422,
+            reason: "Invalid".into(),
+            message,
+            details: Some(d),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -159,11 +216,15 @@ impl StatusError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type:?}"))
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type:?}"))
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -179,7 +240,11 @@ impl StatusError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -228,12 +293,31 @@ mod tests {
 
     #[test]
     fn invalid_message_matches_upstream_shape() {
-        let e = StatusError::invalid("apps", "Deployment", "web", vec![Cause::required("spec.selector")]);
+        let e = StatusError::invalid(
+            "apps",
+            "Deployment",
+            "web",
+            vec![Cause::required("spec.selector")],
+        );
         assert_eq!(e.code, 422);
-        assert_eq!(e.message, "Deployment.apps \"web\" is invalid: spec.selector: Required value");
-        let core = StatusError::invalid("", "ConfigMap", "Bad_Name", vec![Cause::invalid("metadata.name", &json!("Bad_Name"), "x")]);
-        assert_eq!(core.message, "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": x");
-        assert_eq!(core.to_status()["details"]["causes"][0]["field"], "metadata.name");
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
+        );
+        let core = StatusError::invalid(
+            "",
+            "ConfigMap",
+            "Bad_Name",
+            vec![Cause::invalid("metadata.name", &json!("Bad_Name"), "x")],
+        );
+        assert_eq!(
+            core.message,
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": x"
+        );
+        assert_eq!(
+            core.to_status()["details"]["causes"][0]["field"],
+            "metadata.name"
+        );
     }
 
     #[test]

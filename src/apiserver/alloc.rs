@@ -31,18 +31,34 @@ async fn in_use(api: &ApiServer, exclude_key: &str) -> (HashSet<IpAddr>, HashSet
     let def = registry::find("", "v1", "services").expect("services are registered");
     let mut ips = HashSet::new();
     let mut ports = HashSet::new();
-    let Ok(listing) = api.cache.list(&def.prefix(None), None, 0, None, &|_| true).await else { return (ips, ports) };
+    let Ok(listing) = api
+        .cache
+        .list(&def.prefix(None), None, 0, None, &|_| true)
+        .await
+    else {
+        return (ips, ports);
+    };
     for o in &listing.objects {
         if o.key == exclude_key {
             continue;
         }
         let Ok(v) = o.value() else { continue };
-        for ip in v.pointer("/spec/clusterIPs").and_then(Value::as_array).into_iter().flatten() {
+        for ip in v
+            .pointer("/spec/clusterIPs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(ip) = ip.as_str().and_then(|s| s.parse().ok()) {
                 ips.insert(ip);
             }
         }
-        for p in v.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        for p in v
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
                 ports.insert(n as u16);
             }
@@ -52,16 +68,32 @@ async fn in_use(api: &ApiServer, exclude_key: &str) -> (HashSet<IpAddr>, HashSet
 }
 
 /// Allocate (or keep) a Service's ClusterIP and NodePorts. `old` is the stored Service on update.
-pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Value>) -> Result<(), Vec<Cause>> {
+pub async fn allocate_service(
+    api: &ApiServer,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<Cause>> {
     let def = registry::find("", "v1", "services").expect("services are registered");
-    let ns = svc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-    let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ns = svc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = svc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let key = def.key(Some(&ns), &name);
     let (used_ips, used_ports) = in_use(api, &key).await;
     let cidr = api.config.service_cidr;
     let (lo, hi) = api.config.node_port_range;
     let mut causes = Vec::new();
-    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     let spec = svc.get_mut("spec").and_then(Value::as_object_mut);
     let Some(spec) = spec else { return Ok(()) };
 
@@ -71,13 +103,25 @@ pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Val
         spec.remove("ipFamilies");
         spec.remove("ipFamilyPolicy");
     } else {
-        let mut wanted = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut wanted = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if wanted.is_empty() {
-            if let Some(first) = spec.get("clusterIPs").and_then(Value::as_array).and_then(|a| a.first()).and_then(Value::as_str) {
+            if let Some(first) = spec
+                .get("clusterIPs")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+            {
                 wanted = first.to_string();
             }
         }
-        let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).unwrap_or_default();
+        let old_ip = old
+            .and_then(|o| o.pointer("/spec/clusterIP"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if wanted.is_empty() && !old_ip.is_empty() {
             wanted = old_ip.to_string();
         }
@@ -87,7 +131,11 @@ pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Val
             match pick_ip(&cidr, &used_ips) {
                 Some(ip) => ip.to_string(),
                 None => {
-                    causes.push(Cause::invalid("spec.clusterIPs", &json!([]), format!("failed to allocate a serviceIP: range is full")));
+                    causes.push(Cause::invalid(
+                        "spec.clusterIPs",
+                        &json!([]),
+                        "failed to allocate a serviceIP: range is full",
+                    ));
                     String::new()
                 }
             }
@@ -96,7 +144,11 @@ pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Val
         } else {
             match wanted.parse::<IpAddr>() {
                 Err(_) => {
-                    causes.push(Cause::invalid("spec.clusterIPs[0]", &json!(wanted), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"));
+                    causes.push(Cause::invalid(
+                        "spec.clusterIPs[0]",
+                        &json!(wanted),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    ));
                     String::new()
                 }
                 Ok(ip) if !cidr.contains(&ip) => {
@@ -108,7 +160,11 @@ pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Val
                     String::new()
                 }
                 Ok(ip) if used_ips.contains(&ip) => {
-                    causes.push(Cause::invalid("spec.clusterIPs", &json!([wanted]), format!("failed to allocate IP {ip}: provided IP is already allocated")));
+                    causes.push(Cause::invalid(
+                        "spec.clusterIPs",
+                        &json!([wanted]),
+                        format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                    ));
                     String::new()
                 }
                 Ok(ip) => ip.to_string(),
@@ -120,57 +176,77 @@ pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Val
         }
     }
 
-    let wants_node_ports = ty == "NodePort" || (ty == "LoadBalancer" && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true));
-    let old_ports: Vec<Value> = old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let wants_node_ports = ty == "NodePort"
+        || (ty == "LoadBalancer"
+            && spec
+                .get("allocateLoadBalancerNodePorts")
+                .and_then(Value::as_bool)
+                .unwrap_or(true));
+    let old_ports: Vec<Value> = old
+        .and_then(|o| o.pointer("/spec/ports"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut taken: HashSet<u16> = used_ports;
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        // Ports asked for by number first, so that random picks avoid them.
-        for p in ports.iter() {
-            if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
-                let _ = n;
-            }
-        }
+        let kept = |n: u64| {
+            old_ports
+                .iter()
+                .any(|o| o.get("nodePort").and_then(Value::as_u64) == Some(n))
+        };
+        // First the ports asked for by number, so that random picks avoid them.
         for (i, p) in ports.iter_mut().enumerate() {
             let Some(p) = p.as_object_mut() else { continue };
+            let want = p.get("nodePort").and_then(Value::as_u64).unwrap_or(0);
             if !wants_node_ports {
-                if ty == "ClusterIP" && p.get("nodePort").and_then(Value::as_u64).is_some_and(|n| n != 0) {
-                    causes.push(Cause::forbidden(format!("spec.ports[{i}].nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                if ty == "ClusterIP" && want != 0 {
+                    causes.push(Cause::forbidden(
+                        format!("spec.ports[{i}].nodePort"),
+                        "may not be used when `type` is 'ClusterIP'",
+                    ));
                 }
                 p.remove("nodePort");
                 continue;
             }
-            let mut want = p.get("nodePort").and_then(Value::as_u64).unwrap_or(0);
             if want == 0 {
-                // Keep the node port this port had.
-                want = old_ports
-                    .iter()
-                    .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"))
-                    .and_then(|o| o.get("nodePort"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                if want != 0 && taken.contains(&(want as u16)) {
-                    want = 0;
-                }
-            }
-            let field = format!("spec.ports[{i}].nodePort");
-            if want != 0 {
-                let n = want as u16;
-                let kept = old_ports.iter().any(|o| o.get("nodePort").and_then(Value::as_u64) == Some(want));
-                if want > u16::MAX as u64 || n < lo || n > hi {
-                    causes.push(Cause::invalid(field, &json!(want), format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}")));
-                } else if taken.contains(&n) && !kept {
-                    causes.push(Cause::invalid(field, &json!(want), "provided port is already allocated"));
-                } else {
-                    taken.insert(n);
-                }
                 continue;
             }
-            match pick_port(lo, hi, &taken) {
+            let field = format!("spec.ports[{i}].nodePort");
+            if want < lo as u64 || want > hi as u64 {
+                causes.push(Cause::invalid(field, &json!(want), format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}")));
+            } else if taken.contains(&(want as u16)) && !kept(want) {
+                causes.push(Cause::invalid(
+                    field,
+                    &json!(want),
+                    "provided port is already allocated",
+                ));
+            } else {
+                taken.insert(want as u16);
+            }
+        }
+        // Then the others: the node port the same port had before, or a free one.
+        for (i, p) in ports.iter_mut().enumerate() {
+            let Some(p) = p.as_object_mut() else { continue };
+            if !wants_node_ports || p.get("nodePort").and_then(Value::as_u64).unwrap_or(0) != 0 {
+                continue;
+            }
+            let previous = old_ports
+                .iter()
+                .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"))
+                .and_then(|o| o.get("nodePort"))
+                .and_then(Value::as_u64)
+                .map(|n| n as u16)
+                .filter(|n| !taken.contains(n));
+            match previous.or_else(|| pick_port(lo, hi, &taken)) {
                 Some(n) => {
                     taken.insert(n);
                     p.insert("nodePort".into(), json!(n));
                 }
-                None => causes.push(Cause::invalid(field, &json!(0), "range is full")),
+                None => causes.push(Cause::invalid(
+                    format!("spec.ports[{i}].nodePort"),
+                    &json!(0),
+                    "range is full",
+                )),
             }
         }
     }

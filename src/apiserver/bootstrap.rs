@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::ServerError;
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 async fn ensure<K>(api: &Api<K>, obj: serde_json::Value) -> Result<(), ServerError>
 where
@@ -28,10 +29,19 @@ where
 }
 
 /// Make the objects every cluster has; idempotent. `endpoint` is where the API server listens.
-pub async fn run(client: Client, service_ip: IpAddr, endpoint: IpAddr, port: u16) -> Result<(), ServerError> {
+pub async fn run(
+    client: Client,
+    service_ip: IpAddr,
+    endpoint: IpAddr,
+    port: u16,
+) -> Result<(), ServerError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in SYSTEM_NAMESPACES {
-        ensure(&namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            &namespaces,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     ensure(
@@ -66,16 +76,34 @@ pub async fn run(client: Client, service_ip: IpAddr, endpoint: IpAddr, port: u16
     replace_or_create(&slices, "kubernetes", slice).await
 }
 
-async fn replace_or_create<K>(api: &Api<K>, name: &str, obj: serde_json::Value) -> Result<(), ServerError>
+async fn replace_or_create<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: serde_json::Value,
+) -> Result<(), ServerError>
 where
     K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    let mut k: K = serde_json::from_value(obj).map_err(|e| ServerError::Bootstrap(e.to_string()))?;
-    match api.get_opt(name).await.map_err(|e| ServerError::Bootstrap(e.to_string()))? {
-        None => ensure(api, serde_json::to_value(&k).map_err(|e| ServerError::Bootstrap(e.to_string()))?).await,
+    let mut k: K =
+        serde_json::from_value(obj).map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    match api
+        .get_opt(name)
+        .await
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?
+    {
+        None => {
+            ensure(
+                api,
+                serde_json::to_value(&k).map_err(|e| ServerError::Bootstrap(e.to_string()))?,
+            )
+            .await
+        }
         Some(existing) => {
             k.meta_mut().resource_version = existing.meta().resource_version.clone();
-            api.replace(name, &PostParams::default(), &k).await.map(|_| ()).map_err(|e| ServerError::Bootstrap(e.to_string()))
+            api.replace(name, &PostParams::default(), &k)
+                .await
+                .map(|_| ())
+                .map_err(|e| ServerError::Bootstrap(e.to_string()))
         }
     }
 }

@@ -42,7 +42,10 @@ pub const KUBERNETES_VERSION: &str = "v1.33.0";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("bootstrap: {0}")]
@@ -59,7 +62,10 @@ pub struct UserInfo {
 impl UserInfo {
     /// The identity of in-process components (scheduler, controllers, local agent).
     pub fn internal() -> UserInfo {
-        UserInfo { name: "system:kelp".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+        UserInfo {
+            name: "system:kelp".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
     }
 }
 
@@ -71,6 +77,8 @@ pub struct ApiConfig {
     /// Address other components and the `kubernetes` service reach the API at.
     pub advertise_address: std::net::IpAddr,
     pub port: u16,
+    /// Events buffered per watcher before a slow watcher is cut off.
+    pub watch_buffer_events: usize,
 }
 
 pub struct ApiServer {
@@ -83,9 +91,23 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub async fn new(backend: Arc<dyn Backend>, config: ApiConfig) -> Result<Arc<ApiServer>, ServerError> {
-        let cache = Cache::start(backend.clone(), Arc::new(objects::ApiDecoder)).await?;
-        Ok(Arc::new(ApiServer { cache, backend, config, alloc_lock: tokio::sync::Mutex::new(()), ready: AtomicBool::new(false) }))
+    pub async fn new(
+        backend: Arc<dyn Backend>,
+        config: ApiConfig,
+    ) -> Result<Arc<ApiServer>, ServerError> {
+        let cache = Cache::start_with(
+            backend.clone(),
+            Arc::new(objects::ApiDecoder),
+            config.watch_buffer_events,
+        )
+        .await?;
+        Ok(Arc::new(ApiServer {
+            cache,
+            backend,
+            config,
+            alloc_lock: tokio::sync::Mutex::new(()),
+            ready: AtomicBool::new(false),
+        }))
     }
 
     pub fn set_ready(&self) {
@@ -93,7 +115,11 @@ impl ApiServer {
     }
 
     /// Handle one request whose body has been read.
-    pub async fn handle(self: &Arc<Self>, req: Request<Bytes>, user: Option<UserInfo>) -> Response<Body> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Bytes>,
+        user: Option<UserInfo>,
+    ) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let result = self.route(req, user).await;
@@ -105,7 +131,11 @@ impl ApiServer {
         resp
     }
 
-    async fn route(self: &Arc<Self>, req: Request<Bytes>, user: Option<UserInfo>) -> Result<Response<Body>, StatusError> {
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Bytes>,
+        user: Option<UserInfo>,
+    ) -> Result<Response<Body>, StatusError> {
         let query = Query::parse(req.uri().query());
         let target = request::parse_target(req.method(), req.uri().path(), &query)?;
         if let Target::Other(path) = &target {
@@ -113,12 +143,22 @@ impl ApiServer {
                 return Ok(resp);
             }
         }
-        let Some(_user) = user else { return Err(StatusError::unauthorized()) };
+        let Some(_user) = user else {
+            return Err(StatusError::unauthorized());
+        };
         // Authorization: every authenticated user may do everything until RBAC lands.
         match target {
-            Target::Discovery { group, version, legacy } => discovery::serve(&req, group, version, legacy, &self.config),
+            Target::Discovery {
+                group,
+                version,
+                legacy,
+            } => discovery::serve(&req, group, version, legacy, &self.config),
             Target::Resource(r) => objects::serve(self, r, req, query).await,
-            Target::Other(_) => Err(StatusError::new(404, "NotFound", "the server could not find the requested resource")),
+            Target::Other(_) => Err(StatusError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         }
     }
 
@@ -126,7 +166,10 @@ impl ApiServer {
         match path {
             "/healthz" | "/livez" | "/readyz" | "/healthz/" | "/livez/" | "/readyz/" => {
                 if path.starts_with("/readyz") && !self.ready.load(Ordering::SeqCst) {
-                    return Some(text_response(StatusCode::INTERNAL_SERVER_ERROR, "[-]kelp-bootstrap failed: not finished\nreadyz check failed\n"));
+                    return Some(text_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "[-]kelp-bootstrap failed: not finished\nreadyz check failed\n",
+                    ));
                 }
                 Some(text_response(StatusCode::OK, "ok"))
             }
@@ -171,7 +214,9 @@ pub fn go_arch() -> &'static str {
 }
 
 pub fn full_body(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
@@ -184,11 +229,19 @@ pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Resp
 }
 
 pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
-    bytes_response(code, "application/json", Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+    bytes_response(
+        code,
+        "application/json",
+        Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    )
 }
 
 pub fn text_response(code: StatusCode, s: &str) -> Response<Body> {
-    bytes_response(code, "text/plain; charset=utf-8", Bytes::from(s.to_string()))
+    bytes_response(
+        code,
+        "text/plain; charset=utf-8",
+        Bytes::from(s.to_string()),
+    )
 }
 
 pub fn error_response(e: &StatusError) -> Response<Body> {
@@ -206,7 +259,7 @@ pub fn error_response(e: &StatusError) -> Response<Body> {
 pub async fn read_body<B>(body: B, content_length: Option<u64>) -> Result<Bytes, StatusError>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: Into<BoxError>,
 {
     if content_length.is_some_and(|l| l > MAX_BODY as u64) {
         return Err(StatusError::too_large());
@@ -214,10 +267,14 @@ where
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(StatusError::too_large())
             } else {
-                Err(StatusError::bad_request(format!("reading the request body: {e}")))
+                Err(StatusError::bad_request(format!(
+                    "reading the request body: {e}"
+                )))
             }
         }
     }
@@ -239,7 +296,12 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
         let acceptor = acceptor.clone();
         let api = api.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(message = "TLS handshake failed", %peer, error = %e);
@@ -262,7 +324,11 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
                 let user = user.clone();
                 async move {
                     let (parts, body) = req.into_parts();
-                    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                    let len = parts
+                        .headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
                     let resp = match read_body(body, len).await {
                         Ok(bytes) => api.handle(Request::from_parts(parts, bytes), user).await,
                         Err(e) => error_response(&e),

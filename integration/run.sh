@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: what it needs, the lint gate, unit and integration tests, and the check
+# that the release binary is statically linked. Run as root on Debian 12 (CI does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# What the tests need from the system.
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v file >/dev/null || need+=(file)
+command -v gcc >/dev/null || need+=(gcc)
+if ((${#need[@]})); then
+  log "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+for v in 1.27 1.33; do
+  if [ ! -x "/usr/lib/google-cloud-sdk/bin/kubectl.$v" ]; then
+    echo "kubectl $v is missing at /usr/lib/google-cloud-sdk/bin/kubectl.$v: the tests drive the real kubectl" >&2
+    exit 1
+  fi
+done
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+log "unit and integration tests"
+cargo test --all-targets
+
+log "static release binary"
+target=x86_64-unknown-linux-gnu
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$target" --bin kelp
+bin="target/$target/release/kelp"
+file "$bin"
+file "$bin" | grep -q 'statically linked' || { echo "$bin is not statically linked" >&2; exit 1; }
+"$bin" --version
+ls -l "$bin" | awk '{ printf "binary size: %.1f MiB\n", $5 / 1048576 }'
+echo "static binary check: 1 passed, 0 failed"
