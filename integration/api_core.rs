@@ -747,18 +747,102 @@ async fn kubectl_prints_real_columns() {
             ["web-1", "0/1", "Pending", "0"],
             "kubectl {v}: {out}"
         );
-        // Create, list and delete through kubectl.
+        // Create (from a file: OpenAPI-driven validation and protobuf bodies come with the
+        // kubectl-completeness work), list, label, scale, watch and delete through kubectl.
         let name = format!("cm-{}", v.replace('.', "-"));
-        server.kubectl_ok(
+        let file = server.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d-{name}\nspec:\n  selector:\n    matchLabels: {{app: x}}\n  template:\n    metadata:\n      labels: {{app: x}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n"
+            ),
+        )
+        .unwrap();
+        let out = server.kubectl_ok(
             v,
             &[
                 "create",
-                "configmap",
-                &name,
+                "-f",
+                file.to_str().unwrap(),
                 "-n",
                 &ns,
-                "--from-literal=a=b",
+                "--validate=false",
             ],
+        );
+        assert!(
+            out.contains(&format!("configmap/{name} created"))
+                && out.contains(&format!("deployment.apps/d-{name} created")),
+            "{out}"
+        );
+        server.kubectl_ok(v, &["label", "configmap", &name, "-n", &ns, "tier=web"]);
+        server.kubectl_ok(
+            v,
+            &["annotate", "configmap", &name, "-n", &ns, "note=hello"],
+        );
+        let out = server.kubectl_ok(v, &["get", "cm", "-n", &ns, "-l", "tier=web", "-o", "name"]);
+        assert_eq!(out.trim(), format!("configmap/{name}"));
+        server.kubectl_ok(v, &["label", "configmap", &name, "-n", &ns, "tier-"]);
+        assert!(server
+            .kubectl_ok(v, &["get", "cm", "-n", &ns, "-l", "tier=web", "-o", "name"])
+            .trim()
+            .is_empty());
+        server.kubectl_ok(
+            v,
+            &[
+                "scale",
+                "deployment",
+                &format!("d-{name}"),
+                "-n",
+                &ns,
+                "--replicas=4",
+            ],
+        );
+        let out = server.kubectl_ok(
+            v,
+            &[
+                "get",
+                "deploy",
+                &format!("d-{name}"),
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        );
+        assert_eq!(out, "4");
+        let out = server.kubectl_ok(v, &["get", "deployments", "-n", &ns]);
+        assert!(
+            out.lines().next().unwrap().split_whitespace().eq([
+                "NAME",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE"
+            ]),
+            "{out}"
+        );
+        let out = server.kubectl_ok(v, &["get", "all", "-n", "default"]);
+        assert!(out.contains("service/kubernetes"), "{out}");
+        // get -w prints a change made while it watches.
+        let watcher = std::process::Command::new(support::kubectl_path(v))
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["get", "configmaps", "-n", &ns, "-w", "--request-timeout=6s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let late = format!("late-{}", v.replace('.', "-"));
+        Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &cm(&late, json!({}), json!({})))
+            .await
+            .unwrap();
+        let out = watcher.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.contains(&late),
+            "kubectl {v} get -w did not show the new object: {out}"
         );
         let out = server.kubectl_ok(v, &["get", "configmaps", "-n", &ns]);
         assert!(
