@@ -979,7 +979,23 @@ impl Ctx {
             m.remove("resourceVersion");
             m.remove("selfLink");
         }
+        // Defaulting also does create-time work (status reset, generation 1); on update the
+        // status and generation settled above stay.
+        let status = new.get("status").cloned();
+        let generation = new.pointer("/metadata/generation").cloned();
         defaults::apply_defaults(def.group, def.kind, &mut new);
+        match status {
+            Some(s) => new["status"] = s,
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        match generation {
+            Some(g) => meta_mut(&mut new).insert("generation".into(), g),
+            None => meta_mut(&mut new).remove("generation"),
+        };
         if def.generation && spec_part(&new) != spec_part(old) {
             let g = old_meta
                 .get("generation")
