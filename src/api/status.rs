@@ -170,23 +170,11 @@ impl StatusError {
     /// 422 Invalid with field causes. `kind` is the Kind (e.g. `Deployment`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let joined: Vec<String> = causes.iter().map(Cause::display).collect();
+        let what = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let message = if joined.len() == 1 {
-            format!(
-                "{kind}.{} \"{name}\" is invalid: {}",
-                group_or_core(group),
-                joined[0]
-            )
+            format!("{what} \"{name}\" is invalid: {}", joined[0])
         } else {
-            format!(
-                "{kind}.{} \"{name}\" is invalid: [{}]",
-                group_or_core(group),
-                joined.join(", ")
-            )
-        };
-        let message = if group.is_empty() {
-            message.replacen(&format!("{kind}."), &format!("{kind} "), 1)
-        } else {
-            message
+            format!("{what} \"{name}\" is invalid: [{}]", joined.join(", "))
         };
         let mut d = json!({ "name": name, "kind": kind });
         if !group.is_empty() {
@@ -272,10 +260,6 @@ impl StatusError {
         }
         s
     }
-}
-
-fn group_or_core(group: &str) -> &str {
-    group
 }
 
 /// A success `Status` (delete of a non-pod object returns the object; some paths return this).
