@@ -946,7 +946,9 @@ fn default_job(obj: &mut Value) {
             .get("manualSelector")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        if !manual {
+        // uid is always set on create; without it (an update body being re-defaulted) nothing
+        // is generated and validation reports what upstream would.
+        if !manual && !uid.is_empty() {
             let tmeta = ensure_obj(spec.get_mut("template").expect("template"), "metadata");
             let labels = ensure_obj_in(tmeta, "labels");
             for key in ["job-name", "batch.kubernetes.io/job-name"] {

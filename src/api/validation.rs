@@ -474,10 +474,41 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("resource.k8s.io", "DeviceClass"),
 ];
 
-fn is_namespaced(group: &str, kind: &str) -> bool {
-    !CLUSTER_SCOPED
+const BUILT_IN_GROUPS: &[&str] = &[
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "policy",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "discovery.k8s.io",
+    "scheduling.k8s.io",
+    "node.k8s.io",
+    "certificates.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "resource.k8s.io",
+];
+
+/// Scope of a kind: `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` unknown (a
+/// custom resource: the namespace is then only checked when present).
+fn namespaced(group: &str, kind: &str) -> Option<bool> {
+    if CLUSTER_SCOPED
         .iter()
         .any(|(g, k)| *g == group && *k == kind)
+    {
+        Some(false)
+    } else if BUILT_IN_GROUPS.contains(&group) {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 // =============================================================================================
@@ -1074,16 +1105,23 @@ fn validate_object_meta(obj: &Value, group: &str, kind: &str, e: &mut Errs) {
         }
     }
     let ns = gs(meta, "namespace");
-    if is_namespaced(group, kind) {
-        if ns.is_empty() {
-            e.required("metadata.namespace", "");
-        } else {
-            for m in check_name(NameRule::Label, ns, false) {
-                e.invalid_str("metadata.namespace", ns, &m);
+    match namespaced(group, kind) {
+        Some(false) => {
+            if !ns.is_empty() {
+                e.forbidden("metadata.namespace", "not allowed on this type");
             }
         }
-    } else if !ns.is_empty() {
-        e.forbidden("metadata.namespace", "not allowed on this type");
+        scope => {
+            if ns.is_empty() {
+                if scope == Some(true) {
+                    e.required("metadata.namespace", "");
+                }
+            } else {
+                for m in check_name(NameRule::Label, ns, false) {
+                    e.invalid_str("metadata.namespace", ns, &m);
+                }
+            }
+        }
     }
     e.nonnegative("metadata.generation", gi(meta, "generation"));
     validate_labels(meta.get("labels"), "metadata.labels", e);
@@ -2910,6 +2948,24 @@ fn validate_container_resource_name(name: &str, path: &str, e: &mut Errs) {
     }
 }
 
+/// `hugepages-<size>` quantities must be a whole multiple of the page size.
+fn validate_hugepage_value(name: &str, v: &Value, path: &str, e: &mut Errs) {
+    let Some(size) = name.strip_prefix("hugepages-") else {
+        return;
+    };
+    let (Some(qv), Some(page)) = (v.as_str().and_then(parse_quantity), parse_quantity(size)) else {
+        return;
+    };
+    if page.nanos <= 0 || qv.nanos % page.nanos != 0 {
+        let qs = canonical_quantity(&qv);
+        e.invalid_str(
+            path,
+            &qs,
+            &format!("{qs} is not positive integer multiple of {name}"),
+        );
+    }
+}
+
 fn validate_resource_quantity_value(name: &str, v: &Value, path: &str, e: &mut Errs) {
     let Some(qty) = v.as_str().and_then(parse_quantity) else {
         return;
@@ -2951,6 +3007,7 @@ fn validate_resource_requirements(
         validate_resource_quantity_value(name, v, &fp, e);
         if is_hugepages(name) {
             hugepages = true;
+            validate_hugepage_value(name, v, &fp, e);
         }
         if name == "cpu" || name == "memory" {
             lim_cpu_mem = true;
@@ -3007,6 +3064,7 @@ fn validate_resource_requirements(
         }
         if is_hugepages(name) {
             hugepages = true;
+            validate_hugepage_value(name, v, &fp, e);
         }
         if name == "cpu" || name == "memory" {
             req_cpu_mem = true;
@@ -4359,7 +4417,7 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
             if let Some(ru) = us.get("rollingUpdate").filter(|r| !r.is_null()) {
                 e.invalid(
                     "spec.updateStrategy.rollingUpdate",
-                    go_json(Some(ru)),
+                    go_sts_rolling_update(ru),
                     "only allowed for updateStrategy 'RollingUpdate'",
                 );
             }
@@ -4381,11 +4439,20 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
                 }
             }
         }
-        _ => e.invalid(
-            "spec.updateStrategy",
-            go_json(Some(us)),
-            "must be 'RollingUpdate' or 'OnDelete'",
-        ),
+        t => {
+            let ru = match us.get("rollingUpdate").filter(|r| r.is_object()) {
+                Some(_) => "(*apps.RollingUpdateStatefulSetStrategy)(0xc000000000)",
+                None => "(*apps.RollingUpdateStatefulSetStrategy)(nil)",
+            };
+            e.invalid(
+                "spec.updateStrategy",
+                format!(
+                    "apps.StatefulSetUpdateStrategy{{Type:{}, RollingUpdate:{ru}}}",
+                    q(t)
+                ),
+                "must be 'RollingUpdate' or 'OnDelete'",
+            )
+        }
     }
     if let Some(pol) = spec
         .get("persistentVolumeClaimRetentionPolicy")
@@ -4454,6 +4521,18 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
             "activeDeadlineSeconds in StatefulSet is not Supported",
         );
     }
+}
+
+/// `%#v` of an internal `apps.RollingUpdateStatefulSetStrategy`.
+fn go_sts_rolling_update(ru: &Value) -> String {
+    let mu = match ru.get("maxUnavailable").filter(|v| !v.is_null()) {
+        Some(_) => "(*intstr.IntOrString)(0xc000000000)".to_string(),
+        None => "(*intstr.IntOrString)(nil)".to_string(),
+    };
+    format!(
+        "apps.RollingUpdateStatefulSetStrategy{{Partition:{}, MaxUnavailable:{mu}}}",
+        gi(ru, "partition").unwrap_or(0)
+    )
 }
 
 fn validate_replication_controller_spec(spec: &Value, e: &mut Errs) {
@@ -6884,29 +6963,26 @@ fn validate_lease(obj: &Value, e: &mut Errs) {
     }
 }
 
-/// Core v1 Events only get the legacy checks; events.k8s.io Events the strict ones too.
+/// Core v1 Events only get the legacy checks; events.k8s.io Events the strict ones too. Field
+/// paths are those of the internal (core) Event, as upstream validates after conversion.
 fn validate_event(obj: &Value, events_api: bool, e: &mut Errs) {
     let empty = Value::Object(Map::new());
     let meta = obj.get("metadata").unwrap_or(&empty);
     let ns = gs(meta, "namespace");
-    let (involved, controller_field, message_field) = if events_api {
+    let (involved, controller_field, message) = if events_api {
         (
             obj.get("regarding").unwrap_or(&empty),
             "reportingController",
-            "note",
+            gs(obj, "note"),
         )
     } else {
         (
             obj.get("involvedObject").unwrap_or(&empty),
             "reportingComponent",
-            "message",
+            gs(obj, "message"),
         )
     };
-    let involved_path = if events_api {
-        "regarding.namespace"
-    } else {
-        "involvedObject.namespace"
-    };
+    let involved_path = "involvedObject.namespace";
     let event_time = gs(obj, "eventTime");
     let ins = gs(involved, "namespace");
     if event_time.is_empty() {
@@ -6947,8 +7023,8 @@ fn validate_event(obj: &Value, events_api: bool, e: &mut Errs) {
         if reason.len() > 128 {
             e.invalid_str("reason", "", "can have at most 128 characters");
         }
-        if gs(obj, message_field).len() > 1024 {
-            e.invalid_str(message_field, "", "can have at most 1024 characters");
+        if message.len() > 1024 {
+            e.invalid_str("message", "", "can have at most 1024 characters");
         }
     }
     for m in is_dns1123_subdomain(ns) {
@@ -6956,12 +7032,31 @@ fn validate_event(obj: &Value, events_api: bool, e: &mut Errs) {
     }
     if events_api {
         validate_object_meta(obj, "events.k8s.io", "Event", e);
+        if let Some(series) = obj.get("series").filter(|s| s.is_object()) {
+            if gi(series, "count").unwrap_or(0) < 2 {
+                e.invalid_str("series.count", "", "should be at least 2");
+            }
+        }
         if event_time.is_empty() {
             e.required("eventTime", "");
         }
         let t = gs(obj, "type");
         if t != "Normal" && t != "Warning" {
             e.invalid_str("type", "", &format!("has invalid value: {t}"));
+        }
+        if present(obj, "deprecatedFirstTimestamp") {
+            e.invalid_str("firstTimestamp", "", "needs to be unset");
+        }
+        if present(obj, "deprecatedLastTimestamp") {
+            e.invalid_str("lastTimestamp", "", "needs to be unset");
+        }
+        if gi(obj, "deprecatedCount").unwrap_or(0) != 0 {
+            e.invalid_str("count", "", "needs to be unset");
+        }
+        if let Some(src) = obj.get("deprecatedSource") {
+            if !gs(src, "component").is_empty() || !gs(src, "host").is_empty() {
+                e.invalid_str("source", "", "needs to be unset");
+            }
         }
     }
 }
@@ -7822,6 +7917,27 @@ mod tests {
     }
 
     #[test]
+    fn pod_hugepages() {
+        let c = create(
+            "",
+            "Pod",
+            pod(json!([{ "name": "a", "image": "x:1",
+            "resources": { "limits": { "hugepages-2Mi": "1Mi" } } }])),
+        );
+        assert_has(&c, "spec.containers[0].resources.limits[hugepages-2Mi]: Invalid value: \"1Mi\": 1Mi is not positive integer multiple of hugepages-2Mi");
+        assert_has(
+            &c,
+            "spec.containers[0].resources: Forbidden: HugePages require cpu or memory",
+        );
+        assert_clean(&create(
+            "",
+            "Pod",
+            pod(json!([{ "name": "a", "image": "x:1",
+            "resources": { "limits": { "hugepages-2Mi": "4Mi", "memory": "64Mi" } } }])),
+        ));
+    }
+
+    #[test]
     fn pod_probes_and_scheduling() {
         let mut p = pod(json!([{ "name": "a", "image": "x:1",
             "livenessProbe": { "successThreshold": 2, "exec": { "command": ["true"] } },
@@ -8522,6 +8638,129 @@ mod tests {
             "spec.maxReplicas: Invalid value: 0: must be greater than or equal to `minReplicas`",
         );
         assert_has(&c, "spec.scaleTargetRef.kind: Required value");
+    }
+
+    #[test]
+    fn kubectl_generated_objects_are_clean() {
+        // what `kubectl create deployment nginx --image=nginx` sends
+        let d = json!({ "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "nginx", "namespace": "default", "uid": "u", "labels": { "app": "nginx" } },
+            "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "nginx" } }, "strategy": {},
+                "template": { "metadata": { "labels": { "app": "nginx" } },
+                    "spec": { "containers": [{ "name": "nginx", "image": "nginx", "resources": {} }] } } },
+            "status": {} });
+        assert_clean(&create("apps", "Deployment", d));
+        // `kubectl run`
+        assert_clean(&create(
+            "",
+            "Pod",
+            json!({ "metadata": { "name": "nginx", "namespace": "default", "labels": { "run": "nginx" } },
+            "spec": { "containers": [{ "name": "nginx", "image": "nginx", "resources": {} }],
+                      "dnsPolicy": "ClusterFirst", "restartPolicy": "Always" } }),
+        ));
+        // `kubectl expose`
+        assert_clean(&create(
+            "",
+            "Service",
+            svc(
+                json!({ "ports": [{ "port": 80, "protocol": "TCP", "targetPort": 80 }],
+            "selector": { "app": "nginx" } }),
+            ),
+        ));
+        // `kubectl create job` / `kubectl create cronjob`
+        assert_clean(&create(
+            "batch",
+            "Job",
+            json!({ "metadata": { "name": "j", "namespace": "default", "uid": "u" },
+            "spec": { "template": { "metadata": {}, "spec": { "containers": [{ "name": "j", "image": "busybox", "resources": {} }],
+                      "restartPolicy": "Never" } } } }),
+        ));
+        // `kubectl create secret generic` / `kubectl create configmap`
+        assert_clean(&create(
+            "",
+            "Secret",
+            json!({ "metadata": { "name": "s", "namespace": "default" }, "data": { "password": "cGFzcw==" } }),
+        ));
+        assert_clean(&create(
+            "",
+            "ConfigMap",
+            json!({ "metadata": { "name": "c", "namespace": "default" }, "data": { "k": "v" } }),
+        ));
+    }
+
+    #[test]
+    fn custom_resources_and_cluster_scope() {
+        // unknown kinds: metadata checks only, namespace optional
+        assert_clean(&validate_create(
+            "example.com",
+            "Widget",
+            &json!({ "metadata": { "name": "w" } }),
+        ));
+        assert_clean(&validate_create(
+            "example.com",
+            "Widget",
+            &json!({ "metadata": { "name": "w", "namespace": "d" } }),
+        ));
+        let c = validate_create(
+            "example.com",
+            "Widget",
+            &json!({ "metadata": { "name": "W" } }),
+        );
+        assert!(msgs(&c)[0]
+            .starts_with("metadata.name: Invalid value: \"W\": a lowercase RFC 1123 subdomain"));
+        // cluster-scoped built-ins refuse a namespace
+        let c = validate_create(
+            "",
+            "Namespace",
+            &json!({ "metadata": { "name": "a", "namespace": "b" } }),
+        );
+        assert_has(
+            &c,
+            "metadata.namespace: Forbidden: not allowed on this type",
+        );
+    }
+
+    #[test]
+    fn events_api_and_misc() {
+        let ev = json!({ "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": { "name": "e1", "namespace": "d" }, "eventTime": "2025-01-01T00:00:00.000000Z",
+            "reportingController": "kelp.io/scheduler", "reportingInstance": "node-1", "action": "Binding",
+            "reason": "Scheduled", "type": "Normal", "regarding": { "kind": "Pod", "name": "p", "namespace": "d" } });
+        assert_clean(&create("events.k8s.io", "Event", ev.clone()));
+        let mut bad = ev;
+        bad["type"] = json!("Info");
+        bad.as_object_mut().unwrap().remove("action");
+        let c = create("events.k8s.io", "Event", bad);
+        assert_has(&c, "action: Required value");
+        assert_has(&c, "type: Invalid value: \"\": has invalid value: Info");
+
+        let mut p = pod(json!([{ "name": "a", "image": "x:1" }]));
+        p["metadata"]["annotations"] =
+            json!({ "controller.kubernetes.io/pod-deletion-cost": "lots" });
+        assert_has(&create("", "Pod", p), "metadata.annotations[controller.kubernetes.io/pod-deletion-cost]: Invalid value: \"lots\": must be a 32bit integer");
+
+        let ep = json!({ "metadata": { "name": "e", "namespace": "d" },
+            "subsets": [{ "addresses": [{ "ip": "127.0.0.1" }], "ports": [{ "port": 80 }] }] });
+        assert_has(&create("", "Endpoints", ep), "subsets[0].addresses[0].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)");
+
+        let c = create(
+            "",
+            "Service",
+            svc(json!({ "ports": [{ "port": 80, "nodePort": 30001 }] })),
+        );
+        assert_has(
+            &c,
+            "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'",
+        );
+
+        // a Job update body without uid is not given a bogus generated selector
+        let old = defaulted("batch", "Job", job());
+        let mut body = job();
+        body["metadata"].as_object_mut().unwrap().remove("uid");
+        let new = defaulted("batch", "Job", body);
+        let c = validate_update("batch", "Job", &new, &old);
+        assert_has(&c, "spec.selector: Required value");
+        assert_has(&c, "spec.selector: Invalid value: null: field is immutable");
     }
 
     #[test]
