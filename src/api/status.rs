@@ -170,7 +170,11 @@ impl StatusError {
     /// 422 Invalid with field causes. `kind` is the Kind (e.g. `Deployment`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let joined: Vec<String> = causes.iter().map(Cause::display).collect();
-        let what = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let what = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let message = if joined.len() == 1 {
             format!("{what} \"{name}\" is invalid: {}", joined[0])
         } else {

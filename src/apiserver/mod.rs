@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -255,29 +255,43 @@ pub fn error_response(e: &StatusError) -> Response<Body> {
     r
 }
 
-/// Read a request body, refusing more than [`MAX_BODY`] bytes with 413.
+/// Past this much, an oversized body is not read any further and the connection just ends.
+const DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Read a request body, refusing more than [`MAX_BODY`] bytes with 413. An oversized body is read
+/// and dropped (up to [`DRAIN_LIMIT`]) so that the client, still sending, gets the answer.
 pub async fn read_body<B>(body: B, content_length: Option<u64>) -> Result<Bytes, StatusError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    if content_length.is_some_and(|l| l > MAX_BODY as u64) {
+    let mut body = std::pin::pin!(body);
+    let mut too_large = content_length.is_some_and(|l| l > MAX_BODY as u64);
+    let mut buf = bytes::BytesMut::new();
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            StatusError::bad_request(format!("reading the request body: {}", e.into()))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > MAX_BODY as u64 {
+            too_large = true;
+        }
+        if too_large {
+            if total > DRAIN_LIMIT {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if too_large {
         return Err(StatusError::too_large());
     }
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(StatusError::too_large())
-            } else {
-                Err(StatusError::bad_request(format!(
-                    "reading the request body: {e}"
-                )))
-            }
-        }
-    }
+    Ok(buf.freeze())
 }
 
 /// Serve HTTPS on `listener` until the process ends.
