@@ -10,9 +10,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
-use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::Client;
 use serde_json::{json, Value};
 use support::{unique, Server};
@@ -20,18 +18,14 @@ use support::{unique, Server};
 async fn make_ns(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);
     let api: Api<Namespace> = Api::all(client.clone());
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+        .await
+        .unwrap();
     name
 }
 
 fn cm(name: &str, labels: Value, data: Value) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": data}))
-        .unwrap()
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": data})).unwrap()
 }
 
 fn api_err(e: kube::Error) -> (u16, String, String) {
@@ -53,44 +47,20 @@ async fn crud_across_kinds_and_defaults() {
         let got = nss.get(n).await.unwrap();
         assert_eq!(got.status.unwrap().phase.as_deref(), Some("Active"));
     }
-    let kube_svc = Api::<Service>::namespaced(client.clone(), "default")
-        .get("kubernetes")
-        .await
-        .unwrap();
-    assert_eq!(
-        kube_svc.spec.unwrap().cluster_ip.as_deref(),
-        Some("10.43.0.1")
-    );
+    let kube_svc = Api::<Service>::namespaced(client.clone(), "default").get("kubernetes").await.unwrap();
+    assert_eq!(kube_svc.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.1"));
 
     // ConfigMap: create, get, update, delete.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let created = cms
-        .create(
-            &PostParams::default(),
-            &cm("one", json!({"a": "1"}), json!({"k": "v"})),
-        )
-        .await
-        .unwrap();
+    let created = cms.create(&PostParams::default(), &cm("one", json!({"a": "1"}), json!({"k": "v"}))).await.unwrap();
     let meta = &created.metadata;
     assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
     let rv1: i64 = meta.resource_version.as_deref().unwrap().parse().unwrap();
     let mut got = cms.get("one").await.unwrap();
-    assert_eq!(
-        got.metadata.resource_version,
-        created.metadata.resource_version
-    );
+    assert_eq!(got.metadata.resource_version, created.metadata.resource_version);
     got.data.as_mut().unwrap().insert("k".into(), "w".into());
-    let updated = cms
-        .replace("one", &PostParams::default(), &got)
-        .await
-        .unwrap();
-    let rv2: i64 = updated
-        .metadata
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let updated = cms.replace("one", &PostParams::default(), &got).await.unwrap();
+    let rv2: i64 = updated.metadata.resource_version.as_deref().unwrap().parse().unwrap();
     assert!(rv2 > rv1, "every write gets a newer resourceVersion");
     assert_eq!(updated.metadata.uid, created.metadata.uid);
     cms.delete("one", &DeleteParams::default()).await.unwrap();
@@ -110,55 +80,30 @@ async fn crud_across_kinds_and_defaults() {
     assert_eq!(spec.replicas, Some(1));
     assert_eq!(spec.revision_history_limit, Some(10));
     assert_eq!(spec.progress_deadline_seconds, Some(600));
-    assert_eq!(
-        spec.strategy.as_ref().unwrap().type_.as_deref(),
-        Some("RollingUpdate")
-    );
+    assert_eq!(spec.strategy.as_ref().unwrap().type_.as_deref(), Some("RollingUpdate"));
     let c = &spec.template.spec.as_ref().unwrap().containers[0];
     assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
-    assert_eq!(
-        c.termination_message_path.as_deref(),
-        Some("/dev/termination-log")
-    );
+    assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
     let pod_spec = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod_spec.restart_policy.as_deref(), Some("Always"));
     assert_eq!(pod_spec.dns_policy.as_deref(), Some("ClusterFirst"));
-    assert_eq!(
-        pod_spec.scheduler_name.as_deref(),
-        Some("default-scheduler")
-    );
+    assert_eq!(pod_spec.scheduler_name.as_deref(), Some("default-scheduler"));
     assert_eq!(pod_spec.termination_grace_period_seconds, Some(30));
     let labelled = deps
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-        )
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
         .await
         .unwrap();
-    assert_eq!(
-        labelled.metadata.generation,
-        Some(1),
-        "a metadata change does not bump generation"
-    );
+    assert_eq!(labelled.metadata.generation, Some(1), "a metadata change does not bump generation");
     let scale = deps.get_scale("web").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
     let scaled = deps
-        .patch_scale(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}})),
-        )
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
         .await
         .unwrap();
     assert_eq!(scaled.spec.unwrap().replicas, Some(3));
     let d = deps.get("web").await.unwrap();
     assert_eq!(d.spec.unwrap().replicas, Some(3));
-    assert_eq!(
-        d.metadata.generation,
-        Some(2),
-        "a spec change bumps generation"
-    );
+    assert_eq!(d.metadata.generation, Some(2), "a spec change bumps generation");
     // Status is kept apart: a main update cannot write it, a status update cannot write spec.
     let st = deps
         .patch_status(
@@ -170,14 +115,8 @@ async fn crud_across_kinds_and_defaults() {
         .unwrap();
     assert_eq!(st.status.unwrap().replicas, Some(2));
     assert_eq!(st.spec.unwrap().replicas, Some(3));
-    let main = deps
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"replicas": 7}})),
-        )
-        .await
-        .unwrap();
+    let main =
+        deps.patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}}))).await.unwrap();
     assert_eq!(main.status.unwrap().replicas, Some(2));
     // The selector is immutable.
     let err = deps
@@ -208,80 +147,43 @@ async fn crud_across_kinds_and_defaults() {
         "spec": {"type": "NodePort", "ports": [{"port": 81, "nodePort": node_port}]}
     }))
     .unwrap();
-    let (code, _, message) = api_err(
-        svcs.create(&PostParams::default(), &clash)
-            .await
-            .unwrap_err(),
-    );
+    let (code, _, message) = api_err(svcs.create(&PostParams::default(), &clash).await.unwrap_err());
     assert_eq!(code, 422);
-    assert!(
-        message.contains("provided port is already allocated"),
-        "{message}"
-    );
+    assert!(message.contains("provided port is already allocated"), "{message}");
 
     // Pods: defaults and admission, the status starts Pending.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod: Pod = serde_json::from_value(json!({"metadata": {"generateName": "p-"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})).unwrap();
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"generateName": "p-"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}),
+    )
+    .unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert!(pod.metadata.name.as_deref().unwrap().starts_with("p-"));
-    assert_eq!(
-        pod.status.as_ref().unwrap().phase.as_deref(),
-        Some("Pending")
-    );
-    assert_eq!(
-        pod.status.as_ref().unwrap().qos_class.as_deref(),
-        Some("BestEffort")
-    );
+    assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+    assert_eq!(pod.status.as_ref().unwrap().qos_class.as_deref(), Some("BestEffort"));
     let pspec = pod.spec.unwrap();
-    assert_eq!(
-        pspec.containers[0].image_pull_policy.as_deref(),
-        Some("IfNotPresent")
-    );
+    assert_eq!(pspec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(pspec.service_account_name.as_deref(), Some("default"));
     assert_eq!(pspec.tolerations.unwrap().len(), 2);
 
     // Secrets, dry run.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let s: Secret =
-        serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"a": "b"}}))
-            .unwrap();
-    let dry = secrets
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &s,
-        )
-        .await
-        .unwrap();
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"a": "b"}})).unwrap();
+    let dry = secrets.create(&PostParams { dry_run: true, ..Default::default() }, &s).await.unwrap();
     assert_eq!(dry.type_.as_deref(), Some("Opaque"));
-    assert_eq!(
-        api_err(secrets.get("s").await.unwrap_err()).0,
-        404,
-        "dry run stores nothing"
-    );
+    assert_eq!(api_err(secrets.get("s").await.unwrap_err()).0, 404, "dry run stores nothing");
 
     // Finalizers hold a delete until they are removed.
     cms.create(
         &PostParams::default(),
-        &serde_json::from_value(
-            json!({"metadata": {"name": "fin", "finalizers": ["example.com/hold"]}}),
-        )
-        .unwrap(),
+        &serde_json::from_value(json!({"metadata": {"name": "fin", "finalizers": ["example.com/hold"]}})).unwrap(),
     )
     .await
     .unwrap();
     cms.delete("fin", &DeleteParams::default()).await.unwrap();
     let held = cms.get("fin").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
-    cms.patch(
-        "fin",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .unwrap();
+    cms.patch("fin", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
     assert_eq!(api_err(cms.get("fin").await.unwrap_err()).0, 404);
 }
 
@@ -291,18 +193,9 @@ async fn conflicts_and_already_exists() {
     let client = server.client().await;
     let ns = make_ns(&client, "conflict").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let first = cms
-        .create(
-            &PostParams::default(),
-            &cm("c", json!({}), json!({"v": "1"})),
-        )
-        .await
-        .unwrap();
-    let (code, reason, _) = api_err(
-        cms.create(&PostParams::default(), &cm("c", json!({}), json!({})))
-            .await
-            .unwrap_err(),
-    );
+    let first = cms.create(&PostParams::default(), &cm("c", json!({}), json!({"v": "1"}))).await.unwrap();
+    let (code, reason, _) =
+        api_err(cms.create(&PostParams::default(), &cm("c", json!({}), json!({}))).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
     let mut a = first.clone();
     a.data = Some(BTreeMap::from([("v".to_string(), "2".to_string())]));
@@ -310,21 +203,10 @@ async fn conflicts_and_already_exists() {
     // The same stale resourceVersion again.
     let mut b = first.clone();
     b.data = Some(BTreeMap::from([("v".to_string(), "3".to_string())]));
-    let (code, reason, message) = api_err(
-        cms.replace("c", &PostParams::default(), &b)
-            .await
-            .unwrap_err(),
-    );
+    let (code, reason, message) = api_err(cms.replace("c", &PostParams::default(), &b).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    assert!(
-        message.contains("the object has been modified"),
-        "{message}"
-    );
-    assert_eq!(
-        cms.get("c").await.unwrap().data.unwrap()["v"],
-        "2",
-        "the stale write lost nothing"
-    );
+    assert!(message.contains("the object has been modified"), "{message}");
+    assert_eq!(cms.get("c").await.unwrap().data.unwrap()["v"], "2", "the stale write lost nothing");
     // A delete precondition on a stale resourceVersion fails too.
     let dp = DeleteParams {
         preconditions: Some(kube::api::Preconditions {
@@ -348,16 +230,10 @@ async fn label_and_field_selectors() {
         ("c", json!({"app": "db"})),
         ("d", json!({})),
     ] {
-        cms.create(&PostParams::default(), &cm(name, labels, json!({})))
-            .await
-            .unwrap();
+        cms.create(&PostParams::default(), &cm(name, labels, json!({}))).await.unwrap();
     }
     let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
-        let mut v: Vec<String> = l
-            .items
-            .into_iter()
-            .filter_map(|c| c.metadata.name)
-            .collect();
+        let mut v: Vec<String> = l.items.into_iter().filter_map(|c| c.metadata.name).collect();
         v.sort();
         v
     };
@@ -375,27 +251,13 @@ async fn label_and_field_selectors() {
         let got = names(cms.list(&ListParams::default().labels(sel)).await.unwrap());
         assert_eq!(got, want, "selector {sel}");
     }
-    let got = names(
-        cms.list(&ListParams::default().fields("metadata.name=c"))
-            .await
-            .unwrap(),
-    );
+    let got = names(cms.list(&ListParams::default().fields("metadata.name=c")).await.unwrap());
     assert_eq!(got, vec!["c"]);
-    let got = names(
-        cms.list(&ListParams::default().fields("metadata.name!=c"))
-            .await
-            .unwrap(),
-    );
+    let got = names(cms.list(&ListParams::default().fields("metadata.name!=c")).await.unwrap());
     assert_eq!(got, vec!["a", "b", "d"]);
-    let err = cms
-        .list(&ListParams::default().fields("spec.bogus=1"))
-        .await
-        .unwrap_err();
+    let err = cms.list(&ListParams::default().fields("spec.bogus=1")).await.unwrap_err();
     assert_eq!(api_err(err).0, 400);
-    let err = cms
-        .list(&ListParams::default().labels("a in ("))
-        .await
-        .unwrap_err();
+    let err = cms.list(&ListParams::default().labels("a in (")).await.unwrap_err();
     assert_eq!(api_err(err).0, 400);
 
     // Pod fields: spec.nodeName and status.phase; across all namespaces.
@@ -413,23 +275,10 @@ async fn label_and_field_selectors() {
         .unwrap();
     }
     let all: Api<Pod> = Api::all(client.clone());
-    let on_n1 = all
-        .list(&ListParams::default().fields("spec.nodeName=n1"))
-        .await
-        .unwrap();
+    let on_n1 = all.list(&ListParams::default().fields("spec.nodeName=n1")).await.unwrap();
     assert_eq!(on_n1.items.len(), 1);
-    let unscheduled = pods
-        .list(&ListParams::default().fields("spec.nodeName=,status.phase=Pending"))
-        .await
-        .unwrap();
-    assert_eq!(
-        unscheduled
-            .items
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect::<Vec<_>>(),
-        vec!["p2"]
-    );
+    let unscheduled = pods.list(&ListParams::default().fields("spec.nodeName=,status.phase=Pending")).await.unwrap();
+    assert_eq!(unscheduled.items.iter().filter_map(|p| p.metadata.name.clone()).collect::<Vec<_>>(), vec!["p2"]);
 }
 
 #[tokio::test]
@@ -439,37 +288,20 @@ async fn pagination_is_a_consistent_snapshot() {
     let ns = make_ns(&client, "page").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for i in 0..25 {
-        cms.create(
-            &PostParams::default(),
-            &cm(&format!("cm-{i:02}"), json!({}), json!({})),
-        )
-        .await
-        .unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i:02}"), json!({}), json!({}))).await.unwrap();
     }
     let first = cms.list(&ListParams::default().limit(10)).await.unwrap();
     assert_eq!(first.items.len(), 10);
     assert_eq!(first.metadata.remaining_item_count, Some(15));
     let token = first.metadata.continue_.clone().expect("a continue token");
     // Changes after the first page do not show up in later pages.
-    cms.create(&PostParams::default(), &cm("cm-99", json!({}), json!({})))
-        .await
-        .unwrap();
+    cms.create(&PostParams::default(), &cm("cm-99", json!({}), json!({}))).await.unwrap();
     cms.delete("cm-24", &DeleteParams::default()).await.unwrap();
-    let mut names: Vec<String> = first
-        .items
-        .iter()
-        .filter_map(|c| c.metadata.name.clone())
-        .collect();
+    let mut names: Vec<String> = first.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
     let mut token = Some(token);
     while let Some(t) = token {
-        let page = cms
-            .list(&ListParams::default().limit(10).continue_token(&t))
-            .await
-            .unwrap();
-        assert_eq!(
-            page.metadata.resource_version, first.metadata.resource_version,
-            "pages come from one revision"
-        );
+        let page = cms.list(&ListParams::default().limit(10).continue_token(&t)).await.unwrap();
+        assert_eq!(page.metadata.resource_version, first.metadata.resource_version, "pages come from one revision");
         names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
         token = page.metadata.continue_.filter(|c| !c.is_empty());
     }
@@ -478,74 +310,24 @@ async fn pagination_is_a_consistent_snapshot() {
     // A fresh list sees the changes.
     let now = cms.list(&ListParams::default()).await.unwrap();
     assert_eq!(now.items.len(), 25);
-    assert!(now
-        .items
-        .iter()
-        .any(|c| c.metadata.name.as_deref() == Some("cm-99")));
+    assert!(now.items.iter().any(|c| c.metadata.name.as_deref() == Some("cm-99")));
     // A made-up continue token is a 400.
-    assert_eq!(
-        api_err(
-            cms.list(&ListParams::default().continue_token("garbage"))
-                .await
-                .unwrap_err()
-        )
-        .0,
-        400
-    );
+    assert_eq!(api_err(cms.list(&ListParams::default().continue_token("garbage")).await.unwrap_err()).0, 400);
 }
 
 #[tokio::test]
 async fn watch_resumes_and_expires_after_compaction() {
-    let server = Server::start_with(&[
-        "--store-compaction-interval",
-        "1",
-        "--store-compaction-retention",
-        "1",
-    ]);
+    let server = Server::start_with(&["--store-compaction-interval", "1", "--store-compaction-retention", "1"]);
     let client = server.client().await;
     let ns = make_ns(&client, "watch").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let start = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
-    let mut stream = cms
-        .watch(&WatchParams::default().labels("w=1"), &start)
-        .await
-        .unwrap()
-        .boxed();
-    let a = cms
-        .create(
-            &PostParams::default(),
-            &cm("a", json!({"w": "1"}), json!({})),
-        )
-        .await
-        .unwrap();
-    cms.create(
-        &PostParams::default(),
-        &cm("ignored", json!({"w": "2"}), json!({})),
-    )
-    .await
-    .unwrap();
-    let a2 = cms
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"x": "y"}})),
-        )
-        .await
-        .unwrap();
+    let start = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut stream = cms.watch(&WatchParams::default().labels("w=1"), &start).await.unwrap().boxed();
+    let a = cms.create(&PostParams::default(), &cm("a", json!({"w": "1"}), json!({}))).await.unwrap();
+    cms.create(&PostParams::default(), &cm("ignored", json!({"w": "2"}), json!({}))).await.unwrap();
+    let a2 = cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "y"}}))).await.unwrap();
     // Leaving the selection looks like a deletion to this watcher.
-    cms.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"w": "3"}}})),
-    )
-    .await
-    .unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "3"}}}))).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
@@ -555,39 +337,20 @@ async fn watch_resumes_and_expires_after_compaction() {
             .unwrap();
         match ev {
             WatchEvent::Added(o) => seen.push(("ADDED", o.metadata.resource_version.unwrap())),
-            WatchEvent::Modified(o) => {
-                seen.push(("MODIFIED", o.metadata.resource_version.unwrap()))
-            }
+            WatchEvent::Modified(o) => seen.push(("MODIFIED", o.metadata.resource_version.unwrap())),
             WatchEvent::Deleted(o) => seen.push(("DELETED", o.metadata.resource_version.unwrap())),
             WatchEvent::Bookmark(_) => {}
             WatchEvent::Error(e) => panic!("{e:?}"),
         }
     }
-    assert_eq!(
-        seen[0],
-        ("ADDED", a.metadata.resource_version.clone().unwrap())
-    );
-    assert_eq!(
-        seen[1],
-        ("MODIFIED", a2.metadata.resource_version.clone().unwrap())
-    );
+    assert_eq!(seen[0], ("ADDED", a.metadata.resource_version.clone().unwrap()));
+    assert_eq!(seen[1], ("MODIFIED", a2.metadata.resource_version.clone().unwrap()));
     assert_eq!(seen[2].0, "DELETED");
 
     // Resume from the first event's version: only what came after it.
-    let resumed = cms
-        .watch(
-            &WatchParams::default(),
-            a.metadata.resource_version.as_deref().unwrap(),
-        )
-        .await
-        .unwrap()
-        .boxed();
-    let first = tokio::time::timeout(Duration::from_secs(10), resumed.into_future())
-        .await
-        .unwrap()
-        .0
-        .unwrap()
-        .unwrap();
+    let resumed =
+        cms.watch(&WatchParams::default(), a.metadata.resource_version.as_deref().unwrap()).await.unwrap().boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), resumed.into_future()).await.unwrap().0.unwrap().unwrap();
     match first {
         WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("ignored")),
         other => panic!("{other:?}"),
@@ -595,37 +358,21 @@ async fn watch_resumes_and_expires_after_compaction() {
 
     // After compaction has passed that revision, the same watch is 410 Gone (Expired).
     for i in 0..5 {
-        cms.patch(
-            "ignored",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"i": i.to_string()}})),
-        )
-        .await
-        .unwrap();
+        cms.patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"data": {"i": i.to_string()}})))
+            .await
+            .unwrap();
     }
     let old = a.metadata.resource_version.clone().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let s = cms
-            .watch(&WatchParams::default(), &old)
-            .await
-            .unwrap()
-            .boxed();
-        let ev = tokio::time::timeout(Duration::from_secs(10), s.into_future())
-            .await
-            .unwrap()
-            .0
-            .unwrap()
-            .unwrap();
+        let s = cms.watch(&WatchParams::default(), &old).await.unwrap().boxed();
+        let ev = tokio::time::timeout(Duration::from_secs(10), s.into_future()).await.unwrap().0.unwrap().unwrap();
         if let WatchEvent::Error(e) = ev {
             assert_eq!(e.code, 410);
             assert_eq!(e.reason, "Expired");
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "compaction never expired revision {old}"
-        );
+        assert!(std::time::Instant::now() < deadline, "compaction never expired revision {old}");
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Keep writing so that there is history to compact.
         cms.patch(
@@ -637,9 +384,7 @@ async fn watch_resumes_and_expires_after_compaction() {
         .unwrap();
     }
     // An old list with an exact version is 410 as well.
-    let lp = ListParams::default()
-        .at(&old)
-        .matching(kube::api::VersionMatch::Exact);
+    let lp = ListParams::default().at(&old).matching(kube::api::VersionMatch::Exact);
     assert_eq!(api_err(cms.list(&lp).await.unwrap_err()).0, 410);
 }
 
@@ -660,10 +405,7 @@ async fn acknowledged_writes_survive_kill_9() {
             while stop.load(Ordering::SeqCst) == 0 {
                 let name = format!("w{w}-{i}");
                 if cms
-                    .create(
-                        &PostParams::default(),
-                        &cm(&name, json!({}), json!({"payload": "x".repeat(2000)})),
-                    )
+                    .create(&PostParams::default(), &cm(&name, json!({}), json!({"payload": "x".repeat(2000)})))
                     .await
                     .is_ok()
                 {
@@ -686,14 +428,8 @@ async fn acknowledged_writes_survive_kill_9() {
     server.spawn();
     let client = server.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
-    let stored: std::collections::HashSet<String> = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|c| c.metadata.name)
-        .collect();
+    let stored: std::collections::HashSet<String> =
+        cms.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).collect();
     let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
     assert!(
         lost.is_empty(),
@@ -710,43 +446,25 @@ async fn kubectl_prints_real_columns() {
     let client = server.client().await;
     let ns = make_ns(&client, "kubectl").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    pods.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).unwrap()).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
     for v in ["1.27", "1.33"] {
         let out = server.kubectl_ok(v, &["get", "pods", "-n", &ns, "-o", "wide"]);
-        let header: Vec<&str> = out
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
+        let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
         assert_eq!(
             header,
-            [
-                "NAME",
-                "READY",
-                "STATUS",
-                "RESTARTS",
-                "AGE",
-                "IP",
-                "NODE",
-                "NOMINATED",
-                "NODE",
-                "READINESS",
-                "GATES"
-            ],
+            ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"],
             "kubectl {v}: {out}"
         );
-        let row: Vec<&str> = out
-            .lines()
-            .nth(1)
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        assert_eq!(
-            &row[..4],
-            ["web-1", "0/1", "Pending", "0"],
-            "kubectl {v}: {out}"
-        );
+        let row: Vec<&str> = out.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        assert_eq!(&row[..4], ["web-1", "0/1", "Pending", "0"], "kubectl {v}: {out}");
         // Create (from a file: OpenAPI-driven validation and protobuf bodies come with the
         // kubectl-completeness work), list, label, scale, watch and delete through kubectl.
         let name = format!("cm-{}", v.replace('.', "-"));
@@ -758,67 +476,25 @@ async fn kubectl_prints_real_columns() {
             ),
         )
         .unwrap();
-        let out = server.kubectl_ok(
-            v,
-            &[
-                "create",
-                "-f",
-                file.to_str().unwrap(),
-                "-n",
-                &ns,
-                "--validate=false",
-            ],
-        );
+        let out = server.kubectl_ok(v, &["create", "-f", file.to_str().unwrap(), "-n", &ns, "--validate=false"]);
         assert!(
             out.contains(&format!("configmap/{name} created"))
                 && out.contains(&format!("deployment.apps/d-{name} created")),
             "{out}"
         );
         server.kubectl_ok(v, &["label", "configmap", &name, "-n", &ns, "tier=web"]);
-        server.kubectl_ok(
-            v,
-            &["annotate", "configmap", &name, "-n", &ns, "note=hello"],
-        );
+        server.kubectl_ok(v, &["annotate", "configmap", &name, "-n", &ns, "note=hello"]);
         let out = server.kubectl_ok(v, &["get", "cm", "-n", &ns, "-l", "tier=web", "-o", "name"]);
         assert_eq!(out.trim(), format!("configmap/{name}"));
         server.kubectl_ok(v, &["label", "configmap", &name, "-n", &ns, "tier-"]);
-        assert!(server
-            .kubectl_ok(v, &["get", "cm", "-n", &ns, "-l", "tier=web", "-o", "name"])
-            .trim()
-            .is_empty());
-        server.kubectl_ok(
-            v,
-            &[
-                "scale",
-                "deployment",
-                &format!("d-{name}"),
-                "-n",
-                &ns,
-                "--replicas=4",
-            ],
-        );
-        let out = server.kubectl_ok(
-            v,
-            &[
-                "get",
-                "deploy",
-                &format!("d-{name}"),
-                "-n",
-                &ns,
-                "-o",
-                "jsonpath={.spec.replicas}",
-            ],
-        );
+        assert!(server.kubectl_ok(v, &["get", "cm", "-n", &ns, "-l", "tier=web", "-o", "name"]).trim().is_empty());
+        server.kubectl_ok(v, &["scale", "deployment", &format!("d-{name}"), "-n", &ns, "--replicas=4"]);
+        let out = server
+            .kubectl_ok(v, &["get", "deploy", &format!("d-{name}"), "-n", &ns, "-o", "jsonpath={.spec.replicas}"]);
         assert_eq!(out, "4");
         let out = server.kubectl_ok(v, &["get", "deployments", "-n", &ns]);
         assert!(
-            out.lines().next().unwrap().split_whitespace().eq([
-                "NAME",
-                "READY",
-                "UP-TO-DATE",
-                "AVAILABLE",
-                "AGE"
-            ]),
+            out.lines().next().unwrap().split_whitespace().eq(["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]),
             "{out}"
         );
         let out = server.kubectl_ok(v, &["get", "all", "-n", "default"]);
@@ -840,43 +516,21 @@ async fn kubectl_prints_real_columns() {
             .unwrap();
         let out = watcher.wait_with_output().unwrap();
         let out = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.contains(&late),
-            "kubectl {v} get -w did not show the new object: {out}"
-        );
+        assert!(out.contains(&late), "kubectl {v} get -w did not show the new object: {out}");
         let out = server.kubectl_ok(v, &["get", "configmaps", "-n", &ns]);
-        assert!(
-            out.lines()
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .eq(["NAME", "DATA", "AGE"]),
-            "{out}"
-        );
+        assert!(out.lines().next().unwrap().split_whitespace().eq(["NAME", "DATA", "AGE"]), "{out}");
         assert!(out.contains(&name), "{out}");
-        let out = server.kubectl_ok(
-            v,
-            &["get", "cm", &name, "-n", &ns, "-o", "jsonpath={.data.a}"],
-        );
+        let out = server.kubectl_ok(v, &["get", "cm", &name, "-n", &ns, "-o", "jsonpath={.data.a}"]);
         assert_eq!(out, "b");
         server.kubectl_ok(v, &["delete", "configmap", &name, "-n", &ns]);
         let out = server.kubectl(v, &["get", "configmap", &name, "-n", &ns]);
         assert!(!out.status.success());
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("NotFound"),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&out.stderr));
         let out = server.kubectl_ok(v, &["get", "namespaces"]);
-        assert!(
-            out.contains("kube-system") && out.contains("Active"),
-            "{out}"
-        );
+        assert!(out.contains("kube-system") && out.contains("Active"), "{out}");
         let out = server.kubectl_ok(v, &["api-resources"]);
         assert!(
-            out.lines().any(|l| l.starts_with("deployments")
-                && l.contains("deploy")
-                && l.contains("apps/v1")),
+            out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
             "{out}"
         );
         let out = server.kubectl_ok(v, &["version", "-o", "json"]);
@@ -885,19 +539,9 @@ async fn kubectl_prints_real_columns() {
     }
 }
 
-async fn raw(
-    client: &Client,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> (u16, Value) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(body)
-        .unwrap();
+async fn raw(client: &Client, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let req =
+        http::Request::builder().method(method).uri(path).header("content-type", content_type).body(body).unwrap();
     match client.request::<Value>(req).await {
         Ok(v) => (200, v),
         Err(kube::Error::Api(s)) => (s.code, serde_json::to_value(&s).unwrap()),
@@ -911,24 +555,14 @@ async fn bad_input_gets_the_right_status_and_the_server_goes_on() {
     let client = server.client().await;
     let ns = make_ns(&client, "bad").await;
     let path = format!("/api/v1/namespaces/{ns}/configmaps");
-    let (code, s) = raw(
-        &client,
-        "POST",
-        &path,
-        "application/json",
-        b"{not json".to_vec(),
-    )
-    .await;
+    let (code, s) = raw(&client, "POST", &path, "application/json", b"{not json".to_vec()).await;
     assert_eq!(code, 400, "malformed JSON: {s}");
     let (code, s) = raw(
         &client,
         "POST",
         &path,
         "application/json",
-        serde_json::to_vec(
-            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
-        )
-        .unwrap(),
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})).unwrap(),
     )
     .await;
     assert_eq!(code, 400, "wrong kind: {s}");
@@ -937,10 +571,8 @@ async fn bad_input_gets_the_right_status_and_the_server_goes_on() {
         "POST",
         &path,
         "application/json",
-        serde_json::to_vec(
-            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}),
-        )
-        .unwrap(),
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}))
+            .unwrap(),
     )
     .await;
     assert_eq!(code, 422, "bad name: {s}");
@@ -951,52 +583,22 @@ async fn bad_input_gets_the_right_status_and_the_server_goes_on() {
         "POST",
         "/api/v1/namespaces/no-such-ns/configmaps",
         "application/json",
-        serde_json::to_vec(
-            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
-        )
-        .unwrap(),
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).unwrap(),
     )
     .await;
     assert_eq!(code, 404, "unknown namespace: {s}");
-    assert!(
-        s["message"]
-            .as_str()
-            .unwrap()
-            .contains("namespaces \"no-such-ns\" not found"),
-        "{s}"
-    );
+    assert!(s["message"].as_str().unwrap().contains("namespaces \"no-such-ns\" not found"), "{s}");
     let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "y".repeat(4 << 20)}});
-    let (code, s) = raw(
-        &client,
-        "POST",
-        &path,
-        "application/json",
-        serde_json::to_vec(&big).unwrap(),
-    )
-    .await;
+    let (code, s) = raw(&client, "POST", &path, "application/json", serde_json::to_vec(&big).unwrap()).await;
     assert_eq!(code, 413, "oversized body: {s}");
     let (code, s) = raw(&client, "POST", &path, "text/plain", b"hello".to_vec()).await;
     assert_eq!(code, 415, "unsupported media type: {s}");
-    let (code, _) = raw(
-        &client,
-        "GET",
-        "/api/v1/nosuchresource",
-        "application/json",
-        vec![],
-    )
-    .await;
+    let (code, _) = raw(&client, "GET", "/api/v1/nosuchresource", "application/json", vec![]).await;
     assert_eq!(code, 404);
     // Anonymous requests are refused except for health and version.
     let cmd = |path: &str| {
         std::process::Command::new("curl")
-            .args([
-                "-sk",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &format!("https://127.0.0.1:{}{path}", server.port),
-            ])
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &format!("https://127.0.0.1:{}{path}", server.port)])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -1008,15 +610,8 @@ async fn bad_input_gets_the_right_status_and_the_server_goes_on() {
     }
     // Nothing was stored by the bad requests, and the server still serves.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    assert!(cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    cms.create(&PostParams::default(), &cm("fine", json!({}), json!({})))
-        .await
-        .unwrap();
+    assert!(cms.list(&ListParams::default()).await.unwrap().items.is_empty());
+    cms.create(&PostParams::default(), &cm("fine", json!({}), json!({}))).await.unwrap();
 }
 
 /// Read an HTTP/1.1 response with a chunked body to its end; returns the body.
@@ -1054,27 +649,15 @@ async fn slow_watcher_is_cut_off_with_an_error_and_nothing_else_stalls() {
     let client = server.client().await;
     let ns = make_ns(&client, "slow").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let rv = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
 
     // The slow watcher: a raw TLS connection that sends its request and then reads nothing.
     let tls_dir = server.data_dir().join("server/tls");
     let read = |f: &str| std::fs::read_to_string(tls_dir.join(f)).unwrap();
-    let cfg = kelp::pki::client_config(
-        &read("server-ca.crt"),
-        &read("client-admin.crt"),
-        &read("client-admin.key"),
-    )
-    .unwrap();
+    let cfg =
+        kelp::pki::client_config(&read("server-ca.crt"), &read("client-admin.crt"), &read("client-admin.key")).unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut slow = connector.connect(name, tcp).await.unwrap();
     let req = format!("GET /api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: kelp\r\nConnection: close\r\n\r\n");
@@ -1083,19 +666,13 @@ async fn slow_watcher_is_cut_off_with_an_error_and_nothing_else_stalls() {
 
     // A watcher that keeps up.
     let total = 1500;
-    let fast = cms
-        .watch(&WatchParams::default(), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let fast = cms.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
     let reader = tokio::spawn(async move {
         let mut revs = Vec::new();
         let mut fast = fast;
         while revs.len() < total {
             match fast.try_next().await.unwrap() {
-                Some(WatchEvent::Added(o)) => {
-                    revs.push(o.metadata.resource_version.unwrap().parse::<i64>().unwrap())
-                }
+                Some(WatchEvent::Added(o)) => revs.push(o.metadata.resource_version.unwrap().parse::<i64>().unwrap()),
                 Some(WatchEvent::Bookmark(_)) => {}
                 other => panic!("unexpected {other:?}"),
             }
@@ -1116,11 +693,7 @@ async fn slow_watcher_is_cut_off_with_an_error_and_nothing_else_stalls() {
                 }
                 cms.create(
                     &PostParams::default(),
-                    &cm(
-                        &format!("big-{i:05}"),
-                        json!({}),
-                        json!({"x": "y".repeat(8192)}),
-                    ),
+                    &cm(&format!("big-{i:05}"), json!({}), json!({"x": "y".repeat(8192)})),
                 )
                 .await
                 .unwrap();
@@ -1134,43 +707,183 @@ async fn slow_watcher_is_cut_off_with_an_error_and_nothing_else_stalls() {
     })
     .await
     .expect("writes are not held up by a slow watcher");
-    let revs = tokio::time::timeout(Duration::from_secs(60), reader)
-        .await
-        .expect("the fast watcher keeps up")
-        .unwrap();
+    let revs = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("the fast watcher keeps up").unwrap();
     assert!(revs.windows(2).all(|w| w[0] < w[1]), "events in order");
 
     // The slow watcher got a gap-free prefix of the events, then an ERROR, then the end.
     let mut buf = tokio::io::BufReader::new(slow);
-    let body = tokio::time::timeout(Duration::from_secs(60), read_chunked(&mut buf))
-        .await
-        .expect("the slow watch ends");
-    let events: Vec<Value> = body
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let body =
+        tokio::time::timeout(Duration::from_secs(60), read_chunked(&mut buf)).await.expect("the slow watch ends");
+    let events: Vec<Value> =
+        body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
     let (last, added) = events.split_last().expect("events");
     assert_eq!(last["type"], "ERROR", "the slow watcher is told: {last}");
     assert_eq!(last["object"]["code"], 410);
-    assert!(
-        added.len() < total,
-        "the slow watcher was cut off ({} events)",
-        added.len()
-    );
-    let slow_revs: Vec<i64> = added
-        .iter()
-        .map(|e| {
-            e["object"]["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
+    assert!(added.len() < total, "the slow watcher was cut off ({} events)", added.len());
+    let slow_revs: Vec<i64> =
+        added.iter().map(|e| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(slow_revs, revs[..slow_revs.len()], "no event was silently lost before the cut");
+}
+
+#[tokio::test]
+async fn deletion_semantics() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "del").await;
+
+    // A pod bound to a node waits for the node for its grace period; grace 0 removes it.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "bound"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}})).unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.delete("bound", &DeleteParams::default()).await.unwrap();
+    let terminating = pods.get("bound").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    pods.delete("bound", &DeleteParams::default().grace_period(0)).await.unwrap();
+    assert_eq!(api_err(pods.get("bound").await.unwrap_err()).0, 404);
+    // An unscheduled pod goes at once.
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "free"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.delete("free", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_err(pods.get("free").await.unwrap_err()).0, 404);
+
+    // Foreground propagation leaves the object with the foregroundDeletion finalizer.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    cms.create(&PostParams::default(), &cm("fg", json!({}), json!({}))).await.unwrap();
+    cms.delete("fg", &DeleteParams::foreground()).await.unwrap();
+    let fg = cms.get("fg").await.unwrap();
+    assert_eq!(fg.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
+    assert!(fg.metadata.deletion_timestamp.is_some());
+
+    // deletecollection honours selectors.
+    for (n, l) in [("x1", "x"), ("x2", "x"), ("y1", "y")] {
+        cms.create(&PostParams::default(), &cm(n, json!({"set": l}), json!({}))).await.unwrap();
+    }
+    cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("set=x")).await.unwrap();
+    let left: Vec<String> = cms
+        .list(&ListParams::default().labels("set"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
         .collect();
-    assert_eq!(
-        slow_revs,
-        revs[..slow_revs.len()],
-        "no event was silently lost before the cut"
-    );
+    assert_eq!(left, vec!["y1"]);
+
+    // A namespace being deleted takes no new objects.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.delete(&ns, &DeleteParams::default()).await.unwrap();
+    let gone = nss.get(&ns).await.unwrap();
+    assert_eq!(gone.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let (code, reason, message) =
+        api_err(cms.create(&PostParams::default(), &cm("late", json!({}), json!({}))).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"), "{message}");
+    assert!(message.contains("because it is being terminated"), "{message}");
+}
+
+#[tokio::test]
+async fn watch_bookmarks_initial_events_and_timeouts() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "wl").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for n in ["a", "b"] {
+        cms.create(&PostParams::default(), &cm(n, json!({}), json!({}))).await.unwrap();
+    }
+    // Streaming list: the current state as ADDED, then a bookmark marking the end of it.
+    let wp = WatchParams::default().initial_events();
+    let mut s = cms.watch(&wp, "0").await.unwrap().boxed();
+    let mut added = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.try_next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Added(_) => added += 1,
+            WatchEvent::Bookmark(b) => {
+                assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(added, 2);
+    // timeoutSeconds ends the stream.
+    let t0 = std::time::Instant::now();
+    let mut s = cms.watch(&WatchParams::default().timeout(1), "0").await.unwrap().boxed();
+    while let Some(ev) =
+        tokio::time::timeout(Duration::from_secs(10), s.try_next()).await.expect("the watch ends").unwrap()
+    {
+        let _ = ev;
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+    // A list at a future resourceVersion is refused (504, which clients retry), not answered
+    // with stale data.
+    let cms: Api<ConfigMap> = Api::namespaced(server.client_without_retries().await, &ns);
+    let lp = ListParams::default().at("999999999").matching(kube::api::VersionMatch::NotOlderThan);
+    assert_eq!(api_err(cms.list(&lp).await.unwrap_err()).0, 504);
+}
+
+#[tokio::test]
+async fn discovery_in_every_form_kubectl_asks_for() {
+    let server = Server::start();
+    let client = server.client().await;
+    let get = |path: &str, accept: &str| {
+        http::Request::get(path.to_string()).header("accept", accept.to_string()).body(Vec::<u8>::new()).unwrap()
+    };
+    for v in ["v2", "v2beta1"] {
+        let accept = format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList,application/json");
+        for path in ["/api", "/apis"] {
+            let resp = client.send(get(path, &accept).map(Into::into)).await.unwrap();
+            assert_eq!(
+                resp.headers()["content-type"].to_str().unwrap(),
+                format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList")
+            );
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+            let doc: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(doc["apiVersion"], format!("apidiscovery.k8s.io/{v}"));
+            if path == "/apis" {
+                let apps = doc["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
+                let deploy = apps["versions"][0]["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["resource"] == "deployments")
+                    .unwrap();
+                assert_eq!(deploy["shortNames"], json!(["deploy"]));
+                assert_eq!(deploy["categories"], json!(["all"]));
+                assert!(deploy["subresources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale"));
+            }
+        }
+    }
+    // The plain forms.
+    let groups: Value = client.request(get("/apis", "application/json")).await.unwrap();
+    assert_eq!(groups["kind"], "APIGroupList");
+    let core: Value = client.request(get("/api/v1", "application/json")).await.unwrap();
+    assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods/status"));
+    let version: Value = client.request(get("/version", "application/json")).await.unwrap();
+    assert_eq!(version["major"], "1");
+    // kube-rs's own discovery over the aggregated endpoint finds every group.
+    let discovery = kube::Discovery::new(client.clone()).run_aggregated().await.unwrap();
+    for g in [
+        "",
+        "apps",
+        "batch",
+        "networking.k8s.io",
+        "rbac.authorization.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "policy",
+        "autoscaling",
+        "storage.k8s.io",
+        "scheduling.k8s.io",
+        "events.k8s.io",
+        "apiextensions.k8s.io",
+    ] {
+        assert!(discovery.has_group(g), "group {g:?} missing");
+    }
 }

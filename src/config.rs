@@ -68,18 +68,9 @@ pub enum ConfigError {
     #[error("{}: unknown key \"{key}\"", path.display())]
     UnknownKey { path: PathBuf, key: String },
     #[error("{}: key \"{key}\": {msg}", path.display())]
-    BadKey {
-        path: PathBuf,
-        key: String,
-        msg: String,
-    },
+    BadKey { path: PathBuf, key: String, msg: String },
     #[error("{}: key \"{key}\": invalid value \"{value}\": {reason}", path.display())]
-    InvalidValue {
-        path: PathBuf,
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { path: PathBuf, key: String, value: String, reason: String },
     /// A combination of flags (from the command line or files) that does not work.
     #[error("--{flag}: {msg}")]
     Invalid { flag: String, msg: String },
@@ -88,9 +79,9 @@ pub enum ConfigError {
 fn clap_one_line(e: &clap::Error) -> String {
     let text = e.to_string();
     match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => text.trim_end().to_string(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            text.trim_end().to_string()
+        }
         _ => {
             let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
             let line = line.strip_prefix("error: ").unwrap_or(line);
@@ -213,14 +204,8 @@ impl FromStr for PortRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| "expected a range like 30000-32767".to_string())?;
-        let parse = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .map_err(|e| format!("port {:?}: {e}", p.trim()))
-        };
+        let (a, b) = s.split_once('-').ok_or_else(|| "expected a range like 30000-32767".to_string())?;
+        let parse = |p: &str| p.trim().parse::<u16>().map_err(|e| format!("port {:?}: {e}", p.trim()));
         let (start, end) = (parse(a)?, parse(b)?);
         if start == 0 {
             return Err("port 0 is not allowed".into());
@@ -245,8 +230,7 @@ pub fn parse_file_mode(s: &str) -> Result<u32, String> {
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err("expected an octal file mode such as 0644".into());
     }
-    let mode =
-        u32::from_str_radix(digits, 8).map_err(|_| "expected an octal file mode such as 0644")?;
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| "expected an octal file mode such as 0644")?;
     if mode > 0o777 {
         return Err("file mode must be at most 0777".into());
     }
@@ -277,12 +261,7 @@ pub struct ServerArgs {
     pub node_ips: Vec<IpAddr>,
 
     /// Write the admin kubeconfig to this file
-    #[arg(
-        long,
-        short = 'o',
-        value_name = "FILE",
-        default_value = "/etc/kelp/kelp.yaml"
-    )]
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "/etc/kelp/kelp.yaml")]
     pub write_kubeconfig: PathBuf,
 
     /// Write the kubeconfig with this octal mode
@@ -356,12 +335,10 @@ pub struct ServerArgs {
 
 fn ip_add(ip: IpAddr, n: u128) -> Option<IpAddr> {
     match ip {
-        IpAddr::V4(v4) => u32::try_from(u128::from(u32::from(v4)).checked_add(n)?)
-            .ok()
-            .map(|x| IpAddr::V4(Ipv4Addr::from(x))),
-        IpAddr::V6(v6) => u128::from(v6)
-            .checked_add(n)
-            .map(|x| IpAddr::V6(Ipv6Addr::from(x))),
+        IpAddr::V4(v4) => {
+            u32::try_from(u128::from(u32::from(v4)).checked_add(n)?).ok().map(|x| IpAddr::V4(Ipv4Addr::from(x)))
+        }
+        IpAddr::V6(v6) => u128::from(v6).checked_add(n).map(|x| IpAddr::V6(Ipv6Addr::from(x))),
     }
 }
 
@@ -388,38 +365,19 @@ impl ServerArgs {
 
     /// Derives defaults that depend on other flags and checks flag combinations.
     fn finish(&mut self, m: &ArgMatches) -> Result<(), ConfigError> {
-        let invalid = |flag: &str, msg: String| ConfigError::Invalid {
-            flag: flag.to_string(),
-            msg,
-        };
+        let invalid = |flag: &str, msg: String| ConfigError::Invalid { flag: flag.to_string(), msg };
         if m.value_source("cluster_dns") == Some(ValueSource::DefaultValue) {
             self.cluster_dns = nth_address(&self.service_cidr, 10).ok_or_else(|| {
-                invalid(
-                    "service-cidr",
-                    format!(
-                        "{} is too small to hold the cluster dns address",
-                        self.service_cidr
-                    ),
-                )
+                invalid("service-cidr", format!("{} is too small to hold the cluster dns address", self.service_cidr))
             })?;
         }
-        if self.service_ip().is_none()
-            || self.service_cidr.prefix_len() == self.service_cidr.max_prefix_len()
-        {
-            return Err(invalid(
-                "service-cidr",
-                format!("{} has no usable address", self.service_cidr),
-            ));
+        if self.service_ip().is_none() || self.service_cidr.prefix_len() == self.service_cidr.max_prefix_len() {
+            return Err(invalid("service-cidr", format!("{} has no usable address", self.service_cidr)));
         }
-        if !self.service_cidr.contains(&self.cluster_dns)
-            || self.cluster_dns == self.service_cidr.network()
-        {
+        if !self.service_cidr.contains(&self.cluster_dns) || self.cluster_dns == self.service_cidr.network() {
             return Err(invalid(
                 "cluster-dns",
-                format!(
-                    "{} is not a host address inside --service-cidr {}",
-                    self.cluster_dns, self.service_cidr
-                ),
+                format!("{} is not a host address inside --service-cidr {}", self.cluster_dns, self.service_cidr),
             ));
         }
         if self.cluster_cidr.contains(&self.service_cidr.network())
@@ -427,10 +385,7 @@ impl ServerArgs {
         {
             return Err(invalid(
                 "service-cidr",
-                format!(
-                    "{} overlaps --cluster-cidr {}",
-                    self.service_cidr, self.cluster_cidr
-                ),
+                format!("{} overlaps --cluster-cidr {}", self.service_cidr, self.cluster_cidr),
             ));
         }
         if self.cluster_domain.trim().is_empty() {
@@ -454,10 +409,7 @@ where
 {
     let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let cmd = Cli::command();
-    let first = cmd
-        .clone()
-        .try_get_matches_from(argv.iter().cloned())
-        .map_err(ConfigError::Clap)?;
+    let first = cmd.clone().try_get_matches_from(argv.iter().cloned()).map_err(ConfigError::Clap)?;
 
     let mut matches = first;
     if let Some((name, sub_m)) = matches.subcommand() {
@@ -470,10 +422,7 @@ where
                 let mut second = argv[..at].to_vec();
                 second.extend(extra);
                 second.extend_from_slice(&argv[at..]);
-                matches = cmd
-                    .clone()
-                    .try_get_matches_from(second)
-                    .map_err(ConfigError::Clap)?;
+                matches = cmd.clone().try_get_matches_from(second).map_err(ConfigError::Clap)?;
             }
         }
     }
@@ -520,17 +469,10 @@ fn config_files(path: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigError
         Ok(_) => files.push(path.to_path_buf()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if explicit {
-                return Err(ConfigError::NotFound {
-                    path: path.to_path_buf(),
-                });
+                return Err(ConfigError::NotFound { path: path.to_path_buf() });
             }
         }
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
     }
     let mut dropin_dir = path.as_os_str().to_owned();
     dropin_dir.push(".d");
@@ -538,19 +480,11 @@ fn config_files(path: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigError
     let entries = match std::fs::read_dir(&dropin_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: dropin_dir,
-                source,
-            })
-        }
+        Err(source) => return Err(ConfigError::Read { path: dropin_dir, source }),
     };
     let mut dropins = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| ConfigError::Read {
-            path: dropin_dir.clone(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| ConfigError::Read { path: dropin_dir.clone(), source })?;
         let p = entry.path();
         let is_yaml = p.extension().is_some_and(|e| e == "yaml");
         // Follow symlinks; skip directories and anything else that is not a file.
@@ -564,20 +498,12 @@ fn config_files(path: &Path, explicit: bool) -> Result<Vec<PathBuf>, ConfigError
 }
 
 /// Reads and merges the config files; validates keys against `keys`.
-fn merge_files(
-    files: &[PathBuf],
-    keys: &BTreeMap<String, &Arg>,
-) -> Result<BTreeMap<String, Merged>, ConfigError> {
+fn merge_files(files: &[PathBuf], keys: &BTreeMap<String, &Arg>) -> Result<BTreeMap<String, Merged>, ConfigError> {
     let mut merged: BTreeMap<String, Merged> = BTreeMap::new();
     for file in files {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Yaml {
-            path: file.clone(),
-            msg: e.to_string().replace('\n', " "),
-        })?;
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+        let doc: Value = serde_yaml_ng::from_str(&text)
+            .map_err(|e| ConfigError::Yaml { path: file.clone(), msg: e.to_string().replace('\n', " ") })?;
         let map = match doc {
             Value::Null => continue,
             Value::Mapping(map) => map,
@@ -597,10 +523,8 @@ fn merge_files(
                 Some(name) => (name, true),
                 None => (raw_key.as_str(), false),
             };
-            let arg = keys.get(name).ok_or_else(|| ConfigError::UnknownKey {
-                path: file.clone(),
-                key: raw_key.clone(),
-            })?;
+            let arg =
+                keys.get(name).ok_or_else(|| ConfigError::UnknownKey { path: file.clone(), key: raw_key.clone() })?;
             if append && !matches!(arg.get_action(), ArgAction::Append) {
                 return Err(ConfigError::BadKey {
                     path: file.clone(),
@@ -609,9 +533,7 @@ fn merge_files(
                 });
             }
             let (items, list) = match v {
-                Value::Sequence(seq) => {
-                    (seq.into_iter().map(|x| (x, file.clone())).collect(), true)
-                }
+                Value::Sequence(seq) => (seq.into_iter().map(|x| (x, file.clone())).collect(), true),
                 other => (vec![(other, file.clone())], false),
             };
             match merged.get_mut(name) {
@@ -621,14 +543,7 @@ fn merge_files(
                     m.file = file.clone();
                 }
                 _ => {
-                    merged.insert(
-                        name.to_string(),
-                        Merged {
-                            items,
-                            list: list || append,
-                            file: file.clone(),
-                        },
-                    );
+                    merged.insert(name.to_string(), Merged { items, list: list || append, file: file.clone() });
                 }
             }
         }
@@ -654,18 +569,11 @@ fn clap_reason(e: &clap::Error) -> String {
         return format!("expected one of {}", valid.join(", "));
     }
     let line = clap_one_line(e);
-    line.rsplit_once("': ")
-        .map(|(_, reason)| reason.to_string())
-        .unwrap_or(line)
+    line.rsplit_once("': ").map(|(_, reason)| reason.to_string()).unwrap_or(line)
 }
 
 /// Turns one merged key into command-line arguments, validating every value.
-fn key_to_args(
-    sub_cmd: &clap::Command,
-    key: &str,
-    arg: &Arg,
-    m: &Merged,
-) -> Result<Vec<OsString>, ConfigError> {
+fn key_to_args(sub_cmd: &clap::Command, key: &str, arg: &Arg, m: &Merged) -> Result<Vec<OsString>, ConfigError> {
     let bad = |path: &Path, msg: &str| ConfigError::BadKey {
         path: path.to_path_buf(),
         key: key.to_string(),
@@ -685,12 +593,7 @@ fn key_to_args(
     let flag = match (arg.get_long(), arg.get_short()) {
         (Some(long), _) => format!("--{long}"),
         (_, Some(short)) => format!("-{short}"),
-        _ => {
-            return Err(ConfigError::UnknownKey {
-                path: m.file.clone(),
-                key: key.to_string(),
-            })
-        }
+        _ => return Err(ConfigError::UnknownKey { path: m.file.clone(), key: key.to_string() }),
     };
     let mut out = Vec::new();
     for (value, file) in &m.items {
@@ -714,19 +617,13 @@ fn key_to_args(
                 }
             }
             ArgAction::Count => {
-                let n: u8 = text
-                    .parse()
-                    .map_err(|_| invalid(file, &text, "expected a count from 0 to 255".into()))?;
+                let n: u8 = text.parse().map_err(|_| invalid(file, &text, "expected a count from 0 to 255".into()))?;
                 out.extend((0..n).map(|_| OsString::from(&flag)));
             }
             ArgAction::Set | ArgAction::Append => {
                 let token = OsString::from(format!("{flag}={text}"));
                 // Validate with the flag's own parser by parsing just this flag.
-                if let Err(e) = sub_cmd
-                    .clone()
-                    .no_binary_name(true)
-                    .try_get_matches_from([token.as_os_str()])
-                {
+                if let Err(e) = sub_cmd.clone().no_binary_name(true).try_get_matches_from([token.as_os_str()]) {
                     if matches!(
                         e.kind(),
                         ErrorKind::InvalidValue
@@ -739,12 +636,7 @@ fn key_to_args(
                 }
                 out.push(token);
             }
-            _ => {
-                return Err(ConfigError::UnknownKey {
-                    path: m.file.clone(),
-                    key: key.to_string(),
-                })
-            }
+            _ => return Err(ConfigError::UnknownKey { path: m.file.clone(), key: key.to_string() }),
         }
     }
     Ok(out)
@@ -753,10 +645,7 @@ fn key_to_args(
 /// Synthetic arguments for the config-file values of a subcommand that has a `config` flag
 /// (none if it has not). Values of flags given on the command line are validated but left
 /// out, so the command line wins.
-fn config_file_args(
-    sub_cmd: &clap::Command,
-    sub_m: &ArgMatches,
-) -> Result<Vec<OsString>, ConfigError> {
+fn config_file_args(sub_cmd: &clap::Command, sub_m: &ArgMatches) -> Result<Vec<OsString>, ConfigError> {
     if !sub_cmd.get_arguments().any(|a| a.get_id() == "config") {
         return Ok(Vec::new());
     }
@@ -764,10 +653,7 @@ fn config_file_args(
         Ok(Some(p)) => p.clone(),
         _ => return Ok(Vec::new()),
     };
-    let explicit = matches!(
-        sub_m.value_source("config"),
-        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-    );
+    let explicit = matches!(sub_m.value_source("config"), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
     let keys = config_keys(sub_cmd);
     let files = config_files(&path, explicit)?;
     let merged = merge_files(&files, &keys)?;
@@ -849,13 +735,7 @@ mod tests {
         assert_eq!(a.service_cidr.to_string(), "10.43.0.0/16");
         assert_eq!(a.cluster_dns, IpAddr::from([10, 43, 0, 10]));
         assert_eq!(a.cluster_domain, "cluster.local");
-        assert_eq!(
-            a.service_node_port_range,
-            PortRange {
-                start: 30000,
-                end: 32767
-            }
-        );
+        assert_eq!(a.service_node_port_range, PortRange { start: 30000, end: 32767 });
         assert!(!a.disable_agent);
         assert_eq!(a.node_name, None);
         assert_eq!(a.log_level, LogLevel::Info);
@@ -867,14 +747,8 @@ mod tests {
         // The default config path, without touching the real /etc.
         let cmd = Cli::command();
         let server = cmd.find_subcommand("server").expect("server");
-        let config = server
-            .get_arguments()
-            .find(|a| a.get_id() == "config")
-            .expect("config arg");
-        assert_eq!(
-            config.get_default_values(),
-            [OsStr::new(DEFAULT_CONFIG_FILE)]
-        );
+        let config = server.get_arguments().find(|a| a.get_id() == "config").expect("config arg");
+        assert_eq!(config.get_default_values(), [OsStr::new(DEFAULT_CONFIG_FILE)]);
         assert_eq!(config.get_env(), Some(OsStr::new("KELP_CONFIG_FILE")));
     }
 
@@ -883,10 +757,7 @@ mod tests {
         let env = Env::new();
         assert!(config_files(&env.config, false).expect("files").is_empty());
         let err = env.parse(&[]).expect_err("explicit missing");
-        assert_eq!(
-            err.to_string(),
-            format!("{}: config file not found", env.config.display())
-        );
+        assert_eq!(err.to_string(), format!("{}: config file not found", env.config.display()));
         // Drop-ins are still read when the main file is missing.
         env.dropin("10-a.yaml", "https-listen-port: 7443\n");
         let files = config_files(&env.config, false).expect("files");
@@ -921,13 +792,7 @@ mod tests {
         assert_eq!(a.write_kubeconfig_mode, 0o644);
         assert!(a.disable_agent);
         assert_eq!(a.node_name.as_deref(), Some("edge-1"));
-        assert_eq!(
-            a.service_node_port_range,
-            PortRange {
-                start: 31000,
-                end: 31999
-            }
-        );
+        assert_eq!(a.service_node_port_range, PortRange { start: 31000, end: 31999 });
         assert_eq!(a.log_level, LogLevel::Debug);
         assert_eq!(a.verbose, 2);
         assert_eq!(a.store_compaction_interval, 5);
@@ -946,24 +811,10 @@ mod tests {
     #[test]
     fn flags_override_file() {
         let env = Env::new();
-        env.write(
-            "https-listen-port: 7443\ntls-san: [a.example, b.example]\ndisable-agent: true\nv: 1\n",
-        );
-        let a = env
-            .parse(&[
-                "--https-listen-port",
-                "8443",
-                "--tls-san",
-                "c.example",
-                "-vvv",
-            ])
-            .expect("parse");
+        env.write("https-listen-port: 7443\ntls-san: [a.example, b.example]\ndisable-agent: true\nv: 1\n");
+        let a = env.parse(&["--https-listen-port", "8443", "--tls-san", "c.example", "-vvv"]).expect("parse");
         assert_eq!(a.https_listen_port, 8443);
-        assert_eq!(
-            a.tls_sans,
-            vec!["c.example"],
-            "command-line list replaces the file's"
-        );
+        assert_eq!(a.tls_sans, vec!["c.example"], "command-line list replaces the file's");
         assert!(a.disable_agent);
         assert_eq!(a.verbose, 3);
         let a = env.parse(&["--tls-san=x,y"]).expect("parse");
@@ -974,14 +825,8 @@ mod tests {
     fn append_across_dropins_in_name_order() {
         let env = Env::new();
         env.write("tls-san: [a.example]\nhttps-listen-port: 1000\n");
-        env.dropin(
-            "20-second.yaml",
-            "tls-san+: [c.example]\nhttps-listen-port: 3000\n",
-        );
-        env.dropin(
-            "10-first.yaml",
-            "tls-san+: b.example\nhttps-listen-port: 2000\n",
-        );
+        env.dropin("20-second.yaml", "tls-san+: [c.example]\nhttps-listen-port: 3000\n");
+        env.dropin("10-first.yaml", "tls-san+: b.example\nhttps-listen-port: 2000\n");
         env.dropin("05-ignored.yml", "https-listen-port: 9999\n");
         fs::create_dir_all(env.config.with_file_name("config.yaml.d/99-dir.yaml")).expect("mkdir");
         let a = env.parse(&[]).expect("parse");
@@ -1001,30 +846,18 @@ mod tests {
         let env = Env::new();
         env.write("foo: 1\n");
         let err = env.parse(&[]).expect_err("unknown key");
-        assert_eq!(
-            err.to_string(),
-            format!("{}: unknown key \"foo\"", env.config.display())
-        );
+        assert_eq!(err.to_string(), format!("{}: unknown key \"foo\"", env.config.display()));
 
         env.write("");
         let p = env.dropin("10-x.yaml", "data-dir: /x\nbogus+: [1]\n");
         let err = env.parse(&[]).expect_err("unknown key");
-        assert_eq!(
-            err.to_string(),
-            format!("{}: unknown key \"bogus+\"", p.display())
-        );
+        assert_eq!(err.to_string(), format!("{}: unknown key \"bogus+\"", p.display()));
 
         // `config` is not a key, neither are help/version.
         env.write("config: /other.yaml\n");
-        assert!(matches!(
-            env.parse(&[]),
-            Err(ConfigError::UnknownKey { .. })
-        ));
+        assert!(matches!(env.parse(&[]), Err(ConfigError::UnknownKey { .. })));
         env.write("help: true\n");
-        assert!(matches!(
-            env.parse(&[]),
-            Err(ConfigError::UnknownKey { .. })
-        ));
+        assert!(matches!(env.parse(&[]), Err(ConfigError::UnknownKey { .. })));
     }
 
     #[test]
@@ -1034,10 +867,19 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("https-listen-port: x\n", "key \"https-listen-port\": invalid value \"x\": invalid digit"),
             ("https-listen-port: 70000\n", "key \"https-listen-port\": invalid value \"70000\""),
-            ("write-kubeconfig-mode: \"0999\"\n", "key \"write-kubeconfig-mode\": invalid value \"0999\": expected an octal"),
+            (
+                "write-kubeconfig-mode: \"0999\"\n",
+                "key \"write-kubeconfig-mode\": invalid value \"0999\": expected an octal",
+            ),
             ("write-kubeconfig-mode: \"01777\"\n", "at most 0777"),
-            ("log-level: loud\n", "key \"log-level\": invalid value \"loud\": expected one of error, warn, info, debug, trace"),
-            ("service-node-port-range: 5-3\n", "key \"service-node-port-range\": invalid value \"5-3\": start 5 is greater than end 3"),
+            (
+                "log-level: loud\n",
+                "key \"log-level\": invalid value \"loud\": expected one of error, warn, info, debug, trace",
+            ),
+            (
+                "service-node-port-range: 5-3\n",
+                "key \"service-node-port-range\": invalid value \"5-3\": start 5 is greater than end 3",
+            ),
             ("cluster-cidr: nope\n", "key \"cluster-cidr\": invalid value \"nope\""),
             ("node-ip: [1.2.3.4, bad]\n", "key \"node-ip\": invalid value \"bad\""),
             ("disable-agent: yes\n", "key \"disable-agent\": invalid value \"yes\": expected true or false"),
@@ -1067,9 +909,7 @@ mod tests {
         let env = Env::new();
         env.write("");
         for bad in ["0800", "rw-r--r--", "", "1777", "-1"] {
-            let err = env
-                .parse(&[&format!("--write-kubeconfig-mode={bad}")])
-                .expect_err(bad);
+            let err = env.parse(&[&format!("--write-kubeconfig-mode={bad}")]).expect_err(bad);
             assert!(matches!(err, ConfigError::Clap(_)), "{bad}: {err}");
             let msg = err.to_string();
             assert!(msg.contains("--write-kubeconfig-mode"), "{msg}");
@@ -1099,27 +939,18 @@ mod tests {
 
     #[test]
     fn version_and_help() {
-        for argv in [
-            vec!["kelp", "--version"],
-            vec!["kelp", "server", "--version"],
-        ] {
+        for argv in [vec!["kelp", "--version"], vec!["kelp", "server", "--version"]] {
             let err = parse_cli(argv).expect_err("version");
             assert!(err.is_help_or_version());
             assert_eq!(err.exit_code(), 0);
-            assert!(
-                err.to_string().contains("v0.1.0 (kubernetes v1.33.0)"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("v0.1.0 (kubernetes v1.33.0)"), "{err}");
             assert!(err.to_string().starts_with("kelp"), "{err}");
         }
         let err = parse_cli(["kelp", "server", "--help"]).expect_err("help");
         assert!(err.is_help_or_version());
         let help = err.to_string();
         assert!(help.contains("--tls-san"), "{help}");
-        assert!(
-            !help.contains("store-compaction"),
-            "hidden flags stay hidden"
-        );
+        assert!(!help.contains("store-compaction"), "hidden flags stay hidden");
         assert!(parse_cli(["kelp"]).is_err(), "a subcommand is required");
     }
 
@@ -1127,47 +958,24 @@ mod tests {
     fn cross_flag_validation() {
         let env = Env::new();
         env.write("");
-        let err = env
-            .parse(&[
-                "--service-cidr",
-                "10.44.0.0/16",
-                "--cluster-dns",
-                "10.43.0.10",
-            ])
-            .expect_err("dns outside");
+        let err =
+            env.parse(&["--service-cidr", "10.44.0.0/16", "--cluster-dns", "10.43.0.10"]).expect_err("dns outside");
         assert_eq!(
             err.to_string(),
             "--cluster-dns: 10.43.0.10 is not a host address inside --service-cidr 10.44.0.0/16"
         );
-        let err = env
-            .parse(&["--cluster-cidr", "10.0.0.0/8"])
-            .expect_err("overlap");
+        let err = env.parse(&["--cluster-cidr", "10.0.0.0/8"]).expect_err("overlap");
         assert!(err.to_string().starts_with("--service-cidr: "), "{err}");
-        let err = env
-            .parse(&["--service-cidr", "10.43.0.0/30"])
-            .expect_err("small");
+        let err = env.parse(&["--service-cidr", "10.43.0.0/30"]).expect_err("small");
         assert!(err.to_string().contains("too small"), "{err}");
-        let a = env
-            .parse(&[
-                "--service-cidr",
-                "fd00:43::/112",
-                "--cluster-cidr",
-                "fd00:42::/56",
-            ])
-            .expect("v6");
+        let a = env.parse(&["--service-cidr", "fd00:43::/112", "--cluster-cidr", "fd00:42::/56"]).expect("v6");
         assert_eq!(a.cluster_dns, "fd00:43::a".parse::<IpAddr>().expect("ip"));
         assert_eq!(a.service_ip(), Some("fd00:43::1".parse().expect("ip")));
     }
 
     #[test]
     fn port_range_parsing() {
-        assert_eq!(
-            "30000-32767".parse(),
-            Ok(PortRange {
-                start: 30000,
-                end: 32767
-            })
-        );
+        assert_eq!("30000-32767".parse(), Ok(PortRange { start: 30000, end: 32767 }));
         let r: PortRange = "80-80".parse().expect("single");
         assert_eq!(r.len(), 1);
         assert!(r.contains(80) && !r.contains(81));

@@ -12,10 +12,7 @@ pub const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 /// The level `level` raised by `verbosity` steps, capped at trace. An unknown `level`
 /// counts as `info`.
 pub fn effective_level(level: &str, verbosity: u8) -> Level {
-    let base = LEVELS
-        .iter()
-        .position(|l| l.eq_ignore_ascii_case(level.trim()))
-        .unwrap_or(2);
+    let base = LEVELS.iter().position(|l| l.eq_ignore_ascii_case(level.trim())).unwrap_or(2);
     match base.saturating_add(usize::from(verbosity)) {
         0 => Level::ERROR,
         1 => Level::WARN,
@@ -29,9 +26,7 @@ pub fn effective_level(level: &str, verbosity: u8) -> Level {
 /// holds any valid directive, replaces the level. Invalid directives are ignored.
 pub fn filter(level: &str, verbosity: u8, rust_log: Option<&str>) -> EnvFilter {
     let default = LevelFilter::from_level(effective_level(level, verbosity));
-    EnvFilter::builder()
-        .with_default_directive(default.into())
-        .parse_lossy(rust_log.unwrap_or(""))
+    EnvFilter::builder().with_default_directive(default.into()).parse_lossy(rust_log.unwrap_or(""))
 }
 
 /// Installs the global subscriber: fmt to stderr (ANSI colours only on a terminal) with
@@ -72,10 +67,7 @@ mod tests {
     fn rust_log_overrides() {
         assert_eq!(filter("info", 1, None).to_string(), "debug");
         assert_eq!(filter("info", 0, Some("")).to_string(), "info");
-        assert_eq!(
-            filter("info", 0, Some("kelp=trace")).to_string(),
-            "kelp=trace"
-        );
+        assert_eq!(filter("info", 0, Some("kelp=trace")).to_string(), "kelp=trace");
         // Nothing valid in RUST_LOG: the level applies.
         assert_eq!(filter("warn", 0, Some("=")).to_string(), "warn");
     }

@@ -30,8 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SigningKey as _,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber, SigningKey as _,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
@@ -112,17 +112,11 @@ pub enum PkiError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| PkiError::Io { path: path.to_path_buf(), source }
 }
 
 fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
-    move |source| PkiError::Generate {
-        what: what.to_string(),
-        source,
-    }
+    move |source| PkiError::Generate { what: what.to_string(), source }
 }
 
 /// Inputs for the serving certificate's subject alternative names.
@@ -152,18 +146,12 @@ impl San {
             return Ok(San::Ip(ip));
         }
         // Accept "[::1]" as an IPv6 literal too.
-        if let Some(ip) = s
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .and_then(|r| r.parse::<Ipv6Addr>().ok())
+        if let Some(ip) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).and_then(|r| r.parse::<Ipv6Addr>().ok())
         {
             return Ok(San::Ip(IpAddr::V6(ip)));
         }
         let dns = s.trim_end_matches('.').to_ascii_lowercase();
-        let bad = |reason: &str| PkiError::InvalidSan {
-            san: s.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| PkiError::InvalidSan { san: s.to_string(), reason: reason.to_string() };
         if dns.is_empty() {
             return Err(bad("empty name"));
         }
@@ -180,13 +168,8 @@ impl San {
             if label == "*" && i == 0 {
                 continue;
             }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(bad(
-                    "only letters, digits, '-', '_' and a leading '*.' are allowed",
-                ));
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(bad("only letters, digits, '-', '_' and a leading '*.' are allowed"));
             }
         }
         Ok(San::Dns(dns))
@@ -195,14 +178,11 @@ impl San {
     fn to_rcgen(&self) -> Result<SanType, PkiError> {
         Ok(match self {
             San::Ip(ip) => SanType::IpAddress(*ip),
-            San::Dns(name) => {
-                SanType::DnsName(name.clone().try_into().map_err(|e: rcgen::Error| {
-                    PkiError::InvalidSan {
-                        san: name.clone(),
-                        reason: e.to_string(),
-                    }
-                })?)
-            }
+            San::Dns(name) => SanType::DnsName(
+                name.clone()
+                    .try_into()
+                    .map_err(|e: rcgen::Error| PkiError::InvalidSan { san: name.clone(), reason: e.to_string() })?,
+            ),
         })
     }
 }
@@ -225,12 +205,7 @@ fn serving_sans(input: &SanInput) -> Result<Vec<San>, PkiError> {
     for ip in &input.node_ips {
         push_unique(&mut sans, San::Ip(*ip));
     }
-    for name in [
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-    ] {
+    for name in ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
         push_unique(&mut sans, San::Dns(name.into()));
     }
     push_unique(&mut sans, San::Ip(input.service_ip));
@@ -244,10 +219,7 @@ fn serving_sans(input: &SanInput) -> Result<Vec<San>, PkiError> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Sets not_before = now - BACKDATE and not_after = now + days.
@@ -283,51 +255,30 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
 fn pem_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let certs = rustls_pemfile::certs(&mut pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::InvalidCert {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| PkiError::InvalidCert { what: what.to_string(), reason: e.to_string() })?;
     if certs.is_empty() {
-        return Err(PkiError::InvalidCert {
-            what: what.to_string(),
-            reason: "no pem certificate found".into(),
-        });
+        return Err(PkiError::InvalidCert { what: what.to_string(), reason: "no pem certificate found".into() });
     }
     Ok(certs)
 }
 
 fn pem_key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, PkiError> {
     rustls_pemfile::private_key(&mut pem.as_bytes())
-        .map_err(|e| PkiError::InvalidKey {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })?
-        .ok_or_else(|| PkiError::InvalidKey {
-            what: what.to_string(),
-            reason: "no pem private key found".into(),
-        })
+        .map_err(|e| PkiError::InvalidKey { what: what.to_string(), reason: e.to_string() })?
+        .ok_or_else(|| PkiError::InvalidKey { what: what.to_string(), reason: "no pem private key found".into() })
 }
 
 fn parse_x509<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, PkiError> {
-    let (rest, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::InvalidCert {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })?;
+    let (rest, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| PkiError::InvalidCert { what: what.to_string(), reason: e.to_string() })?;
     if !rest.is_empty() {
-        return Err(PkiError::InvalidCert {
-            what: what.to_string(),
-            reason: "trailing data after certificate".into(),
-        });
+        return Err(PkiError::InvalidCert { what: what.to_string(), reason: "trailing data after certificate".into() });
     }
     Ok(cert)
 }
 
 fn der_err(reason: &str) -> PkiError {
-    PkiError::InvalidCert {
-        what: "signed certificate".into(),
-        reason: format!("malformed der: {reason}"),
-    }
+    PkiError::InvalidCert { what: "signed certificate".into(), reason: format!("malformed der: {reason}") }
 }
 
 /// One DER element split off the front of a byte string.
@@ -348,9 +299,7 @@ fn der_next(input: &[u8]) -> Result<Tlv<'_>, PkiError> {
     if tag & 0x1f == 0x1f {
         return Err(der_err("high tag numbers are not supported"));
     }
-    let (&first, after_len0) = after_tag
-        .split_first()
-        .ok_or_else(|| der_err("truncated length"))?;
+    let (&first, after_len0) = after_tag.split_first().ok_or_else(|| der_err("truncated length"))?;
     let (len, after_len) = if first < 0x80 {
         (usize::from(first), after_len0)
     } else {
@@ -358,21 +307,14 @@ fn der_next(input: &[u8]) -> Result<Tlv<'_>, PkiError> {
         if n == 0 || n > 4 || after_len0.len() < n {
             return Err(der_err("bad length"));
         }
-        let len = after_len0[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = after_len0[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &after_len0[n..])
     };
     if after_len.len() < len {
         return Err(der_err("truncated content"));
     }
     let header = input.len() - after_len.len();
-    Ok(Tlv {
-        tag,
-        content: &after_len[..len],
-        whole: &input[..header + len],
-        rest: &after_len[len..],
-    })
+    Ok(Tlv { tag, content: &after_len[..len], whole: &input[..header + len], rest: &after_len[len..] })
 }
 
 fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -410,12 +352,7 @@ fn encode_subject(cn: &str, orgs: &[&str]) -> Vec<u8> {
 /// Replaces the issuer and/or subject name of a DER certificate and re-signs its TBS
 /// part with `key`. The signature algorithm is unchanged (it is `key`'s algorithm, since
 /// rcgen signed the input with the same key).
-fn resign(
-    cert_der: &[u8],
-    issuer: Option<&[u8]>,
-    subject: Option<&[u8]>,
-    key: &KeyPair,
-) -> Result<Vec<u8>, PkiError> {
+fn resign(cert_der: &[u8], issuer: Option<&[u8]>, subject: Option<&[u8]>, key: &KeyPair) -> Result<Vec<u8>, PkiError> {
     let cert = der_next(cert_der)?;
     if cert.tag != 0x30 || !cert.rest.is_empty() {
         return Err(der_err("certificate is not one sequence"));
@@ -476,18 +413,10 @@ pub fn write_private_file(path: &Path, contents: &[u8], mode: u32) -> Result<(),
     fs::create_dir_all(parent).map_err(io_err(parent))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    tmp_name.push(format!(".tmp.{}.{}", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
     let tmp = parent.join(tmp_name);
     let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
         file.sync_all()?;
@@ -496,10 +425,7 @@ pub fn write_private_file(path: &Path, contents: &[u8], mode: u32) -> Result<(),
     })();
     if let Err(source) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(PkiError::Io {
-            path: path.to_path_buf(),
-            source,
-        });
+        return Err(PkiError::Io { path: path.to_path_buf(), source });
     }
     // Make the rename durable; failure to sync a directory is not fatal.
     if let Ok(dir) = fs::File::open(parent) {
@@ -512,10 +438,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(PkiError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(e) => Err(PkiError::Io { path: path.to_path_buf(), source: e }),
     }
 }
 
@@ -527,10 +450,7 @@ pub fn identity_from_cert(der: &[u8]) -> Result<(String, Vec<String>), PkiError>
     let what = "client certificate";
     let cert = parse_x509(der, what)?;
     let subject = cert.subject();
-    let invalid = |reason: String| PkiError::InvalidCert {
-        what: what.to_string(),
-        reason,
-    };
+    let invalid = |reason: String| PkiError::InvalidCert { what: what.to_string(), reason };
     let cn = subject
         .iter_common_name()
         .next()
@@ -543,11 +463,7 @@ pub fn identity_from_cert(der: &[u8]) -> Result<(String, Vec<String>), PkiError>
     }
     let groups = subject
         .iter_organization()
-        .map(|o| {
-            o.as_str()
-                .map(str::to_string)
-                .map_err(|e| invalid(format!("organization: {e}")))
-        })
+        .map(|o| o.as_str().map(str::to_string).map_err(|e| invalid(format!("organization: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((cn, groups))
 }
@@ -570,11 +486,7 @@ fn alpn() -> Vec<Vec<u8>> {
 
 /// The rustls client config trusting only the cluster CA and presenting the given client
 /// cert (for tests and agents). ALPN offers h2 and http/1.1.
-pub fn client_config(
-    ca_pem: &str,
-    cert_pem: &str,
-    key_pem: &str,
-) -> Result<rustls::ClientConfig, PkiError> {
+pub fn client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
     let roots = root_store(ca_pem)?;
     let chain = pem_certs(cert_pem, "client certificate")?;
     let key = pem_key(key_pem, "client key")?;
@@ -659,28 +571,16 @@ pub fn render_kubeconfig(server_url: &str, ca_pem: &str, cert_pem: &str, key_pem
     let cfg = KubeConfig {
         api_version: "v1",
         clusters: vec![NamedCluster {
-            cluster: ClusterEntry {
-                certificate_authority_data: b64(ca_pem),
-                server: server_url,
-            },
+            cluster: ClusterEntry { certificate_authority_data: b64(ca_pem), server: server_url },
             name: "default",
         }],
-        contexts: vec![NamedContext {
-            context: ContextEntry {
-                cluster: "default",
-                user: "default",
-            },
-            name: "default",
-        }],
+        contexts: vec![NamedContext { context: ContextEntry { cluster: "default", user: "default" }, name: "default" }],
         current_context: "default",
         kind: "Config",
         preferences: BTreeMap::new(),
         users: vec![NamedUser {
             name: "default",
-            user: UserEntry {
-                client_certificate_data: b64(cert_pem),
-                client_key_data: b64(key_pem),
-            },
+            user: UserEntry { client_certificate_data: b64(cert_pem), client_key_data: b64(key_pem) },
         }],
     };
     // Serializing plain strings, vectors and maps to YAML cannot fail.
@@ -784,8 +684,7 @@ impl Pki {
     pub fn load_or_create(tls_dir: &Path, sans: &SanInput) -> Result<Pki, PkiError> {
         let wanted_sans = serving_sans(sans)?;
         fs::create_dir_all(tls_dir).map_err(io_err(tls_dir))?;
-        fs::set_permissions(tls_dir, fs::Permissions::from_mode(DIR_MODE))
-            .map_err(io_err(tls_dir))?;
+        fs::set_permissions(tls_dir, fs::Permissions::from_mode(DIR_MODE)).map_err(io_err(tls_dir))?;
 
         let (ca_cert_pem, ca_key_pem) = load_or_create_ca(tls_dir)?;
         let mut pki = Pki::from_ca(tls_dir, ca_cert_pem, &ca_key_pem)?;
@@ -835,17 +734,11 @@ impl Pki {
         let existing = (read_optional(&cert_path)?, read_optional(&key_path)?);
         let problem = match &existing {
             (Some(c), Some(k)) => {
-                leaf_problem(
-                    c,
-                    k,
-                    &pki.ca_subject_der,
-                    now,
-                    |cert| match identity_from_cert(cert.as_raw()) {
-                        Ok((user, groups)) if user == ADMIN_USER && groups == [ADMIN_GROUP] => None,
-                        Ok(_) => Some("wrong subject".into()),
-                        Err(e) => Some(e.to_string()),
-                    },
-                )
+                leaf_problem(c, k, &pki.ca_subject_der, now, |cert| match identity_from_cert(cert.as_raw()) {
+                    Ok((user, groups)) if user == ADMIN_USER && groups == [ADMIN_GROUP] => None,
+                    Ok(_) => Some("wrong subject".into()),
+                    Err(e) => Some(e.to_string()),
+                })
             }
             _ => Some("missing".into()),
         };
@@ -860,8 +753,7 @@ impl Pki {
                     reason = problem.as_deref().unwrap_or("missing"),
                     "issuing admin client certificate"
                 );
-                let (c, k) =
-                    pki.issue_client_cert(ADMIN_USER, &[ADMIN_GROUP], LEAF_VALIDITY_DAYS)?;
+                let (c, k) = pki.issue_client_cert(ADMIN_USER, &[ADMIN_GROUP], LEAF_VALIDITY_DAYS)?;
                 write_private_file(&key_path, k.as_bytes(), KEY_MODE)?;
                 write_private_file(&cert_path, c.as_bytes(), CERT_MODE)?;
                 pki.admin_cert_pem = c;
@@ -876,27 +768,20 @@ impl Pki {
         let cert_what = tls_dir.join(CA_CERT_FILE).display().to_string();
         let key_what = tls_dir.join(CA_KEY_FILE).display().to_string();
         let ca_der = pem_certs(&ca_cert_pem, &cert_what)?[0].to_vec();
-        let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| PkiError::InvalidKey {
-            what: key_what,
-            reason: e.to_string(),
-        })?;
+        let ca_key = KeyPair::from_pem(ca_key_pem)
+            .map_err(|e| PkiError::InvalidKey { what: key_what, reason: e.to_string() })?;
         let cert = parse_x509(&ca_der, &cert_what)?;
         if !cert.is_ca() {
-            return Err(PkiError::InvalidCert {
-                what: cert_what,
-                reason: "not a ca certificate".into(),
-            });
+            return Err(PkiError::InvalidCert { what: cert_what, reason: "not a ca certificate".into() });
         }
         if ca_key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
             return Err(PkiError::KeyMismatch { what: cert_what });
         }
         let ca_subject_der = cert.tbs_certificate.subject.as_raw().to_vec();
-        let ski = cert
-            .iter_extensions()
-            .find_map(|ext| match ext.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-                _ => None,
-            });
+        let ski = cert.iter_extensions().find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        });
         // rcgen only uses these for the issuer name (which we fix up in `sign` when it
         // differs from the CA's exact subject bytes), the authority key identifier and
         // the check that the issuer may sign certificates.
@@ -908,11 +793,8 @@ impl Pki {
             }
         }
         params.distinguished_name = dn;
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::CrlSign,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
         params.key_identifier_method = match ski {
             Some(id) => KeyIdMethod::PreSpecified(id),
             None => KeyIdMethod::Sha256,
@@ -956,22 +838,13 @@ impl Pki {
         days: u32,
         server: bool,
     ) -> Result<(String, String), PkiError> {
-        let what = if server {
-            format!("serving certificate for {cn:?}")
-        } else {
-            format!("client certificate for {cn:?}")
-        };
+        let what =
+            if server { format!("serving certificate for {cn:?}") } else { format!("client certificate for {cn:?}") };
         if cn.is_empty() {
-            return Err(PkiError::InvalidRequest {
-                what,
-                reason: "empty common name".into(),
-            });
+            return Err(PkiError::InvalidRequest { what, reason: "empty common name".into() });
         }
         if days == 0 {
-            return Err(PkiError::InvalidRequest {
-                what,
-                reason: "validity must be at least one day".into(),
-            });
+            return Err(PkiError::InvalidRequest { what, reason: "validity must be at least one day".into() });
         }
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -983,20 +856,11 @@ impl Pki {
         params.serial_number = Some(random_serial());
         set_validity(&mut params, unix_now(), u64::from(days));
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
         params.use_authority_key_identifier_extension = true;
-        params.subject_alt_names = sans
-            .iter()
-            .map(San::to_rcgen)
-            .collect::<Result<Vec<_>, _>>()?;
+        params.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<Vec<_>, _>>()?;
 
         let key = KeyPair::generate().map_err(gen_err(&what))?;
         let issuer = Issuer::from_params(&self.ca_issuer_params, &self.ca_key);
@@ -1012,12 +876,7 @@ impl Pki {
                 .then(|| self.ca_subject_der.clone())
         };
         if subject_fix.is_some() || issuer_fix.is_some() {
-            der = resign(
-                &der,
-                issuer_fix.as_deref(),
-                subject_fix.as_deref(),
-                &self.ca_key,
-            )?;
+            der = resign(&der, issuer_fix.as_deref(), subject_fix.as_deref(), &self.ca_key)?;
         }
         Ok((pem_encode("CERTIFICATE", &der), key.serialize_pem()))
     }
@@ -1028,12 +887,9 @@ impl Pki {
         let provider = ring_provider();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(self.ca_der.clone()))?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()?;
         let chain = pem_certs(&self.serving_cert_pem, SERVING_CERT_FILE)?;
         let key = pem_key(&self.serving_key_pem, SERVING_KEY_FILE)?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -1045,23 +901,13 @@ impl Pki {
     }
 
     /// Sign a client certificate (CN = user, O = groups) valid `days`; returns (cert_pem, key_pem).
-    pub fn issue_client_cert(
-        &self,
-        cn: &str,
-        orgs: &[&str],
-        days: u32,
-    ) -> Result<(String, String), PkiError> {
+    pub fn issue_client_cert(&self, cn: &str, orgs: &[&str], days: u32) -> Result<(String, String), PkiError> {
         self.issue(cn, orgs, &[], days, false)
     }
 
     /// Sign a serving certificate for DNS names / IPs (for node agents later).
     /// Each entry of `sans` is an IP if it parses as one, else a DNS name.
-    pub fn issue_serving_cert(
-        &self,
-        cn: &str,
-        sans: &[String],
-        days: u32,
-    ) -> Result<(String, String), PkiError> {
+    pub fn issue_serving_cert(&self, cn: &str, sans: &[String], days: u32) -> Result<(String, String), PkiError> {
         let mut list = Vec::new();
         for s in sans {
             push_unique(&mut list, San::parse(s)?);
@@ -1092,10 +938,7 @@ fn load_or_create_ca(tls_dir: &Path) -> Result<(String, String), PkiError> {
     let key_path = tls_dir.join(CA_KEY_FILE);
     match (read_optional(&cert_path)?, read_optional(&key_path)?) {
         (Some(cert), Some(key)) => Ok((cert, key)),
-        (Some(_), None) => Err(PkiError::IncompleteCa {
-            present: cert_path,
-            missing: key_path,
-        }),
+        (Some(_), None) => Err(PkiError::IncompleteCa { present: cert_path, missing: key_path }),
         (None, _) => {
             let now = unix_now();
             if now < SANE_CLOCK_FLOOR {
@@ -1112,11 +955,8 @@ fn load_or_create_ca(tls_dir: &Path) -> Result<(String, String), PkiError> {
             dn.push(DnType::CommonName, format!("kelp-server-ca@{now}"));
             params.distinguished_name = dn;
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::CrlSign,
-            ];
+            params.key_usages =
+                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
             params.serial_number = Some(random_serial());
             set_validity(&mut params, now, CA_VALIDITY_DAYS);
             let cert = params.self_signed(&key).map_err(gen_err(what))?;
@@ -1161,14 +1001,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("tls");
         let pki = Pki::load_or_create(&dir, &sans(&[])).expect("create");
-        for f in [
-            CA_CERT_FILE,
-            CA_KEY_FILE,
-            SERVING_CERT_FILE,
-            SERVING_KEY_FILE,
-            ADMIN_CERT_FILE,
-            ADMIN_KEY_FILE,
-        ] {
+        for f in [CA_CERT_FILE, CA_KEY_FILE, SERVING_CERT_FILE, SERVING_KEY_FILE, ADMIN_CERT_FILE, ADMIN_KEY_FILE] {
             assert!(dir.join(f).is_file(), "{f} missing");
         }
         assert_eq!(mode(&dir), 0o700);
@@ -1195,8 +1028,7 @@ mod tests {
     #[test]
     fn serving_cert_covers_sans() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let pki = Pki::load_or_create(tmp.path(), &sans(&["Api.Example.com", "203.0.113.7"]))
-            .expect("create");
+        let pki = Pki::load_or_create(tmp.path(), &sans(&["Api.Example.com", "203.0.113.7"])).expect("create");
         let der = first_der(&pki.serving_cert_pem);
         let cert = parse_x509(&der, "serving").expect("parse");
         let have = cert_sans(&cert);
@@ -1216,8 +1048,7 @@ mod tests {
         ] {
             assert!(have.contains(&want), "missing {want:?} in {have:?}");
         }
-        let lifetime =
-            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
         assert!((364 * 86400..367 * 86400).contains(&lifetime));
     }
 
@@ -1225,8 +1056,7 @@ mod tests {
     fn new_extra_san_reissues_with_same_ca() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(tmp.path(), &sans(&["a.example"])).expect("create");
-        let again =
-            Pki::load_or_create(tmp.path(), &sans(&["b.example", "a.example"])).expect("reload");
+        let again = Pki::load_or_create(tmp.path(), &sans(&["b.example", "a.example"])).expect("reload");
         assert_eq!(again.ca_cert_pem, pki.ca_cert_pem);
         assert_ne!(again.serving_cert_pem, pki.serving_cert_pem);
         assert_eq!(again.serving_cert_pem, read(tmp.path(), SERVING_CERT_FILE));
@@ -1234,10 +1064,7 @@ mod tests {
         let der = first_der(&again.serving_cert_pem);
         let cert = parse_x509(&der, "serving").expect("parse");
         assert!(cert_sans(&cert).contains(&San::Dns("b.example".into())));
-        assert_eq!(
-            cert.tbs_certificate.issuer.as_raw(),
-            again.ca_subject_der.as_slice()
-        );
+        assert_eq!(cert.tbs_certificate.issuer.as_raw(), again.ca_subject_der.as_slice());
 
         // Removing a SAN does not force a reissue (the cert still covers what is wanted).
         let third = Pki::load_or_create(tmp.path(), &sans(&["b.example"])).expect("reload");
@@ -1266,13 +1093,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(tmp.path(), &sans(&[])).expect("create");
         let wanted = serving_sans(&sans(&[])).expect("sans");
-        let (c, k) = pki
-            .issue(SERVING_CN, &[], &wanted, 30, true)
-            .expect("issue");
-        write_private_file(&tmp.path().join(SERVING_CERT_FILE), c.as_bytes(), CERT_MODE)
-            .expect("write");
-        write_private_file(&tmp.path().join(SERVING_KEY_FILE), k.as_bytes(), KEY_MODE)
-            .expect("write");
+        let (c, k) = pki.issue(SERVING_CN, &[], &wanted, 30, true).expect("issue");
+        write_private_file(&tmp.path().join(SERVING_CERT_FILE), c.as_bytes(), CERT_MODE).expect("write");
+        write_private_file(&tmp.path().join(SERVING_KEY_FILE), k.as_bytes(), KEY_MODE).expect("write");
         let again = Pki::load_or_create(tmp.path(), &sans(&[])).expect("reload");
         assert_ne!(again.serving_cert_pem, c);
     }
@@ -1282,26 +1105,15 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(tmp.path(), &sans(&[])).expect("create");
         let id = identity_from_cert(&first_der(&pki.admin_cert_pem)).expect("identity");
-        assert_eq!(
-            id,
-            (
-                "system:admin".to_string(),
-                vec!["system:masters".to_string()]
-            )
-        );
+        assert_eq!(id, ("system:admin".to_string(), vec!["system:masters".to_string()]));
 
-        let (cert, _) = pki
-            .issue_client_cert("jane", &["dev", "ops", "system:authenticated"], 10)
-            .expect("issue");
+        let (cert, _) = pki.issue_client_cert("jane", &["dev", "ops", "system:authenticated"], 10).expect("issue");
         let id = identity_from_cert(&first_der(&cert)).expect("identity");
         assert_eq!(id.0, "jane");
         assert_eq!(id.1, vec!["dev", "ops", "system:authenticated"]);
 
         let (cert, _) = pki.issue_client_cert("nobody", &[], 10).expect("issue");
-        assert_eq!(
-            identity_from_cert(&first_der(&cert)).expect("identity"),
-            ("nobody".to_string(), vec![])
-        );
+        assert_eq!(identity_from_cert(&first_der(&cert)).expect("identity"), ("nobody".to_string(), vec![]));
         assert!(pki.issue_client_cert("", &[], 10).is_err());
         assert!(pki.issue_client_cert("x", &[], 0).is_err());
         assert!(identity_from_cert(b"not a certificate").is_err());
@@ -1318,32 +1130,17 @@ mod tests {
         assert_eq!(v["kind"].as_str(), Some("Config"));
         assert_eq!(v["current-context"].as_str(), Some("default"));
         assert_eq!(v["clusters"][0]["name"].as_str(), Some("default"));
-        assert_eq!(
-            v["clusters"][0]["cluster"]["server"].as_str(),
-            Some("https://127.0.0.1:6443")
-        );
+        assert_eq!(v["clusters"][0]["cluster"]["server"].as_str(), Some("https://127.0.0.1:6443"));
         assert_eq!(
             v["clusters"][0]["cluster"]["certificate-authority-data"].as_str(),
             Some(b64(&pki.ca_cert_pem).as_str())
         );
         assert_eq!(v["contexts"][0]["name"].as_str(), Some("default"));
-        assert_eq!(
-            v["contexts"][0]["context"]["cluster"].as_str(),
-            Some("default")
-        );
-        assert_eq!(
-            v["contexts"][0]["context"]["user"].as_str(),
-            Some("default")
-        );
+        assert_eq!(v["contexts"][0]["context"]["cluster"].as_str(), Some("default"));
+        assert_eq!(v["contexts"][0]["context"]["user"].as_str(), Some("default"));
         assert_eq!(v["users"][0]["name"].as_str(), Some("default"));
-        assert_eq!(
-            v["users"][0]["user"]["client-certificate-data"].as_str(),
-            Some(b64(&pki.admin_cert_pem).as_str())
-        );
-        assert_eq!(
-            v["users"][0]["user"]["client-key-data"].as_str(),
-            Some(b64(pki.admin_key_pem()).as_str())
-        );
+        assert_eq!(v["users"][0]["user"]["client-certificate-data"].as_str(), Some(b64(&pki.admin_cert_pem).as_str()));
+        assert_eq!(v["users"][0]["user"]["client-key-data"].as_str(), Some(b64(pki.admin_key_pem()).as_str()));
     }
 
     #[test]
@@ -1366,25 +1163,13 @@ mod tests {
 
     #[test]
     fn san_parsing() {
-        assert_eq!(
-            San::parse("10.0.0.1").expect("ip"),
-            San::Ip("10.0.0.1".parse().expect("ip"))
-        );
-        assert_eq!(
-            San::parse("[fd00::1]").expect("ip6"),
-            San::Ip("fd00::1".parse().expect("ip"))
-        );
-        assert_eq!(
-            San::parse("*.Edge.Local.").expect("dns"),
-            San::Dns("*.edge.local".into())
-        );
+        assert_eq!(San::parse("10.0.0.1").expect("ip"), San::Ip("10.0.0.1".parse().expect("ip")));
+        assert_eq!(San::parse("[fd00::1]").expect("ip6"), San::Ip("fd00::1".parse().expect("ip")));
+        assert_eq!(San::parse("*.Edge.Local.").expect("dns"), San::Dns("*.edge.local".into()));
         assert!(San::parse("bad name").is_err());
         assert!(San::parse("a..b").is_err());
-        let err = Pki::load_or_create(
-            tempfile::tempdir().expect("tempdir").path(),
-            &sans(&["no spaces allowed"]),
-        )
-        .expect_err("bad san");
+        let err = Pki::load_or_create(tempfile::tempdir().expect("tempdir").path(), &sans(&["no spaces allowed"]))
+            .expect_err("bad san");
         assert!(err.to_string().contains("no spaces allowed"), "{err}");
     }
 
@@ -1393,9 +1178,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(tmp.path(), &sans(&[])).expect("create");
         // A long subject forces multi-byte DER lengths.
-        let groups: Vec<String> = (0..20)
-            .map(|i| format!("group-{i:02}-{}", "x".repeat(20)))
-            .collect();
+        let groups: Vec<String> = (0..20).map(|i| format!("group-{i:02}-{}", "x".repeat(20))).collect();
         let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
         let (cert, _) = pki.issue_client_cert("long", &refs, 1).expect("issue");
         let (cn, got) = identity_from_cert(&first_der(&cert)).expect("identity");
@@ -1407,21 +1190,14 @@ mod tests {
         server: rustls::ServerConfig,
         client: rustls::ClientConfig,
     ) -> (Result<Option<Vec<u8>>, String>, Result<Vec<u8>, String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let server_side = async move {
             let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
             let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
-            let peer = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.to_vec());
+            let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
             let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
             assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
             let mut buf = [0u8; 4];
@@ -1431,15 +1207,9 @@ mod tests {
             Ok::<_, String>(peer)
         };
         let client_side = async move {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| e.to_string())?;
-            let name =
-                rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
-            let mut tls = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| e.to_string())?;
+            let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+            let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
             tls.write_all(b"ping").await.map_err(|e| e.to_string())?;
             let mut buf = Vec::new();
             tls.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
@@ -1452,17 +1222,13 @@ mod tests {
     async fn tls_handshake_with_client_cert() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let pki = Pki::load_or_create(tmp.path(), &sans(&[])).expect("create");
-        let client = client_config(&pki.ca_cert_pem, &pki.admin_cert_pem, pki.admin_key_pem())
-            .expect("client");
+        let client = client_config(&pki.ca_cert_pem, &pki.admin_cert_pem, pki.admin_key_pem()).expect("client");
         let (server, client) = handshake(pki.server_config().expect("server"), client).await;
         let peer = server.expect("server side").expect("client cert seen");
         assert_eq!(client.expect("client side"), b"pong");
         assert_eq!(
             identity_from_cert(&peer).expect("identity"),
-            (
-                "system:admin".to_string(),
-                vec!["system:masters".to_string()]
-            )
+            ("system:admin".to_string(), vec!["system:masters".to_string()])
         );
 
         // A multi-group certificate (re-signed DER) also verifies.
@@ -1470,10 +1236,7 @@ mod tests {
         let client = client_config(&pki.ca_cert_pem, &c, &k).expect("client");
         let (server, _) = handshake(pki.server_config().expect("server"), client).await;
         let peer = server.expect("server side").expect("client cert seen");
-        assert_eq!(
-            identity_from_cert(&peer).expect("identity").1,
-            vec!["a", "b"]
-        );
+        assert_eq!(identity_from_cert(&peer).expect("identity").1, vec!["a", "b"]);
     }
 
     #[tokio::test]
@@ -1492,24 +1255,14 @@ mod tests {
         let pki = Pki::load_or_create(&tmp.path().join("a"), &sans(&[])).expect("create");
         let other = Pki::load_or_create(&tmp.path().join("b"), &sans(&[])).expect("create");
         assert_ne!(pki.ca_cert_pem, other.ca_cert_pem);
-        let client = client_config(
-            &pki.ca_cert_pem,
-            &other.admin_cert_pem,
-            other.admin_key_pem(),
-        )
-        .expect("client");
+        let client = client_config(&pki.ca_cert_pem, &other.admin_cert_pem, other.admin_key_pem()).expect("client");
         let (server, client) = handshake(pki.server_config().expect("server"), client).await;
         let err = server.expect_err("server must reject the foreign client cert");
         assert!(err.to_lowercase().contains("cert"), "{err}");
         assert!(client.is_err(), "client must not get a response");
 
         // And the client refuses a server whose CA it does not trust.
-        let client = client_config(
-            &other.ca_cert_pem,
-            &other.admin_cert_pem,
-            other.admin_key_pem(),
-        )
-        .expect("client");
+        let client = client_config(&other.ca_cert_pem, &other.admin_cert_pem, other.admin_key_pem()).expect("client");
         let (_, client) = handshake(pki.server_config().expect("server"), client).await;
         assert!(client.is_err());
     }

@@ -72,51 +72,31 @@ pub fn host_addresses() -> Vec<IpAddr> {
 /// Run the server until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let layout = Layout {
-        root: args.data_dir.clone(),
-    };
-    let node_ips = if args.node_ips.is_empty() {
-        host_addresses()
-    } else {
-        args.node_ips.clone()
-    };
-    let advertise = args
-        .advertise_address
-        .or_else(|| node_ips.first().copied())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let service_ip = alloc::first_service_ip(&args.service_cidr)
-        .context("the service CIDR has no usable address")?;
-    let hostname = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-        .to_lowercase();
+    let layout = Layout { root: args.data_dir.clone() };
+    let node_ips = if args.node_ips.is_empty() { host_addresses() } else { args.node_ips.clone() };
+    let advertise =
+        args.advertise_address.or_else(|| node_ips.first().copied()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let service_ip = alloc::first_service_ip(&args.service_cidr).context("the service CIDR has no usable address")?;
+    let hostname =
+        hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()).to_lowercase();
 
     let pki = Pki::load_or_create(
         &layout.tls(),
-        &SanInput {
-            hostname,
-            node_ips: node_ips.clone(),
-            service_ip,
-            extra: args.tls_sans.clone(),
-        },
+        &SanInput { hostname, node_ips: node_ips.clone(), service_ip, extra: args.tls_sans.clone() },
     )
     .with_context(|| format!("preparing certificates in {}", layout.tls().display()))?;
 
     let mut store_cfg = SqliteConfig::new(layout.db());
     store_cfg.compaction_interval = args.compaction_interval();
     store_cfg.compaction_retention = args.compaction_retention();
-    let backend = SqliteBackend::open(store_cfg)
-        .with_context(|| format!("opening the store {}", layout.db().display()))?;
+    let backend =
+        SqliteBackend::open(store_cfg).with_context(|| format!("opening the store {}", layout.db().display()))?;
 
     let api = ApiServer::new(
         backend.clone(),
         ApiConfig {
             service_cidr: args.service_cidr,
-            node_port_range: (
-                args.service_node_port_range.start,
-                args.service_node_port_range.end,
-            ),
+            node_port_range: (args.service_node_port_range.start, args.service_node_port_range.end),
             advertise_address: advertise,
             port: args.https_listen_port,
             watch_buffer_events: args.watch_buffer_events as usize,
@@ -126,13 +106,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .context("starting the API server")?;
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let tls = Arc::new(
-        pki.server_config()
-            .context("building the TLS configuration")?,
-    );
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let tls = Arc::new(pki.server_config().context("building the TLS configuration")?);
     tokio::spawn(apiserver::serve_tls(api.clone(), listener, tls));
 
     let client = apiserver::client::in_process_client(api.clone());
@@ -141,12 +116,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("creating the default objects")?;
 
     let url = format!("https://127.0.0.1:{}", args.https_listen_port);
-    pki::write_private_file(
-        &args.write_kubeconfig,
-        pki.admin_kubeconfig(&url).as_bytes(),
-        args.write_kubeconfig_mode,
-    )
-    .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
+    pki::write_private_file(&args.write_kubeconfig, pki.admin_kubeconfig(&url).as_bytes(), args.write_kubeconfig_mode)
+        .with_context(|| format!("writing the kubeconfig {}", args.write_kubeconfig.display()))?;
     api.set_ready();
     tracing::info!(
         message = "kelp server ready",
@@ -155,10 +126,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
     );
     if !args.disable_agent {
-        tracing::warn!(
-            message =
-                "the node agent is not part of this build yet; running the control plane only"
-        );
+        tracing::warn!(message = "the node agent is not part of this build yet; running the control plane only");
     }
 
     wait_for_shutdown().await;

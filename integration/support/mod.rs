@@ -18,10 +18,7 @@ pub struct Server {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 pub fn kelp_bin() -> &'static str {
@@ -31,17 +28,10 @@ pub fn kelp_bin() -> &'static str {
 impl Server {
     /// Start a server with extra flags and wait until it is ready.
     pub fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix("kelp-it-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("kelp-it-").tempdir().expect("temp dir");
         std::fs::write(dir.path().join("config.yaml"), "").expect("empty config");
-        let mut s = Server {
-            dir,
-            port: free_port(),
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut s =
+            Server { dir, port: free_port(), child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
         s.spawn();
         s
     }
@@ -72,12 +62,7 @@ impl Server {
             .arg(self.dir.path().join("config.yaml"))
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                &self.port.to_string(),
-            ])
+            .args(["--bind-address", "127.0.0.1", "--https-listen-port", &self.port.to_string()])
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
             .arg("--disable-agent")
@@ -101,11 +86,7 @@ impl Server {
             if self.kubeconfig().exists() && self.readyz() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "kelp server not ready in time: {}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "kelp server not ready in time: {}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,11 +109,19 @@ impl Server {
     }
 
     pub async fn client(&self) -> kube::Client {
-        let kc = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .expect("client config");
+        kube::Client::try_from(self.client_config().await).expect("client")
+    }
+
+    /// A client that does not retry 429/503/504 answers, to see them.
+    pub async fn client_without_retries(&self) -> kube::Client {
+        let mut cfg = self.client_config().await;
+        cfg.default_retry = false;
         kube::Client::try_from(cfg).expect("client")
+    }
+
+    async fn client_config(&self) -> kube::Config {
+        let kc = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("client config")
     }
 
     /// Run a given kubectl (e.g. "1.27") against this server.
@@ -170,18 +159,11 @@ impl Drop for Server {
 
 pub fn kubectl_path(version: &str) -> PathBuf {
     let p = Path::new("/usr/lib/google-cloud-sdk/bin").join(format!("kubectl.{version}"));
-    assert!(
-        p.exists(),
-        "{} is missing: the test command installs it",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: the test command installs it", p.display());
     p
 }
 
 /// A namespace name unique to this test run.
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }

@@ -46,8 +46,9 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "CronJob") => default_cron_job(obj),
         ("networking.k8s.io", "Ingress") => default_ingress(obj),
         ("networking.k8s.io", "NetworkPolicy") => default_network_policy(obj),
-        ("rbac.authorization.k8s.io", "RoleBinding")
-        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => default_role_binding(obj),
+        ("rbac.authorization.k8s.io", "RoleBinding") | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            default_role_binding(obj)
+        }
         ("autoscaling", "HorizontalPodAutoscaler") => default_hpa(obj),
         ("policy", "PodDisruptionBudget") => {
             set_generation_one(obj);
@@ -118,10 +119,7 @@ pub fn prepare_for_update(group: &str, kind: &str, obj: &mut Value, old: &Value)
         }
     }
     if tracks_generation(group, kind) && obj.get("spec") != old.get("spec") {
-        let g = old
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         meta_mut(obj).insert("generation".into(), json!(g + 1));
     } else if tracks_generation(group, kind) {
         if let Some(g) = old.pointer("/metadata/generation") {
@@ -141,11 +139,7 @@ pub fn prepare_for_update(group: &str, kind: &str, obj: &mut Value, old: &Value)
                     spec.remove("finalizers");
                 }
             }
-            if let Some(name) = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-            {
+            if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) {
                 let labels = ensure_obj(meta_mut_value(obj), "labels");
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
@@ -200,10 +194,7 @@ fn image_tag(image: &str) -> Option<String> {
     // The tag is after the last ':' that follows the last '/'.
     let last_slash = name_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
     let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (
-            &name_tag[..last_slash + i],
-            Some(&name_tag[last_slash + i + 1..]),
-        ),
+        Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
         None => (name_tag, None),
     };
     if !valid_repository_name(name) {
@@ -212,11 +203,8 @@ fn image_tag(image: &str) -> Option<String> {
     if let Some(t) = tag {
         let ok = !t.is_empty()
             && t.len() <= 128
-            && t.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+            && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
         if !ok {
             return None;
         }
@@ -246,11 +234,7 @@ fn valid_repository_name(name: &str) -> bool {
                 Some((h, p)) => (h, Some(p)),
                 None => (first, None),
             };
-            if host.is_empty()
-                || !host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-            {
+            if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
                 return false;
             }
             if let Some(p) = port {
@@ -336,9 +320,7 @@ fn ensure_obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
         *v = Value::Object(Map::new());
     }
     let m = v.as_object_mut().expect("object");
-    let e = m
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
+    let e = m.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
     if !e.is_object() {
         *e = Value::Object(Map::new());
     }
@@ -346,9 +328,7 @@ fn ensure_obj<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
 }
 
 fn ensure_obj_in<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let e = m
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
+    let e = m.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
     if !e.is_object() {
         *e = Value::Object(Map::new());
     }
@@ -607,9 +587,7 @@ const VOLUME_SOURCES: &[&str] = &[
 ];
 
 fn default_volume(v: &mut Map<String, Value>) {
-    let has_source = VOLUME_SOURCES
-        .iter()
-        .any(|k| !matches!(v.get(*k), None | Some(Value::Null)));
+    let has_source = VOLUME_SOURCES.iter().any(|k| !matches!(v.get(*k), None | Some(Value::Null)));
     if !has_source {
         v.insert("emptyDir".into(), json!({}));
     }
@@ -678,11 +656,7 @@ fn default_volume(v: &mut Map<String, Value>) {
     if let Some(s) = obj_mut(v, "image") {
         if unset(s.get("pullPolicy")) {
             let tag = image_tag(str_of(s, "reference"));
-            let pp = if tag.as_deref() == Some("latest") {
-                "Always"
-            } else {
-                "IfNotPresent"
-            };
+            let pp = if tag.as_deref() == Some("latest") { "Always" } else { "IfNotPresent" };
             s.insert("pullPolicy".into(), json!(pp));
         }
     }
@@ -712,9 +686,7 @@ fn pod_qos_class(spec: &Value) -> &'static str {
         .collect::<Vec<_>>();
     for c in containers {
         let res = c.get("resources");
-        let reqs = res
-            .and_then(|r| r.get("requests"))
-            .and_then(Value::as_object);
+        let reqs = res.and_then(|r| r.get("requests")).and_then(Value::as_object);
         let lims = res.and_then(|r| r.get("limits")).and_then(Value::as_object);
         if let Some(reqs) = reqs {
             for (name, q) in reqs {
@@ -826,9 +798,7 @@ fn default_stateful_set(obj: &mut Value) {
                 default_str(m, "apiVersion", "v1");
                 default_str(m, "kind", "PersistentVolumeClaim");
             }
-            ensure_obj(t, "metadata")
-                .entry("creationTimestamp")
-                .or_insert(Value::Null);
+            ensure_obj(t, "metadata").entry("creationTimestamp").or_insert(Value::Null);
             default_pvc_spec(ensure_obj(t, "spec"));
             let status = ensure_obj(t, "status");
             default_str(status, "phase", "Pending");
@@ -851,10 +821,7 @@ fn default_daemon_set(obj: &mut Value) {
     default_template_at(spec);
     // PrepareForCreate: templateGeneration = 1, surfaced in apps/v1 as an annotation.
     let ann = ensure_obj(meta_mut_value(obj), "annotations");
-    ann.insert(
-        "deprecated.daemonset.template.generation".into(),
-        json!("1"),
-    );
+    ann.insert("deprecated.daemonset.template.generation".into(), json!("1"));
     set_generation_one(obj);
     reset_status(
         obj,
@@ -889,16 +856,8 @@ fn default_replication_controller(obj: &mut Value) {
 }
 
 fn default_job(obj: &mut Value) {
-    let uid = obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
     let job_labels_empty = labels_empty(obj.pointer("/metadata/labels"));
     {
         let spec = ensure_obj(obj, "spec");
@@ -910,23 +869,11 @@ fn default_job(obj: &mut Value) {
         }
         default_ptr(spec, "parallelism", json!(1));
         let per_index = !matches!(spec.get("backoffLimitPerIndex"), None | Some(Value::Null));
-        default_ptr(
-            spec,
-            "backoffLimit",
-            json!(if per_index { i32::MAX as i64 } else { 6 }),
-        );
+        default_ptr(spec, "backoffLimit", json!(if per_index { i32::MAX as i64 } else { 6 }));
         default_ptr(spec, "completionMode", json!("NonIndexed"));
         default_ptr(spec, "suspend", json!(false));
         let has_pfp = !matches!(spec.get("podFailurePolicy"), None | Some(Value::Null));
-        default_ptr(
-            spec,
-            "podReplacementPolicy",
-            json!(if has_pfp {
-                "Failed"
-            } else {
-                "TerminatingOrFailed"
-            }),
-        );
+        default_ptr(spec, "podReplacementPolicy", json!(if has_pfp { "Failed" } else { "TerminatingOrFailed" }));
         default_ptr(spec, "manualSelector", json!(false));
         if let Some(pfp) = obj_mut(spec, "podFailurePolicy") {
             if let Some(rules) = arr_mut(pfp, "rules") {
@@ -942,10 +889,7 @@ fn default_job(obj: &mut Value) {
         default_template_at(spec);
 
         // PrepareForCreate: generate the selector unless the user asked for a manual one.
-        let manual = spec
-            .get("manualSelector")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let manual = spec.get("manualSelector").and_then(Value::as_bool).unwrap_or(false);
         // uid is always set on create; without it (an update body being re-defaulted) nothing
         // is generated and validation reports what upstream would.
         if !manual && !uid.is_empty() {
@@ -959,8 +903,7 @@ fn default_job(obj: &mut Value) {
             }
             let sel = ensure_obj_in(spec, "selector");
             let ml = ensure_obj_in(sel, "matchLabels");
-            ml.entry("batch.kubernetes.io/controller-uid")
-                .or_insert_with(|| json!(uid));
+            ml.entry("batch.kubernetes.io/controller-uid").or_insert_with(|| json!(uid));
         }
     }
     // SetDefaults_Job copies the template labels to an unlabeled Job (on decode and again when the
@@ -986,9 +929,7 @@ fn default_cron_job(obj: &mut Value) {
     if !jt.is_object() {
         *jt = json!({});
     }
-    ensure_obj(jt, "metadata")
-        .entry("creationTimestamp")
-        .or_insert(Value::Null);
+    ensure_obj(jt, "metadata").entry("creationTimestamp").or_insert(Value::Null);
     let jspec = ensure_obj(jt, "spec");
     default_template_at(jspec);
     set_generation_one(obj);
@@ -1012,10 +953,7 @@ fn default_service(obj: &mut Value) {
                 .and_then(|c| c.get("timeoutSeconds"))
                 .is_some_and(|t| !t.is_null());
             if !has_timeout {
-                spec.insert(
-                    "sessionAffinityConfig".into(),
-                    json!({ "clientIP": { "timeoutSeconds": 10800 } }),
-                );
+                spec.insert("sessionAffinityConfig".into(), json!({ "clientIP": { "timeoutSeconds": 10800 } }));
             }
         }
         _ => {}
@@ -1049,10 +987,7 @@ fn default_service(obj: &mut Value) {
     }
     // PrepareForCreate: clusterIPs follows clusterIP.
     let cip = str_of(spec, "clusterIP").to_string();
-    let cips_empty = spec
-        .get("clusterIPs")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+    let cips_empty = spec.get("clusterIPs").and_then(Value::as_array).is_none_or(|a| a.is_empty());
     if !cip.is_empty() && cips_empty {
         spec.insert("clusterIPs".into(), json!([cip]));
     }
@@ -1065,16 +1000,9 @@ fn default_service(obj: &mut Value) {
         } else {
             default_ptr(spec, "ipFamilyPolicy", json!("SingleStack"));
         }
-        let fams_empty = spec
-            .get("ipFamilies")
-            .and_then(Value::as_array)
-            .is_none_or(|a| a.is_empty());
+        let fams_empty = spec.get("ipFamilies").and_then(Value::as_array).is_none_or(|a| a.is_empty());
         if fams_empty {
-            let fam = if !headless && cip.contains(':') {
-                "IPv6"
-            } else {
-                "IPv4"
-            };
+            let fam = if !headless && cip.contains(':') { "IPv6" } else { "IPv4" };
             spec.insert("ipFamilies".into(), json!([fam]));
         }
     }
@@ -1082,9 +1010,7 @@ fn default_service(obj: &mut Value) {
 }
 
 fn has_external_ips(spec: &Map<String, Value>) -> bool {
-    spec.get("externalIPs")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
+    spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
 }
 
 /// Keep the allocated values of a Service when the update omits them (upstream's
@@ -1093,11 +1019,7 @@ fn service_patch_allocated(obj: &mut Value, old: &Value) {
     let Some(old_spec) = old.get("spec").and_then(Value::as_object) else {
         return;
     };
-    let new_type = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
+    let new_type = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
     let old_type = str_of(old_spec, "type").to_string();
     let spec = ensure_obj(obj, "spec");
     let needs_cluster_ip = new_type != "ExternalName";
@@ -1108,20 +1030,14 @@ fn service_patch_allocated(obj: &mut Value, old: &Value) {
             }
         }
         let cip = str_of(spec, "clusterIP").to_string();
-        let cips_empty = spec
-            .get("clusterIPs")
-            .and_then(Value::as_array)
-            .is_none_or(|a| a.is_empty());
+        let cips_empty = spec.get("clusterIPs").and_then(Value::as_array).is_none_or(|a| a.is_empty());
         if cips_empty {
             if let Some(old_cips) = old_spec.get("clusterIPs").and_then(Value::as_array) {
                 if old_cips.first().and_then(Value::as_str) == Some(cip.as_str()) {
                     spec.insert("clusterIPs".into(), Value::Array(old_cips.clone()));
                 }
             }
-            let still_empty = spec
-                .get("clusterIPs")
-                .and_then(Value::as_array)
-                .is_none_or(|a| a.is_empty());
+            let still_empty = spec.get("clusterIPs").and_then(Value::as_array).is_none_or(|a| a.is_empty());
             if still_empty && !cip.is_empty() {
                 spec.insert("clusterIPs".into(), json!([cip]));
             }
@@ -1141,19 +1057,12 @@ fn service_patch_allocated(obj: &mut Value, old: &Value) {
                     continue;
                 }
                 let port = p.get("port").cloned();
-                let proto = p
-                    .get("protocol")
-                    .and_then(Value::as_str)
-                    .unwrap_or("TCP")
-                    .to_string();
+                let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
                 let found = old_ports.iter().find(|op| {
                     op.get("port") == port.as_ref()
                         && op.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == proto
                 });
-                if let Some(np) = found
-                    .and_then(|op| op.get("nodePort"))
-                    .filter(|v| v.as_i64().unwrap_or(0) != 0)
-                {
+                if let Some(np) = found.and_then(|op| op.get("nodePort")).filter(|v| v.as_i64().unwrap_or(0) != 0) {
                     p.insert("nodePort".into(), np.clone());
                 }
             }
@@ -1161,16 +1070,9 @@ fn service_patch_allocated(obj: &mut Value, old: &Value) {
     }
     if new_type == "LoadBalancer"
         && str_of(spec, "externalTrafficPolicy") == "Local"
-        && spec
-            .get("healthCheckNodePort")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            == 0
+        && spec.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0
     {
-        if let Some(h) = old_spec
-            .get("healthCheckNodePort")
-            .filter(|v| v.as_i64().unwrap_or(0) != 0)
-        {
+        if let Some(h) = old_spec.get("healthCheckNodePort").filter(|v| v.as_i64().unwrap_or(0) != 0) {
             spec.insert("healthCheckNodePort".into(), h.clone());
         }
     }
@@ -1180,10 +1082,7 @@ fn service_patch_allocated(obj: &mut Value, old: &Value) {
                 spec.insert("ipFamilyPolicy".into(), v.clone());
             }
         }
-        let fams_empty = spec
-            .get("ipFamilies")
-            .and_then(Value::as_array)
-            .is_none_or(|a| a.is_empty());
+        let fams_empty = spec.get("ipFamilies").and_then(Value::as_array).is_none_or(|a| a.is_empty());
         if fams_empty {
             if let Some(v) = old_spec.get("ipFamilies") {
                 spec.insert("ipFamilies".into(), v.clone());
@@ -1193,11 +1092,7 @@ fn service_patch_allocated(obj: &mut Value, old: &Value) {
 }
 
 fn default_namespace(obj: &mut Value) {
-    if let Some(name) = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
+    if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) {
         if !name.is_empty() {
             let labels = ensure_obj(meta_mut_value(obj), "labels");
             labels.insert("kubernetes.io/metadata.name".into(), json!(name));
@@ -1224,10 +1119,7 @@ fn default_secret(obj: &mut Value) {
         let data = ensure_obj_in(m, "data");
         for (k, v) in sd {
             let s = v.as_str().unwrap_or("").to_string();
-            data.insert(
-                k,
-                json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())),
-            );
+            data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())));
         }
     }
 }
@@ -1254,10 +1146,7 @@ fn default_pv(obj: &mut Value) {
         default_ptr(hp, "type", json!(""));
     }
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    reset_status(
-        obj,
-        json!({ "phase": "Pending", "lastPhaseTransitionTime": now }),
-    );
+    reset_status(obj, json!({ "phase": "Pending", "lastPhaseTransitionTime": now }));
 }
 
 fn default_node(obj: &mut Value) {
@@ -1289,35 +1178,18 @@ fn default_endpoints(obj: &mut Value) {
 }
 
 fn default_limit_range(obj: &mut Value) {
-    let Some(limits) = obj
-        .pointer_mut("/spec/limits")
-        .and_then(Value::as_array_mut)
-    else {
+    let Some(limits) = obj.pointer_mut("/spec/limits").and_then(Value::as_array_mut) else {
         return;
     };
     for item in limits.iter_mut().filter_map(Value::as_object_mut) {
-        for k in [
-            "max",
-            "min",
-            "default",
-            "defaultRequest",
-            "maxLimitRequestRatio",
-        ] {
+        for k in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
             default_resource_list(item.get_mut(k));
         }
         if str_of(item, "type") != "Container" {
             continue;
         }
-        let max = item
-            .get("max")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let min = item
-            .get("min")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let max = item.get("max").and_then(Value::as_object).cloned().unwrap_or_default();
+        let min = item.get("min").and_then(Value::as_object).cloned().unwrap_or_default();
         let def = ensure_obj_in(item, "default");
         for (k, v) in &max {
             def.entry(k.clone()).or_insert(v.clone());
@@ -1361,17 +1233,10 @@ fn default_network_policy(obj: &mut Value) {
             }
         }
     }
-    let types_empty = spec
-        .get("policyTypes")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+    let types_empty = spec.get("policyTypes").and_then(Value::as_array).is_none_or(|a| a.is_empty());
     if types_empty {
         let mut types = vec![json!("Ingress")];
-        if spec
-            .get("egress")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
+        if spec.get("egress").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
             types.push(json!("Egress"));
         }
         spec.insert("policyTypes".into(), Value::Array(types));
@@ -1418,12 +1283,7 @@ fn hpa_scale_down_defaults() -> Value {
 fn merge_rules(given: Option<&Value>, defaults: Value) -> Value {
     let mut out = defaults;
     if let (Some(Value::Object(g)), Some(o)) = (given, out.as_object_mut()) {
-        for k in [
-            "stabilizationWindowSeconds",
-            "selectPolicy",
-            "policies",
-            "tolerance",
-        ] {
+        for k in ["stabilizationWindowSeconds", "selectPolicy", "policies", "tolerance"] {
             if let Some(v) = g.get(k).filter(|v| !v.is_null()) {
                 o.insert(k.into(), v.clone());
             }
@@ -1433,19 +1293,13 @@ fn merge_rules(given: Option<&Value>, defaults: Value) -> Value {
 }
 
 fn default_hpa(obj: &mut Value) {
-    let v2 = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .is_some_and(|v| v.ends_with("/v2"));
+    let v2 = obj.get("apiVersion").and_then(Value::as_str).is_some_and(|v| v.ends_with("/v2"));
     let spec = ensure_obj(obj, "spec");
     default_ptr(spec, "minReplicas", json!(1));
     if !v2 {
         return;
     }
-    let metrics_empty = spec
-        .get("metrics")
-        .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+    let metrics_empty = spec.get("metrics").and_then(Value::as_array).is_none_or(|a| a.is_empty());
     if metrics_empty {
         spec.insert(
             "metrics".into(),
@@ -1486,14 +1340,8 @@ mod tests {
         assert_eq!(default_pull_policy("nginx"), "Always");
         assert_eq!(default_pull_policy("nginx:latest"), "Always");
         assert_eq!(default_pull_policy("nginx:1.27"), "IfNotPresent");
-        assert_eq!(
-            default_pull_policy("registry.local:5000/team/app"),
-            "Always"
-        );
-        assert_eq!(
-            default_pull_policy("registry.local:5000/team/app:v2"),
-            "IfNotPresent"
-        );
+        assert_eq!(default_pull_policy("registry.local:5000/team/app"), "Always");
+        assert_eq!(default_pull_policy("registry.local:5000/team/app:v2"), "IfNotPresent");
         let digest = format!("nginx@sha256:{}", "a".repeat(64));
         assert_eq!(default_pull_policy(&digest), "IfNotPresent");
         let tagged_digest = format!("nginx:latest@sha256:{}", "b".repeat(64));
@@ -1560,14 +1408,9 @@ mod tests {
         let p = defaulted(
             "",
             "Pod",
-            pod_with(
-                json!([{ "name": "c", "image": "x:1", "resources": { "requests": { "cpu": "2000m" } } }]),
-            ),
+            pod_with(json!([{ "name": "c", "image": "x:1", "resources": { "requests": { "cpu": "2000m" } } }])),
         );
-        assert_eq!(
-            p["spec"]["containers"][0]["resources"]["requests"]["cpu"],
-            "2"
-        );
+        assert_eq!(p["spec"]["containers"][0]["resources"]["requests"]["cpu"], "2");
         assert_eq!(p["status"]["qosClass"], "Burstable");
     }
 
@@ -1666,19 +1509,13 @@ mod tests {
         let sp = &s["spec"];
         assert_eq!(sp["replicas"], 1);
         assert_eq!(sp["podManagementPolicy"], "OrderedReady");
-        assert_eq!(
-            sp["updateStrategy"],
-            json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } })
-        );
+        assert_eq!(sp["updateStrategy"], json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": 0 } }));
         assert_eq!(sp["revisionHistoryLimit"], 10);
         assert_eq!(
             sp["persistentVolumeClaimRetentionPolicy"],
             json!({ "whenDeleted": "Retain", "whenScaled": "Retain" })
         );
-        assert_eq!(
-            sp["volumeClaimTemplates"][0]["spec"]["volumeMode"],
-            "Filesystem"
-        );
+        assert_eq!(sp["volumeClaimTemplates"][0]["spec"]["volumeMode"], "Filesystem");
         assert_eq!(sp["volumeClaimTemplates"][0]["status"]["phase"], "Pending");
 
         // OnDelete: no partition.
@@ -1698,10 +1535,7 @@ mod tests {
             json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 1, "maxSurge": 0 } })
         );
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
-        assert_eq!(
-            d["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
-            "1"
-        );
+        assert_eq!(d["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
     }
 
     fn job() -> Value {
@@ -1725,10 +1559,7 @@ mod tests {
         assert_eq!(s["suspend"], false);
         assert_eq!(s["podReplacementPolicy"], "TerminatingOrFailed");
         assert_eq!(s["manualSelector"], false);
-        assert_eq!(
-            s["selector"],
-            json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": "1234-abcd" } })
-        );
+        assert_eq!(s["selector"], json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": "1234-abcd" } }));
         let labels = &s["template"]["metadata"]["labels"];
         assert_eq!(labels["batch.kubernetes.io/controller-uid"], "1234-abcd");
         assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
@@ -1757,13 +1588,8 @@ mod tests {
         m["spec"]["selector"] = json!({ "matchLabels": { "a": "b" } });
         m["spec"]["template"]["metadata"] = json!({ "labels": { "a": "b" } });
         let m = defaulted("batch", "Job", m);
-        assert_eq!(
-            m["spec"]["selector"],
-            json!({ "matchLabels": { "a": "b" } })
-        );
-        assert!(m["spec"]["template"]["metadata"]["labels"]
-            .get("job-name")
-            .is_none());
+        assert_eq!(m["spec"]["selector"], json!({ "matchLabels": { "a": "b" } }));
+        assert!(m["spec"]["template"]["metadata"]["labels"].get("job-name").is_none());
     }
 
     #[test]
@@ -1819,11 +1645,7 @@ mod tests {
             json!({ "metadata": { "name": "n" }, "spec": { "type": "NodePort", "ports": [{ "port": 80 }] } }),
         );
         assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
-        let lb = defaulted(
-            "",
-            "Service",
-            json!({ "metadata": { "name": "n" }, "spec": { "type": "LoadBalancer" } }),
-        );
+        let lb = defaulted("", "Service", json!({ "metadata": { "name": "n" }, "spec": { "type": "LoadBalancer" } }));
         assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
 
@@ -1841,10 +1663,7 @@ mod tests {
             "Service",
             json!({ "metadata": { "name": "n" }, "spec": { "sessionAffinity": "ClientIP", "clusterIP": "10.0.0.9" } }),
         );
-        assert_eq!(
-            ci["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
-            10800
-        );
+        assert_eq!(ci["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"], 10800);
         assert_eq!(ci["spec"]["clusterIPs"], json!(["10.0.0.9"]));
     }
 
@@ -1857,10 +1676,7 @@ mod tests {
         );
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(ns["status"]["phase"], "Active");
-        assert_eq!(
-            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
-            "team-a"
-        );
+        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
 
         let s = defaulted(
             "",
@@ -1907,19 +1723,10 @@ mod tests {
                               "behavior": { "scaleDown": { "stabilizationWindowSeconds": 60 } } } }),
         );
         assert_eq!(hpa["spec"]["minReplicas"], 1);
-        assert_eq!(
-            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
-            80
-        );
-        assert_eq!(
-            hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
-            60
-        );
+        assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+        assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 60);
         assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["selectPolicy"], "Max");
-        assert_eq!(
-            hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["value"],
-            4
-        );
+        assert_eq!(hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["value"], 4);
 
         let rb = defaulted(
             "rbac.authorization.k8s.io",

@@ -7,16 +7,8 @@ use serde_json::Value;
 use crate::api::status::{Cause, StatusError};
 
 /// The verbs of an ordinary stored resource.
-pub const STANDARD_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+pub const STANDARD_VERBS: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 /// A subresource and what it answers with.
 #[derive(Debug, Clone, Copy)]
@@ -27,64 +19,25 @@ pub struct Subresource {
     pub verbs: &'static [&'static str],
 }
 
-const STATUS: Subresource = Subresource {
-    name: "status",
-    response: ("", "", ""),
-    verbs: &["get", "patch", "update"],
-};
-const SCALE: Subresource = Subresource {
-    name: "scale",
-    response: ("autoscaling", "v1", "Scale"),
-    verbs: &["get", "patch", "update"],
-};
+const STATUS: Subresource = Subresource { name: "status", response: ("", "", ""), verbs: &["get", "patch", "update"] };
+const SCALE: Subresource =
+    Subresource { name: "scale", response: ("autoscaling", "v1", "Scale"), verbs: &["get", "patch", "update"] };
 
 const POD_SUBRESOURCES: &[Subresource] = &[
     STATUS,
-    Subresource {
-        name: "attach",
-        response: ("", "v1", "PodAttachOptions"),
-        verbs: &["create", "get"],
-    },
-    Subresource {
-        name: "binding",
-        response: ("", "v1", "Binding"),
-        verbs: &["create"],
-    },
-    Subresource {
-        name: "ephemeralcontainers",
-        response: ("", "", ""),
-        verbs: &["get", "patch", "update"],
-    },
-    Subresource {
-        name: "eviction",
-        response: ("policy", "v1", "Eviction"),
-        verbs: &["create"],
-    },
-    Subresource {
-        name: "exec",
-        response: ("", "v1", "PodExecOptions"),
-        verbs: &["create", "get"],
-    },
-    Subresource {
-        name: "log",
-        response: ("", "", ""),
-        verbs: &["get"],
-    },
-    Subresource {
-        name: "portforward",
-        response: ("", "v1", "PodPortForwardOptions"),
-        verbs: &["create", "get"],
-    },
+    Subresource { name: "attach", response: ("", "v1", "PodAttachOptions"), verbs: &["create", "get"] },
+    Subresource { name: "binding", response: ("", "v1", "Binding"), verbs: &["create"] },
+    Subresource { name: "ephemeralcontainers", response: ("", "", ""), verbs: &["get", "patch", "update"] },
+    Subresource { name: "eviction", response: ("policy", "v1", "Eviction"), verbs: &["create"] },
+    Subresource { name: "exec", response: ("", "v1", "PodExecOptions"), verbs: &["create", "get"] },
+    Subresource { name: "log", response: ("", "", ""), verbs: &["get"] },
+    Subresource { name: "portforward", response: ("", "v1", "PodPortForwardOptions"), verbs: &["create", "get"] },
     Subresource {
         name: "proxy",
         response: ("", "v1", "PodProxyOptions"),
         verbs: &["create", "delete", "get", "patch", "update"],
     },
-    Subresource {
-        name: "resize",
-        response: ("", "", ""),
-        verbs: &["get", "patch", "update"],
-    },
+    Subresource { name: "resize", response: ("", "", ""), verbs: &["get", "patch", "update"] },
 ];
 const NODE_SUBRESOURCES: &[Subresource] = &[
     STATUS,
@@ -102,19 +55,10 @@ const SERVICE_SUBRESOURCES: &[Subresource] = &[
         verbs: &["create", "delete", "get", "patch", "update"],
     },
 ];
-const NAMESPACE_SUBRESOURCES: &[Subresource] = &[
-    STATUS,
-    Subresource {
-        name: "finalize",
-        response: ("", "", ""),
-        verbs: &["update"],
-    },
-];
-const SA_SUBRESOURCES: &[Subresource] = &[Subresource {
-    name: "token",
-    response: ("authentication.k8s.io", "v1", "TokenRequest"),
-    verbs: &["create"],
-}];
+const NAMESPACE_SUBRESOURCES: &[Subresource] =
+    &[STATUS, Subresource { name: "finalize", response: ("", "", ""), verbs: &["update"] }];
+const SA_SUBRESOURCES: &[Subresource] =
+    &[Subresource { name: "token", response: ("authentication.k8s.io", "v1", "TokenRequest"), verbs: &["create"] }];
 const STATUS_ONLY: &[Subresource] = &[STATUS];
 const STATUS_SCALE: &[Subresource] = &[STATUS, SCALE];
 const NONE: &[Subresource] = &[];
@@ -137,25 +81,16 @@ fn typed<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, CodecError>
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        match message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next())
-        {
+        match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
             Some(field) => {
-                let path = if path == "." || path.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{path}.{field}")
-                };
+                let path = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
                 CodecError::Missing { path }
             }
             None => CodecError::Malformed { path, message },
         }
     })?;
-    let decoded = serde_json::to_value(t).map_err(|e| CodecError::Malformed {
-        path: String::new(),
-        message: e.to_string(),
-    })?;
+    let decoded =
+        serde_json::to_value(t).map_err(|e| CodecError::Malformed { path: String::new(), message: e.to_string() })?;
     Ok(decoded)
 }
 
@@ -164,17 +99,12 @@ fn typed<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, CodecError>
 /// which would hide a missing `spec.selector` from validation).
 fn intersect(decoded: Value, input: &Value) -> Value {
     match (decoded, input) {
-        (Value::Object(out), Value::Object(inp)) => Value::Object(
-            out.into_iter()
-                .filter_map(|(k, v)| inp.get(&k).map(|i| (k, intersect(v, i))))
-                .collect(),
-        ),
-        (Value::Array(out), Value::Array(inp)) => Value::Array(
-            out.into_iter()
-                .zip(inp.iter())
-                .map(|(o, i)| intersect(o, i))
-                .collect(),
-        ),
+        (Value::Object(out), Value::Object(inp)) => {
+            Value::Object(out.into_iter().filter_map(|(k, v)| inp.get(&k).map(|i| (k, intersect(v, i)))).collect())
+        }
+        (Value::Array(out), Value::Array(inp)) => {
+            Value::Array(out.into_iter().zip(inp.iter()).map(|(o, i)| intersect(o, i)).collect())
+        }
         (out, _) => out,
     }
 }
@@ -188,18 +118,11 @@ impl CodecError {
     /// The API error for a body of `def` that failed to decode.
     pub fn to_status(&self, def: &ResourceDef, name: &str) -> StatusError {
         match self {
-            CodecError::Missing { path } => StatusError::invalid(
-                def.group,
-                def.kind,
-                name,
-                vec![Cause::required(path.clone())],
-            ),
+            CodecError::Missing { path } => {
+                StatusError::invalid(def.group, def.kind, name, vec![Cause::required(path.clone())])
+            }
             CodecError::Malformed { path, message } => {
-                let at = if path.is_empty() || path == "." {
-                    String::new()
-                } else {
-                    format!("{path}: ")
-                };
+                let at = if path.is_empty() || path == "." { String::new() } else { format!("{path}: ") };
                 StatusError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: {at}{message}",
                     def.kind, def.version, def.kind
@@ -272,11 +195,7 @@ macro_rules! def {
             verbs: STANDARD_VERBS,
             subresources: $subs,
             generation: $gen,
-            storage: if $g.is_empty() {
-                $plural
-            } else {
-                concat!($plural, ".", $g)
-            },
+            storage: if $g.is_empty() { $plural } else { concat!($plural, ".", $g) },
             storage_version: true,
             codec: typed_pruned::<$ty>,
         }
@@ -291,45 +210,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext
 
 static RESOURCES: &[ResourceDef] = &[
     // core/v1
-    def!(
-        "",
-        "v1",
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        true,
-        &["cm"],
-        NO,
-        NONE,
-        false,
-        k::core::v1::ConfigMap
-    ),
-    def!(
-        "",
-        "v1",
-        "Endpoints",
-        "endpoints",
-        "endpoints",
-        true,
-        &["ep"],
-        NO,
-        NONE,
-        false,
-        k::core::v1::Endpoints
-    ),
-    def!(
-        "",
-        "v1",
-        "Event",
-        "events",
-        "event",
-        true,
-        &["ev"],
-        NO,
-        NONE,
-        false,
-        k::core::v1::Event
-    ),
+    def!("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], NO, NONE, false, k::core::v1::ConfigMap),
+    def!("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], NO, NONE, false, k::core::v1::Endpoints),
+    def!("", "v1", "Event", "events", "event", true, &["ev"], NO, NONE, false, k::core::v1::Event),
     def!(
         "",
         "v1",
@@ -356,19 +239,7 @@ static RESOURCES: &[ResourceDef] = &[
         false,
         k::core::v1::Namespace
     ),
-    def!(
-        "",
-        "v1",
-        "Node",
-        "nodes",
-        "node",
-        false,
-        &["no"],
-        NO,
-        NODE_SUBRESOURCES,
-        false,
-        k::core::v1::Node
-    ),
+    def!("", "v1", "Node", "nodes", "node", false, &["no"], NO, NODE_SUBRESOURCES, false, k::core::v1::Node),
     def!(
         "",
         "v1",
@@ -395,32 +266,8 @@ static RESOURCES: &[ResourceDef] = &[
         false,
         k::core::v1::PersistentVolumeClaim
     ),
-    def!(
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        "pod",
-        true,
-        &["po"],
-        ALL,
-        POD_SUBRESOURCES,
-        false,
-        k::core::v1::Pod
-    ),
-    def!(
-        "",
-        "v1",
-        "PodTemplate",
-        "podtemplates",
-        "podtemplate",
-        true,
-        NO,
-        NO,
-        NONE,
-        false,
-        k::core::v1::PodTemplate
-    ),
+    def!("", "v1", "Pod", "pods", "pod", true, &["po"], ALL, POD_SUBRESOURCES, false, k::core::v1::Pod),
+    def!("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, NO, NO, NONE, false, k::core::v1::PodTemplate),
     def!(
         "",
         "v1",
@@ -447,19 +294,7 @@ static RESOURCES: &[ResourceDef] = &[
         false,
         k::core::v1::ResourceQuota
     ),
-    def!(
-        "",
-        "v1",
-        "Secret",
-        "secrets",
-        "secret",
-        true,
-        NO,
-        NO,
-        NONE,
-        false,
-        k::core::v1::Secret
-    ),
+    def!("", "v1", "Secret", "secrets", "secret", true, NO, NO, NONE, false, k::core::v1::Secret),
     def!(
         "",
         "v1",
@@ -553,32 +388,8 @@ static RESOURCES: &[ResourceDef] = &[
         k::apps::v1::StatefulSet
     ),
     // batch/v1
-    def!(
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        "cronjob",
-        true,
-        &["cj"],
-        ALL,
-        STATUS_ONLY,
-        true,
-        k::batch::v1::CronJob
-    ),
-    def!(
-        "batch",
-        "v1",
-        "Job",
-        "jobs",
-        "job",
-        true,
-        NO,
-        ALL,
-        STATUS_ONLY,
-        true,
-        k::batch::v1::Job
-    ),
+    def!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL, STATUS_ONLY, true, k::batch::v1::CronJob),
+    def!("batch", "v1", "Job", "jobs", "job", true, NO, ALL, STATUS_ONLY, true, k::batch::v1::Job),
     // networking.k8s.io/v1
     def!(
         "networking.k8s.io",
@@ -672,19 +483,7 @@ static RESOURCES: &[ResourceDef] = &[
         false,
         k::rbac::v1::ClusterRoleBinding
     ),
-    def!(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "Role",
-        "roles",
-        "role",
-        true,
-        NO,
-        NO,
-        NONE,
-        false,
-        k::rbac::v1::Role
-    ),
+    def!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NO, NO, NONE, false, k::rbac::v1::Role),
     def!(
         "rbac.authorization.k8s.io",
         "v1",
@@ -784,19 +583,7 @@ static RESOURCES: &[ResourceDef] = &[
         false,
         k::storage::v1::CSIDriver
     ),
-    def!(
-        "storage.k8s.io",
-        "v1",
-        "CSINode",
-        "csinodes",
-        "csinode",
-        false,
-        NO,
-        NO,
-        NONE,
-        false,
-        k::storage::v1::CSINode
-    ),
+    def!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", false, NO, NO, NONE, false, k::storage::v1::CSINode),
     def!(
         "storage.k8s.io",
         "v1",
@@ -854,19 +641,7 @@ static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         storage: "events",
         storage_version: false,
-        ..def!(
-            "events.k8s.io",
-            "v1",
-            "Event",
-            "events",
-            "event",
-            true,
-            &["ev"],
-            NO,
-            NONE,
-            false,
-            k::events::v1::Event
-        )
+        ..def!("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], NO, NONE, false, k::events::v1::Event)
     },
     // apiextensions.k8s.io/v1
     ResourceDef {
@@ -895,16 +670,12 @@ pub fn all() -> &'static [ResourceDef] {
 
 /// Look up a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES
-        .iter()
-        .find(|d| d.group == group && d.version == version && d.plural == plural)
+    RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural)
 }
 
 /// The version a resource is stored in, by storage name.
 pub fn by_storage(storage: &str) -> Option<&'static ResourceDef> {
-    RESOURCES
-        .iter()
-        .find(|d| d.storage == storage && d.storage_version)
+    RESOURCES.iter().find(|d| d.storage == storage && d.storage_version)
 }
 
 /// The stored version of the resource `def` is a version of.
@@ -1012,28 +783,18 @@ fn hpa_v2_to_v1(obj: &mut Value) {
     let cpu_of = |list: Option<Value>, field: &str| -> Option<Value> {
         list?.as_array()?.iter().find_map(|m| {
             let r = m.get("resource")?;
-            (r.get("name")?.as_str()? == "cpu")
-                .then(|| r.get(field)?.get("averageUtilization").cloned())
-                .flatten()
+            (r.get("name")?.as_str()? == "cpu").then(|| r.get(field)?.get("averageUtilization").cloned()).flatten()
         })
     };
     if let Some(spec) = obj.get_mut("spec") {
         let metrics = take(spec, "metrics");
         take(spec, "behavior");
-        put(
-            spec,
-            "targetCPUUtilizationPercentage",
-            cpu_of(metrics, "target"),
-        );
+        put(spec, "targetCPUUtilizationPercentage", cpu_of(metrics, "target"));
     }
     if let Some(status) = obj.get_mut("status") {
         let metrics = take(status, "currentMetrics");
         take(status, "conditions");
-        put(
-            status,
-            "currentCPUUtilizationPercentage",
-            cpu_of(metrics, "current"),
-        );
+        put(status, "currentCPUUtilizationPercentage", cpu_of(metrics, "current"));
     }
 }
 
@@ -1083,8 +844,7 @@ mod tests {
     #[test]
     fn every_resource_decodes_an_empty_object() {
         for d in all() {
-            let obj =
-                json!({"apiVersion": d.api_version(), "kind": d.kind, "metadata": {"name": "x"}});
+            let obj = json!({"apiVersion": d.api_version(), "kind": d.kind, "metadata": {"name": "x"}});
             // Some kinds have required fields; those must come back as Missing, never Malformed.
             if let Err(CodecError::Malformed { path, message }) = (d.codec)(obj) {
                 panic!("{} {}: {path}: {message}", d.api_version(), d.kind);
@@ -1095,25 +855,24 @@ mod tests {
     #[test]
     fn absent_fields_stay_absent_and_bad_types_have_a_path() {
         let d = find("apps", "v1", "deployments").unwrap();
-        let out = (d.codec)(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {}}}))
-            .unwrap();
-        assert!(
-            out["spec"].get("selector").is_none(),
-            "absent required fields stay absent for validation: {out}"
-        );
+        let out = (d.codec)(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {}}}),
+        )
+        .unwrap();
+        assert!(out["spec"].get("selector").is_none(), "absent required fields stay absent for validation: {out}");
         let bad = (d.codec)(
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": "three", "selector": {}, "template": {}}}),
         );
-        assert!(
-            matches!(bad, Err(CodecError::Malformed { ref path, .. }) if path == "spec.replicas"),
-            "{bad:?}"
-        );
+        assert!(matches!(bad, Err(CodecError::Malformed { ref path, .. }) if path == "spec.replicas"), "{bad:?}");
     }
 
     #[test]
     fn unknown_fields_are_dropped() {
         let d = find("", "v1", "configmaps").unwrap();
-        let v = (d.codec)(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "bogus": 1, "data": {"a": "b"}})).unwrap();
+        let v = (d.codec)(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "bogus": 1, "data": {"a": "b"}}),
+        )
+        .unwrap();
         assert!(v.get("bogus").is_none());
         assert_eq!(v["data"]["a"], "b");
     }
@@ -1124,10 +883,7 @@ mod tests {
         let obj = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"},
             "spec": {"maxReplicas": 5, "targetCPUUtilizationPercentage": 70, "scaleTargetRef": {"kind": "Deployment", "name": "d"}}});
         let stored = to_storage(v1, obj.clone());
-        assert_eq!(
-            stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
-            70
-        );
+        assert_eq!(stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
         assert_eq!(from_storage(v1, stored), obj);
         let ev = find("events.k8s.io", "v1", "events").unwrap();
         let e = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "note": "hi", "regarding": {"name": "p"}, "eventTime": null});
@@ -1142,10 +898,7 @@ mod tests {
         let d = find("apps", "v1", "deployments").unwrap();
         let k = d.key(Some("default"), "web");
         assert_eq!(k, "/registry/deployments.apps/default/web");
-        assert_eq!(
-            parse_key(&k),
-            Some(("deployments.apps", Some("default"), "web"))
-        );
+        assert_eq!(parse_key(&k), Some(("deployments.apps", Some("default"), "web")));
         assert_eq!(parse_key("/registry/nodes/n1"), Some(("nodes", None, "n1")));
     }
 }

@@ -131,11 +131,7 @@ impl Requirement {
     /// Builds and validates a requirement, like upstream `labels.NewRequirement`: the key must be
     /// a qualified name, every value a valid label value, and the number of values must fit the
     /// operator (`Gt`/`Lt` take one integer).
-    pub fn new(
-        key: impl Into<String>,
-        operator: Operator,
-        values: Vec<String>,
-    ) -> Result<Self, SelectorError> {
+    pub fn new(key: impl Into<String>, operator: Operator, values: Vec<String>) -> Result<Self, SelectorError> {
         new_requirement(key.into(), operator, values).map_err(SelectorError::InvalidLabelSelector)
     }
 
@@ -161,9 +157,7 @@ impl Requirement {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
                 labels.get(&self.key).is_some_and(|v| self.has_value(v))
             }
-            Operator::NotIn | Operator::NotEquals => {
-                labels.get(&self.key).is_none_or(|v| !self.has_value(v))
-            }
+            Operator::NotIn | Operator::NotEquals => labels.get(&self.key).is_none_or(|v| !self.has_value(v)),
             Operator::Exists => labels.contains_key(&self.key),
             Operator::DoesNotExist => !labels.contains_key(&self.key),
             Operator::GreaterThan | Operator::LessThan => {
@@ -244,10 +238,7 @@ impl LabelSelector {
 
     /// The selector that matches no label set (`labels.Nothing()`).
     pub fn nothing() -> Self {
-        LabelSelector {
-            requirements: Vec::new(),
-            nothing: true,
-        }
+        LabelSelector { requirements: Vec::new(), nothing: true }
     }
 
     /// Parses the `labelSelector` query syntax (`labels.Parse`):
@@ -255,14 +246,9 @@ impl LabelSelector {
     /// with blanks (space, tab, CR, LF) allowed around tokens. Errors carry upstream's message.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
         let mut parser = Parser::new(s);
-        let mut requirements = parser
-            .parse()
-            .map_err(SelectorError::InvalidLabelSelector)?;
+        let mut requirements = parser.parse().map_err(SelectorError::InvalidLabelSelector)?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(LabelSelector {
-            requirements,
-            nothing: false,
-        })
+        Ok(LabelSelector { requirements, nothing: false })
     }
 
     /// Converts a `metav1.LabelSelector` (`{"matchLabels": {...}, "matchExpressions": [...]}`)
@@ -275,8 +261,7 @@ impl LabelSelector {
         if v.is_null() {
             return Ok(Self::nothing());
         }
-        let ps = MetaLabelSelector::deserialize(v)
-            .map_err(|e| SelectorError::MalformedLabelSelector(e.to_string()))?;
+        let ps = MetaLabelSelector::deserialize(v).map_err(|e| SelectorError::MalformedLabelSelector(e.to_string()))?;
         let match_labels = ps.match_labels.unwrap_or_default();
         let match_expressions = ps.match_expressions.unwrap_or_default();
         if match_labels.is_empty() && match_expressions.is_empty() {
@@ -299,10 +284,7 @@ impl LabelSelector {
             requirements.push(Requirement::new(expr.key, op, values)?);
         }
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(LabelSelector {
-            requirements,
-            nothing: false,
-        })
+        Ok(LabelSelector { requirements, nothing: false })
     }
 
     /// True when every requirement matches (always for the empty selector, never for
@@ -372,11 +354,7 @@ struct MetaLabelSelectorRequirement {
 }
 
 /// `labels.NewRequirement`. The error is upstream's aggregated `field.ErrorList` message.
-fn new_requirement(
-    key: String,
-    operator: Operator,
-    values: Vec<String>,
-) -> Result<Requirement, String> {
+fn new_requirement(key: String, operator: Operator, values: Vec<String>) -> Result<Requirement, String> {
     let mut errs: Vec<String> = Vec::new();
     if let Some(e) = validate_label_key(&key, "key") {
         errs.push(e);
@@ -432,19 +410,11 @@ fn new_requirement(
     for (i, v) in values.iter().enumerate() {
         let problems = is_valid_label_value(v);
         if !problems.is_empty() {
-            errs.push(field_invalid(
-                &format!("values[{i}][{key}]"),
-                &go_quote(v),
-                &problems.join("; "),
-            ));
+            errs.push(field_invalid(&format!("values[{i}][{key}]"), &go_quote(v), &problems.join("; ")));
         }
     }
     if errs.is_empty() {
-        Ok(Requirement {
-            key,
-            operator,
-            values,
-        })
+        Ok(Requirement { key, operator, values })
     } else {
         Err(aggregate(errs))
     }
@@ -488,8 +458,7 @@ const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_MAX_LENGTH: usize = 63;
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
 
@@ -523,8 +492,7 @@ fn is_qualified_name_part(s: &str) -> bool {
         (Some(f), Some(l)) => {
             f.is_ascii_alphanumeric()
                 && l.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -549,11 +517,7 @@ fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !is_dns1123_subdomain_format(value) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_ERR_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -568,11 +532,7 @@ fn is_qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(
-                    is_dns1123_subdomain(prefix)
-                        .into_iter()
-                        .map(|m| format!("prefix part {m}")),
-                );
+                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }
@@ -587,19 +547,12 @@ fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!(
-            "name part {}",
-            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
-        ));
+        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
     }
     if !is_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_ERR_MSG,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(QUALIFIED_NAME_ERR_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -612,11 +565,7 @@ fn is_valid_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !(value.is_empty() || is_qualified_name_part(value)) {
-        errs.push(regex_error(
-            LABEL_VALUE_ERR_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_ERR_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -638,9 +587,7 @@ fn go_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
             c if go_is_print(c) => out.push(c),
             c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push_str(&format!("\\U{:08x}", c as u32)),
@@ -684,9 +631,7 @@ fn go_json_string(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -802,13 +747,7 @@ impl Lexer<'_> {
             }
         }
         last.unwrap_or_else(|| {
-            (
-                Token::Error,
-                format!(
-                    "error expected: keyword found '{}'",
-                    String::from_utf8_lossy(&buf)
-                ),
-            )
+            (Token::Error, format!("error expected: keyword found '{}'", String::from_utf8_lossy(&buf)))
         })
     }
 
@@ -844,10 +783,7 @@ const BINARY_OPERATORS: &str = "in, notin, =, ==, !=, gt, lt";
 
 impl Parser {
     fn new(s: &str) -> Self {
-        let mut lexer = Lexer {
-            s: s.as_bytes(),
-            pos: 0,
-        };
+        let mut lexer = Lexer { s: s.as_bytes(), pos: 0 };
         let mut items = Vec::new();
         loop {
             let (tok, lit) = lexer.lex();
@@ -861,11 +797,7 @@ impl Parser {
     }
 
     fn item(&self, at: usize, ctx: Context) -> (Token, String) {
-        let (tok, lit) = self
-            .items
-            .get(at)
-            .cloned()
-            .unwrap_or((Token::EndOfString, String::new()));
+        let (tok, lit) = self.items.get(at).cloned().unwrap_or((Token::EndOfString, String::new()));
         let tok = match (ctx, tok) {
             (Context::Values, Token::In | Token::NotIn) => Token::Identifier,
             _ => tok,
@@ -888,9 +820,7 @@ impl Parser {
             let (tok, lit) = self.lookahead(Context::Values);
             match tok {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self
-                        .parse_requirement()
-                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self.parse_requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
                     requirements.push(r);
                     let (t, l) = self.consume(Context::Values);
                     match t {
@@ -898,20 +828,14 @@ impl Parser {
                         Token::Comma => {
                             let (t2, l2) = self.lookahead(Context::Values);
                             if t2 != Token::Identifier && t2 != Token::DoesNotExist {
-                                return Err(format!(
-                                    "found '{l2}', expected: identifier after ','"
-                                ));
+                                return Err(format!("found '{l2}', expected: identifier after ','"));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
                     }
                 }
                 Token::EndOfString => return Ok(requirements),
-                _ => {
-                    return Err(format!(
-                        "found '{lit}', expected: !, identifier, or 'end of string'"
-                    ))
-                }
+                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
             }
         }
     }
@@ -1092,17 +1016,10 @@ impl FieldSelector {
                 continue;
             }
             let Some((field, op, rhs)) = split_term(term) else {
-                return Err(SelectorError::InvalidFieldSelector {
-                    selector: s.to_string(),
-                    term: term.to_string(),
-                });
+                return Err(SelectorError::InvalidFieldSelector { selector: s.to_string(), term: term.to_string() });
             };
             let value = unescape_field_value(rhs)?;
-            requirements.push(FieldRequirement {
-                field: field.to_string(),
-                op,
-                value,
-            });
+            requirements.push(FieldRequirement { field: field.to_string(), op, value });
         }
         Ok(FieldSelector { requirements })
     }
@@ -1116,10 +1033,7 @@ impl FieldSelector {
     /// `fields.Set.Get` does (so `spec.nodeName=` selects unscheduled pods).
     pub fn matches(&self, fields: &[(&str, String)]) -> bool {
         self.requirements.iter().all(|r| {
-            let have = fields
-                .iter()
-                .find(|(k, _)| *k == r.field)
-                .map_or("", |(_, v)| v.as_str());
+            let have = fields.iter().find(|(k, _)| *k == r.field).map_or("", |(_, v)| v.as_str());
             match r.op {
                 FieldOp::Eq => have == r.value,
                 FieldOp::NotEq => have != r.value,
@@ -1134,10 +1048,7 @@ impl FieldSelector {
     /// The value required by `field=value` / `field==value`, if any (upstream
     /// `RequiresExactMatch`; the first such term wins).
     pub fn exact(&self, field: &str) -> Option<&str> {
-        self.requirements
-            .iter()
-            .find(|r| r.op == FieldOp::Eq && r.field == field)
-            .map(|r| r.value.as_str())
+        self.requirements.iter().find(|r| r.op == FieldOp::Eq && r.field == field).map(|r| r.value.as_str())
     }
 
     /// The fields the selector constrains, in term order (may repeat).
@@ -1230,11 +1141,7 @@ fn split_terms(s: &str) -> Vec<&str> {
 fn split_term(term: &str) -> Option<(&str, FieldOp, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
-        for (op, kind) in [
-            ("!=", FieldOp::NotEq),
-            ("==", FieldOp::Eq),
-            ("=", FieldOp::Eq),
-        ] {
+        for (op, kind) in [("!=", FieldOp::NotEq), ("==", FieldOp::Eq), ("=", FieldOp::Eq)] {
             if let Some(rhs) = rest.strip_prefix(op) {
                 return Some((&term[..i], kind, rhs));
             }
@@ -1266,11 +1173,8 @@ struct FieldRules {
     reject: Reject,
 }
 
-const META_ONLY: FieldRules = FieldRules {
-    accepted: &["metadata.name", "metadata.namespace"],
-    aliases: &[],
-    reject: Reject::Default,
-};
+const META_ONLY: FieldRules =
+    FieldRules { accepted: &["metadata.name", "metadata.namespace"], aliases: &[], reject: Reject::Default };
 
 /// The field label conversion function registered for a served kind (Kubernetes 1.33,
 /// preferred versions). Kinds without one get [`META_ONLY`].
@@ -1296,11 +1200,9 @@ fn field_rules(group: &str, resource: &str) -> FieldRules {
             aliases: &[("spec.host", "spec.nodeName")],
             reject: NotSupported,
         },
-        ("", "nodes") => FieldRules {
-            accepted: &["metadata.name", "spec.unschedulable"],
-            aliases: &[],
-            reject: NotSupported,
-        },
+        ("", "nodes") => {
+            FieldRules { accepted: &["metadata.name", "spec.unschedulable"], aliases: &[], reject: NotSupported }
+        }
         ("", "replicationcontrollers") => FieldRules {
             accepted: &["metadata.name", "metadata.namespace", "status.replicas"],
             aliases: &[],
@@ -1325,23 +1227,16 @@ fn field_rules(group: &str, resource: &str) -> FieldRules {
             aliases: &[],
             reject: NotSupported,
         },
-        ("", "namespaces") => FieldRules {
-            accepted: &["status.phase", "metadata.name"],
-            aliases: &[],
-            reject: NotSupported,
-        },
+        ("", "namespaces") => {
+            FieldRules { accepted: &["status.phase", "metadata.name"], aliases: &[], reject: NotSupported }
+        }
         ("", "secrets") => FieldRules {
             accepted: &["type", "metadata.namespace", "metadata.name"],
             aliases: &[],
             reject: NotSupported,
         },
         ("", "services") => FieldRules {
-            accepted: &[
-                "metadata.namespace",
-                "metadata.name",
-                "spec.clusterIP",
-                "spec.type",
-            ],
+            accepted: &["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"],
             aliases: &[],
             reject: NotSupported,
         },
@@ -1376,11 +1271,7 @@ fn field_rules(group: &str, resource: &str) -> FieldRules {
         },
         // pkg/apis/certificates/*/conversion.go
         ("certificates.k8s.io", "certificatesigningrequests" | "clustertrustbundles") => {
-            FieldRules {
-                accepted: &["metadata.name", "spec.signerName"],
-                aliases: &[],
-                reject: NotSupported,
-            }
+            FieldRules { accepted: &["metadata.name", "spec.signerName"], aliases: &[], reject: NotSupported }
         }
         _ => META_ONLY,
     }
@@ -1396,10 +1287,9 @@ impl FieldRules {
         }
         Err(match self.reject {
             Reject::NotSupported => SelectorError::FieldLabelNotSupported(field.to_string()),
-            Reject::ForKind(kind) => SelectorError::FieldLabelNotSupportedForKind {
-                field: field.to_string(),
-                kind: kind.to_string(),
-            },
+            Reject::ForKind(kind) => {
+                SelectorError::FieldLabelNotSupportedForKind { field: field.to_string(), kind: kind.to_string() }
+            }
             Reject::Default => SelectorError::UnknownFieldSelector(field.to_string()),
         })
     }
@@ -1421,15 +1311,9 @@ pub fn supported_fields(group: &str, resource: &str) -> &'static [&'static str] 
 ///
 /// This does not rewrite legacy aliases (pods' `spec.host`); use [`convert_field_selector`]
 /// for that — it validates too.
-pub fn check_supported(
-    group: &str,
-    resource: &str,
-    sel: &FieldSelector,
-) -> Result<(), SelectorError> {
+pub fn check_supported(group: &str, resource: &str, sel: &FieldSelector) -> Result<(), SelectorError> {
     let rules = field_rules(group, resource);
-    sel.requirements
-        .iter()
-        .try_for_each(|r| rules.convert(&r.field).map(|_| ()))
+    sel.requirements.iter().try_for_each(|r| rules.convert(&r.field).map(|_| ()))
 }
 
 /// Validates like [`check_supported`] and returns the selector with legacy field names
@@ -1444,13 +1328,7 @@ pub fn convert_field_selector(
     let requirements = sel
         .requirements
         .iter()
-        .map(|r| {
-            Ok(FieldRequirement {
-                field: rules.convert(&r.field)?,
-                op: r.op,
-                value: r.value.clone(),
-            })
-        })
+        .map(|r| Ok(FieldRequirement { field: rules.convert(&r.field)?, op: r.op, value: r.value.clone() }))
         .collect::<Result<Vec<_>, SelectorError>>()?;
     Ok(FieldSelector { requirements })
 }
@@ -1460,17 +1338,12 @@ fn at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 fn str_at(obj: &Value, path: &[&str]) -> String {
-    at(obj, path)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    at(obj, path).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// A non-empty string at `path`.
 fn nonempty_str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
-    at(obj, path)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+    at(obj, path).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// An integer field as Go's `strconv.Itoa` prints it; absent is `0`.
@@ -1487,10 +1360,7 @@ fn int_at(obj: &Value, path: &[&str]) -> String {
 
 /// A boolean field as Go's `strconv.FormatBool` prints it; absent is `false`.
 fn bool_at(obj: &Value, path: &[&str]) -> String {
-    at(obj, path)
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        .to_string()
+    at(obj, path).and_then(Value::as_bool).unwrap_or(false).to_string()
 }
 
 /// The selectable fields of an object in its served (v1 JSON) form: upstream's per-kind
@@ -1518,10 +1388,7 @@ fn bool_at(obj: &Value, path: &[&str]) -> String {
 pub fn selectable_fields(group: &str, resource: &str, obj: &Value) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("metadata.name", str_at(obj, &["metadata", "name"])),
-        (
-            "metadata.namespace",
-            str_at(obj, &["metadata", "namespace"]),
-        ),
+        ("metadata.namespace", str_at(obj, &["metadata", "namespace"])),
     ];
     match (group, resource) {
         ("", "pods") => {
@@ -1539,22 +1406,13 @@ pub fn selectable_fields(group: &str, resource: &str, obj: &Value) -> Vec<(&'sta
                 .unwrap_or_default();
             out.extend([
                 ("spec.nodeName", str_at(obj, &["spec", "nodeName"])),
-                (
-                    "spec.restartPolicy",
-                    str_at(obj, &["spec", "restartPolicy"]),
-                ),
-                (
-                    "spec.schedulerName",
-                    str_at(obj, &["spec", "schedulerName"]),
-                ),
+                ("spec.restartPolicy", str_at(obj, &["spec", "restartPolicy"])),
+                ("spec.schedulerName", str_at(obj, &["spec", "schedulerName"])),
                 ("spec.serviceAccountName", sa.to_string()),
                 ("spec.hostNetwork", bool_at(obj, &["spec", "hostNetwork"])),
                 ("status.phase", str_at(obj, &["status", "phase"])),
                 ("status.podIP", pod_ip.to_string()),
-                (
-                    "status.nominatedNodeName",
-                    str_at(obj, &["status", "nominatedNodeName"]),
-                ),
+                ("status.nominatedNodeName", str_at(obj, &["status", "nominatedNodeName"])),
             ]);
         }
         ("", "events") | ("events.k8s.io", "events") => {
@@ -1594,15 +1452,7 @@ pub fn selectable_fields(group: &str, resource: &str, obj: &Value) -> Vec<(&'sta
                     "type",
                 ]
             };
-            let keys = [
-                "kind",
-                "namespace",
-                "name",
-                "uid",
-                "apiVersion",
-                "resourceVersion",
-                "fieldPath",
-            ];
+            let keys = ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"];
             for (name, key) in names.iter().zip(keys) {
                 out.push((name, reference(key)));
             }
@@ -1612,10 +1462,7 @@ pub fn selectable_fields(group: &str, resource: &str, obj: &Value) -> Vec<(&'sta
             out.push((names[9], str_at(obj, &["type"])));
         }
         ("", "namespaces") => out.push(("status.phase", str_at(obj, &["status", "phase"]))),
-        ("", "nodes") => out.push((
-            "spec.unschedulable",
-            bool_at(obj, &["spec", "unschedulable"]),
-        )),
+        ("", "nodes") => out.push(("spec.unschedulable", bool_at(obj, &["spec", "unschedulable"]))),
         ("", "secrets") => out.push(("type", str_at(obj, &["type"]))),
         ("", "services") => out.extend([
             ("spec.clusterIP", str_at(obj, &["spec", "clusterIP"])),
@@ -1638,11 +1485,7 @@ pub fn selectable_fields(group: &str, resource: &str, obj: &Value) -> Vec<(&'sta
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     at(obj, &["metadata", "labels"])
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
         .unwrap_or_default()
 }
 
@@ -1655,10 +1498,7 @@ mod tests {
     const VALUE_REGEX_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn reqs(s: &str) -> Vec<(String, Operator, Vec<String>)> {
@@ -1671,11 +1511,7 @@ mod tests {
     }
 
     fn req(key: &str, op: Operator, values: &[&str]) -> (String, Operator, Vec<String>) {
-        (
-            key.to_string(),
-            op,
-            values.iter().map(|v| v.to_string()).collect(),
-        )
+        (key.to_string(), op, values.iter().map(|v| v.to_string()).collect())
     }
 
     fn label_err(s: &str) -> String {
@@ -1715,32 +1551,18 @@ mod tests {
         assert_eq!(reqs("a!="), vec![req("a", NotEquals, &[""])]);
         assert_eq!(
             reqs("x in (foo,,baz),y,z notin ()"),
-            vec![
-                req("x", In, &["", "baz", "foo"]),
-                req("y", Exists, &[]),
-                req("z", NotIn, &[""])
-            ]
+            vec![req("x", In, &["", "baz", "foo"]), req("y", Exists, &[]), req("z", NotIn, &[""])]
         );
         assert_eq!(reqs("a in (b,b,a)"), vec![req("a", In, &["a", "b"])]);
         assert_eq!(reqs("a in (,b)"), vec![req("a", In, &["", "b"])]);
         assert_eq!(reqs("a in (b,)"), vec![req("a", In, &["", "b"])]);
-        assert_eq!(
-            reqs("a in (in,notin)"),
-            vec![req("a", In, &["in", "notin"])]
-        );
+        assert_eq!(reqs("a in (in,notin)"), vec![req("a", In, &["in", "notin"])]);
         assert_eq!(reqs("in=notin"), vec![req("in", Equals, &["notin"])]);
-        assert_eq!(
-            reqs("example.com/app=web"),
-            vec![req("example.com/app", Equals, &["web"])]
-        );
+        assert_eq!(reqs("example.com/app=web"), vec![req("example.com/app", Equals, &["web"])]);
         // Sorted by key, stable for equal keys.
         assert_eq!(
             reqs("b=1,a!=2,a"),
-            vec![
-                req("a", NotEquals, &["2"]),
-                req("a", Exists, &[]),
-                req("b", Equals, &["1"])
-            ]
+            vec![req("a", NotEquals, &["2"]), req("a", Exists, &[]), req("b", Equals, &["1"])]
         );
         assert!(LabelSelector::parse("").unwrap().is_empty());
         assert!(LabelSelector::parse(" \t\n ").unwrap().is_empty());
@@ -1750,111 +1572,47 @@ mod tests {
     #[test]
     fn label_whitespace() {
         use Operator::*;
-        let want = vec![
-            req("a", Equals, &["b"]),
-            req("c", In, &["x", "y"]),
-            req("d", DoesNotExist, &[]),
-        ];
+        let want = vec![req("a", Equals, &["b"]), req("c", In, &["x", "y"]), req("d", DoesNotExist, &[])];
         assert_eq!(reqs("a=b,c in (x,y),!d"), want);
         assert_eq!(reqs("  a  =  b ,\tc\nin ( x , y ) ,\r\n! d "), want);
         assert_eq!(reqs("a in(x,y)"), vec![req("a", In, &["x", "y"])]);
         assert_eq!(reqs("a notin(x)"), vec![req("a", NotIn, &["x"])]);
         assert_eq!(reqs(" a > 5 "), vec![req("a", GreaterThan, &["5"])]);
-        assert_eq!(
-            reqs("a , b"),
-            vec![req("a", Exists, &[]), req("b", Exists, &[])]
-        );
+        assert_eq!(reqs("a , b"), vec![req("a", Exists, &[]), req("b", Exists, &[])]);
     }
 
     #[test]
     fn label_syntax_errors() {
         let ops = "in, notin, =, ==, !=, gt, lt";
         let cases: &[(&str, String)] = &[
-            (
-                "a in (",
-                "unable to parse requirement: found '', expected: ',', ')' or identifier".into(),
-            ),
-            (
-                "=b",
-                "found '=', expected: !, identifier, or 'end of string'".into(),
-            ),
-            (
-                "a=b=c",
-                "found '=', expected: ',' or 'end of string'".into(),
-            ),
-            (
-                "a=b c",
-                "found 'c', expected: ',' or 'end of string'".into(),
-            ),
-            (
-                "a b",
-                format!("unable to parse requirement: found 'b', expected: {ops}"),
-            ),
-            (
-                "a (",
-                format!("unable to parse requirement: found '(', expected: {ops}"),
-            ),
+            ("a in (", "unable to parse requirement: found '', expected: ',', ')' or identifier".into()),
+            ("=b", "found '=', expected: !, identifier, or 'end of string'".into()),
+            ("a=b=c", "found '=', expected: ',' or 'end of string'".into()),
+            ("a=b c", "found 'c', expected: ',' or 'end of string'".into()),
+            ("a b", format!("unable to parse requirement: found 'b', expected: {ops}")),
+            ("a (", format!("unable to parse requirement: found '(', expected: {ops}")),
             ("a,", "found '', expected: identifier after ','".into()),
             ("a,,b", "found ',', expected: identifier after ','".into()),
-            (
-                ",a",
-                "found ',', expected: !, identifier, or 'end of string'".into(),
-            ),
-            (
-                "!",
-                "unable to parse requirement: found '', expected: identifier".into(),
-            ),
-            (
-                "!=a",
-                "found '!=', expected: !, identifier, or 'end of string'".into(),
-            ),
-            (
-                "! =a",
-                "unable to parse requirement: found '=', expected: identifier".into(),
-            ),
+            (",a", "found ',', expected: !, identifier, or 'end of string'".into()),
+            ("!", "unable to parse requirement: found '', expected: identifier".into()),
+            ("!=a", "found '!=', expected: !, identifier, or 'end of string'".into()),
+            ("! =a", "unable to parse requirement: found '=', expected: identifier".into()),
             ("!a=b", "found '=', expected: ',' or 'end of string'".into()),
-            (
-                "a in (x",
-                "unable to parse requirement: found '', expected: ',' or ')'".into(),
-            ),
-            (
-                "a in (x y)",
-                "unable to parse requirement: found 'y', expected: ',' or ')'".into(),
-            ),
-            (
-                "a in x",
-                "unable to parse requirement: found 'x' expected: '('".into(),
-            ),
-            (
-                "a in (x,=)",
-                "unable to parse requirement: found '=', expected: ',', or identifier".into(),
-            ),
-            (
-                "a in (=)",
-                "unable to parse requirement: found '=', expected: ',', ')' or identifier".into(),
-            ),
+            ("a in (x", "unable to parse requirement: found '', expected: ',' or ')'".into()),
+            ("a in (x y)", "unable to parse requirement: found 'y', expected: ',' or ')'".into()),
+            ("a in x", "unable to parse requirement: found 'x' expected: '('".into()),
+            ("a in (x,=)", "unable to parse requirement: found '=', expected: ',', or identifier".into()),
+            ("a in (=)", "unable to parse requirement: found '=', expected: ',', ')' or identifier".into()),
             // Kubernetes 1.33 rejects a doubled comma before ')'.
-            (
-                "a in (x,,)",
-                "unable to parse requirement: found ')', expected: ',', or identifier".into(),
-            ),
-            (
-                "a>=1",
-                "unable to parse requirement: found '=', expected: identifier".into(),
-            ),
-            (
-                "a=(",
-                "unable to parse requirement: found '(', expected: identifier".into(),
-            ),
+            ("a in (x,,)", "unable to parse requirement: found ')', expected: ',', or identifier".into()),
+            ("a>=1", "unable to parse requirement: found '=', expected: identifier".into()),
+            ("a=(", "unable to parse requirement: found '(', expected: identifier".into()),
         ];
         for (s, want) in cases {
             assert_eq!(&label_err(s), want, "{s:?}");
         }
         // Only "(a,,)" differs; "(a,,b)" is fine in every release.
-        assert_eq!(
-            reqs("a in (x,,y)"),
-            vec![req("a", Operator::In, &["", "x", "y"])]
-        );
+        assert_eq!(reqs("a in (x,,y)"), vec![req("a", Operator::In, &["", "x", "y"])]);
     }
 
     #[test]
@@ -1971,15 +1729,9 @@ mod tests {
     fn label_display_canonical_and_round_trip() {
         let canon = |s: &str| LabelSelector::parse(s).unwrap().to_string();
         assert_eq!(canon("b in (y,x),a"), "a,b in (x,y)");
-        assert_eq!(
-            canon("z,!y,x==1,w!=2,v>3,u<4,t notin (b,a)"),
-            "t notin (a,b),u<4,v>3,w!=2,x==1,!y,z"
-        );
+        assert_eq!(canon("z,!y,x==1,w!=2,v>3,u<4,t notin (b,a)"), "t notin (a,b),u<4,v>3,w!=2,x==1,!y,z");
         assert_eq!(canon("  a = b , c in ( x , y ) "), "a=b,c in (x,y)");
-        assert_eq!(
-            canon("x in (foo,,baz),z notin ()"),
-            "x in (,baz,foo),z notin ()"
-        );
+        assert_eq!(canon("x in (foo,,baz),z notin ()"), "x in (,baz,foo),z notin ()");
         assert_eq!(canon("a="), "a=");
         assert_eq!(canon(""), "");
         for s in [
@@ -1999,8 +1751,7 @@ mod tests {
         ] {
             let first = LabelSelector::parse(s).unwrap();
             let printed = first.to_string();
-            let second =
-                LabelSelector::parse(&printed).unwrap_or_else(|e| panic!("{printed:?}: {e}"));
+            let second = LabelSelector::parse(&printed).unwrap_or_else(|e| panic!("{printed:?}: {e}"));
             assert_eq!(first, second, "{s:?} -> {printed:?}");
             assert_eq!(printed, second.to_string());
         }
@@ -2015,11 +1766,7 @@ mod tests {
         assert_eq!(none.to_string(), "");
         assert_eq!(none, LabelSelector::nothing());
 
-        for v in [
-            json!({}),
-            json!({"matchLabels": null, "matchExpressions": []}),
-            json!({"matchLabels": {}}),
-        ] {
+        for v in [json!({}), json!({"matchLabels": null, "matchExpressions": []}), json!({"matchLabels": {}})] {
             let all = LabelSelector::from_label_selector(&v).unwrap();
             assert!(all.is_empty() && !all.matches_nothing(), "{v}");
             assert!(all.matches(&labels(&[("x", "y")])));
@@ -2035,10 +1782,7 @@ mod tests {
             ]
         });
         let sel = LabelSelector::from_label_selector(&v).unwrap();
-        assert_eq!(
-            sel.to_string(),
-            "app=web,app,!canary,env notin (prod),tier in (be,fe)"
-        );
+        assert_eq!(sel.to_string(), "app=web,app,!canary,env notin (prod),tier in (be,fe)");
         assert!(sel.matches(&labels(&[("app", "web"), ("tier", "fe")])));
         assert!(sel.matches(&labels(&[("app", "web"), ("tier", "be"), ("env", "dev")])));
         assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "be"), ("env", "prod")])));
@@ -2046,19 +1790,12 @@ mod tests {
         assert!(!sel.matches(&labels(&[("app", "db"), ("tier", "fe")])));
         assert!(!sel.matches(&labels(&[("app", "web")])));
         // Same meaning as the query string form.
-        assert_eq!(
-            LabelSelector::parse(&sel.to_string()).unwrap().to_string(),
-            sel.to_string()
-        );
+        assert_eq!(LabelSelector::parse(&sel.to_string()).unwrap().to_string(), sel.to_string());
     }
 
     #[test]
     fn label_selector_from_json_errors() {
-        let err = |v: Value| {
-            LabelSelector::from_label_selector(&v)
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |v: Value| LabelSelector::from_label_selector(&v).unwrap_err().to_string();
         assert_eq!(
             err(json!({"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["x"]}]})),
             "\"Equals\" is not a valid label selector operator"
@@ -2102,9 +1839,7 @@ mod tests {
         let r = Requirement::new("a", Operator::In, vec!["x".into()]).unwrap();
         assert_eq!(r.to_string(), "a in (x)");
         assert_eq!(
-            Requirement::new("a", Operator::Equals, vec![])
-                .unwrap_err()
-                .to_string(),
+            Requirement::new("a", Operator::Equals, vec![]).unwrap_err().to_string(),
             "values: Invalid value: null: exact-match compatibility requires one single value"
         );
         assert_eq!(
@@ -2118,11 +1853,7 @@ mod tests {
         let s = FieldSelector::parse("metadata.name=foo").unwrap();
         assert_eq!(
             s.requirements(),
-            &[FieldRequirement {
-                field: "metadata.name".into(),
-                op: FieldOp::Eq,
-                value: "foo".into()
-            }]
+            &[FieldRequirement { field: "metadata.name".into(), op: FieldOp::Eq, value: "foo".into() }]
         );
         let s = FieldSelector::parse("a==b").unwrap();
         assert_eq!(s.requirements()[0].op, FieldOp::Eq);
@@ -2136,18 +1867,9 @@ mod tests {
         assert_eq!(s.fields().collect::<Vec<_>>(), vec!["a", "b"]);
         // First operator occurrence wins; "!=" beats "=" at the same position.
         let s = FieldSelector::parse("a!b=c").unwrap();
-        assert_eq!(
-            (
-                s.requirements()[0].field.as_str(),
-                s.requirements()[0].value.as_str()
-            ),
-            ("a!b", "c")
-        );
+        assert_eq!((s.requirements()[0].field.as_str(), s.requirements()[0].value.as_str()), ("a!b", "c"));
         let s = FieldSelector::parse("a=!b").unwrap();
-        assert_eq!(
-            (s.requirements()[0].op, s.requirements()[0].value.as_str()),
-            (FieldOp::Eq, "!b")
-        );
+        assert_eq!((s.requirements()[0].op, s.requirements()[0].value.as_str()), (FieldOp::Eq, "!b"));
         // An empty field or value is legal syntax.
         let s = FieldSelector::parse("=x,y=").unwrap();
         assert_eq!(s.to_string(), "=x,y=");
@@ -2185,58 +1907,27 @@ mod tests {
                 op: FieldOp::NotEq,
                 value: v.into(),
             }]);
-            assert_eq!(
-                FieldSelector::parse(&sel.to_string()).unwrap(),
-                sel,
-                "{v:?}"
-            );
+            assert_eq!(FieldSelector::parse(&sel.to_string()).unwrap(), sel, "{v:?}");
         }
     }
 
     #[test]
     fn field_errors() {
-        assert_eq!(
-            field_err("abc"),
-            "invalid selector: 'abc'; can't understand 'abc'"
-        );
-        assert_eq!(
-            field_err("a=b,c"),
-            "invalid selector: 'a=b,c'; can't understand 'c'"
-        );
-        assert_eq!(
-            field_err("a=b=c"),
-            "invalid field selector: unescaped character in value: 61"
-        );
-        assert_eq!(
-            field_err("a===b"),
-            "invalid field selector: unescaped character in value: 61"
-        );
-        assert_eq!(
-            field_err(r"a=b\x"),
-            r"invalid field selector: invalid escape sequence: \x"
-        );
-        assert_eq!(
-            field_err(r"a=b\"),
-            r"invalid field selector: invalid escape sequence: \"
-        );
-        assert_eq!(
-            FieldSelector::parse("a=b=c").unwrap_err(),
-            SelectorError::UnescapedCharacter('=')
-        );
+        assert_eq!(field_err("abc"), "invalid selector: 'abc'; can't understand 'abc'");
+        assert_eq!(field_err("a=b,c"), "invalid selector: 'a=b,c'; can't understand 'c'");
+        assert_eq!(field_err("a=b=c"), "invalid field selector: unescaped character in value: 61");
+        assert_eq!(field_err("a===b"), "invalid field selector: unescaped character in value: 61");
+        assert_eq!(field_err(r"a=b\x"), r"invalid field selector: invalid escape sequence: \x");
+        assert_eq!(field_err(r"a=b\"), r"invalid field selector: invalid escape sequence: \");
+        assert_eq!(FieldSelector::parse("a=b=c").unwrap_err(), SelectorError::UnescapedCharacter('='));
         // Terms are sorted before parsing, so the smallest bad term is reported.
-        assert_eq!(
-            field_err("z,y"),
-            "invalid selector: 'z,y'; can't understand 'y'"
-        );
+        assert_eq!(field_err("z,y"), "invalid selector: 'z,y'; can't understand 'y'");
     }
 
     #[test]
     fn field_matching_and_exact() {
-        let fields: Vec<(&str, String)> = vec![
-            ("metadata.name", "web-1".into()),
-            ("spec.nodeName", "".into()),
-            ("status.phase", "Running".into()),
-        ];
+        let fields: Vec<(&str, String)> =
+            vec![("metadata.name", "web-1".into()), ("spec.nodeName", "".into()), ("status.phase", "Running".into())];
         let m = |s: &str| FieldSelector::parse(s).unwrap().matches(&fields);
         assert!(m(""));
         assert!(m("metadata.name=web-1"));
@@ -2257,77 +1948,47 @@ mod tests {
         assert_eq!(s.exact("spec.nodeName"), Some("n1"));
         assert_eq!(s.exact("metadata.namespace"), None);
         assert_eq!(FieldSelector::parse("a!=x").unwrap().exact("a"), None);
-        assert_eq!(
-            s.fields().collect::<Vec<_>>(),
-            vec!["metadata.name", "metadata.name", "spec.nodeName"]
-        );
+        assert_eq!(s.fields().collect::<Vec<_>>(), vec!["metadata.name", "metadata.name", "spec.nodeName"]);
     }
 
     #[test]
     fn field_support_per_kind() {
-        let check =
-            |g: &str, r: &str, s: &str| check_supported(g, r, &FieldSelector::parse(s).unwrap());
+        let check = |g: &str, r: &str, s: &str| check_supported(g, r, &FieldSelector::parse(s).unwrap());
         let err = |g: &str, r: &str, s: &str| check(g, r, s).unwrap_err().to_string();
 
-        assert!(check(
-            "",
-            "pods",
-            "metadata.name=a,metadata.namespace=b,spec.nodeName=n,status.phase!=Running"
-        )
-        .is_ok());
-        assert!(check(
-            "",
-            "pods",
-            "spec.hostNetwork=true,status.podIPs=1.2.3.4,spec.host=n"
-        )
-        .is_ok());
-        assert_eq!(
-            err("", "pods", "spec.foo=1"),
-            "field label not supported: spec.foo"
-        );
+        assert!(check("", "pods", "metadata.name=a,metadata.namespace=b,spec.nodeName=n,status.phase!=Running").is_ok());
+        assert!(check("", "pods", "spec.hostNetwork=true,status.podIPs=1.2.3.4,spec.host=n").is_ok());
+        assert_eq!(err("", "pods", "spec.foo=1"), "field label not supported: spec.foo");
         assert_eq!(
             check("", "pods", "spec.foo=1").unwrap_err(),
             SelectorError::FieldLabelNotSupported("spec.foo".into())
         );
         // First offending term in (sorted) order.
-        assert_eq!(
-            err("", "pods", "z.bad=1,a.bad=2"),
-            "field label not supported: a.bad"
-        );
+        assert_eq!(err("", "pods", "z.bad=1,a.bad=2"), "field label not supported: a.bad");
         // Cluster-scoped kinds with their own list do not accept metadata.namespace.
-        assert_eq!(
-            err("", "nodes", "metadata.namespace=x"),
-            "field label not supported: metadata.namespace"
-        );
+        assert_eq!(err("", "nodes", "metadata.namespace=x"), "field label not supported: metadata.namespace");
         assert!(check("", "nodes", "spec.unschedulable=true,metadata.name=n").is_ok());
-        assert_eq!(
-            err("", "namespaces", "metadata.namespace="),
-            "field label not supported: metadata.namespace"
-        );
+        assert_eq!(err("", "namespaces", "metadata.namespace="), "field label not supported: metadata.namespace");
         assert!(check("", "namespaces", "status.phase=Active").is_ok());
         assert!(check("", "secrets", "type=kubernetes.io/tls").is_ok());
         assert!(check("", "services", "spec.type=ClusterIP,spec.clusterIP=None").is_ok());
         assert!(check("", "replicationcontrollers", "status.replicas=0").is_ok());
-        assert!(check("", "events", "involvedObject.kind=Pod,reason=Failed,source=kubelet,reportingComponent=x,type=Warning").is_ok());
-        assert_eq!(
-            err("", "events", "regarding.kind=Pod"),
-            "field label not supported: regarding.kind"
-        );
         assert!(check(
-            "events.k8s.io",
+            "",
             "events",
-            "regarding.kind=Pod,reportingController=x,source=y,type=Normal"
+            "involvedObject.kind=Pod,reason=Failed,source=kubelet,reportingComponent=x,type=Warning"
         )
         .is_ok());
+        assert_eq!(err("", "events", "regarding.kind=Pod"), "field label not supported: regarding.kind");
+        assert!(
+            check("events.k8s.io", "events", "regarding.kind=Pod,reportingController=x,source=y,type=Normal").is_ok()
+        );
         assert_eq!(
             err("events.k8s.io", "events", "involvedObject.kind=Pod"),
             "field label not supported: involvedObject.kind"
         );
         assert!(check("batch", "jobs", "status.successful=1").is_ok());
-        assert_eq!(
-            err("batch", "jobs", "status.active=1"),
-            "field label \"status.active\" not supported for Job"
-        );
+        assert_eq!(err("batch", "jobs", "status.active=1"), "field label \"status.active\" not supported for Job");
         assert!(check(
             "certificates.k8s.io",
             "certificatesigningrequests",
@@ -2335,11 +1996,7 @@ mod tests {
         )
         .is_ok());
         assert_eq!(
-            err(
-                "certificates.k8s.io",
-                "certificatesigningrequests",
-                "metadata.namespace=x"
-            ),
+            err("certificates.k8s.io", "certificatesigningrequests", "metadata.namespace=x"),
             "field label not supported: metadata.namespace"
         );
         // Kinds without a conversion function.
@@ -2357,26 +2014,19 @@ mod tests {
             "\"spec.color\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
         assert!(check("", "configmaps", "").is_ok());
-        assert_eq!(
-            supported_fields("", "nodes"),
-            &["metadata.name", "spec.unschedulable"]
-        );
+        assert_eq!(supported_fields("", "nodes"), &["metadata.name", "spec.unschedulable"]);
     }
 
     #[test]
     fn field_convert_aliases() {
         let sel = FieldSelector::parse("spec.host=node-1,status.phase=Running").unwrap();
         let conv = convert_field_selector("", "pods", &sel).unwrap();
-        assert_eq!(
-            conv.to_string(),
-            "spec.nodeName=node-1,status.phase=Running"
-        );
+        assert_eq!(conv.to_string(), "spec.nodeName=node-1,status.phase=Running");
         assert_eq!(conv.exact("spec.nodeName"), Some("node-1"));
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "node-1"}, "status": {"phase": "Running"}});
         assert!(conv.matches(&selectable_fields("", "pods", &pod)));
         assert_eq!(
-            convert_field_selector("", "pods", &FieldSelector::parse("spec.x=1").unwrap())
-                .unwrap_err(),
+            convert_field_selector("", "pods", &FieldSelector::parse("spec.x=1").unwrap()).unwrap_err(),
             SelectorError::FieldLabelNotSupported("spec.x".into())
         );
     }
@@ -2417,9 +2067,7 @@ mod tests {
         ];
         assert_eq!(f, want);
         let m = |s: &str| FieldSelector::parse(s).unwrap().matches(&f);
-        assert!(m(
-            "spec.nodeName=edge-1,status.phase=Running,spec.hostNetwork=true"
-        ));
+        assert!(m("spec.nodeName=edge-1,status.phase=Running,spec.hostNetwork=true"));
         // status.podIPs is accepted by the kind but never selectable (upstream).
         assert!(!m("status.podIPs=10.0.0.5"));
         assert!(m("status.podIPs="));
@@ -2471,9 +2119,7 @@ mod tests {
             ("type", "Warning".into()),
         ];
         assert_eq!(f, want);
-        let sel =
-            FieldSelector::parse("involvedObject.kind=Pod,involvedObject.name=web-1,type=Warning")
-                .unwrap();
+        let sel = FieldSelector::parse("involvedObject.kind=Pod,involvedObject.name=web-1,type=Warning").unwrap();
         assert!(check_supported("", "events", &sel).is_ok());
         assert!(sel.matches(&f));
 
@@ -2495,106 +2141,51 @@ mod tests {
         assert_eq!(get("reportingController").as_deref(), Some("kelp/node"));
         assert_eq!(get("source").as_deref(), Some("kelp/node"));
         assert_eq!(get("involvedObject.kind"), None);
-        let sel = FieldSelector::parse(
-            "regarding.kind=Node,reportingController=kelp/node,source=kelp/node",
-        )
-        .unwrap();
+        let sel = FieldSelector::parse("regarding.kind=Node,reportingController=kelp/node,source=kelp/node").unwrap();
         assert!(check_supported("events.k8s.io", "events", &sel).is_ok());
         assert!(sel.matches(&f));
         // The same stored object seen through the core API.
         let f = selectable_fields("", "events", &new);
-        assert!(FieldSelector::parse(
-            "involvedObject.kind=Node,reportingComponent=kelp/node,source=kelp/node"
-        )
-        .unwrap()
-        .matches(&f));
+        assert!(FieldSelector::parse("involvedObject.kind=Node,reportingComponent=kelp/node,source=kelp/node")
+            .unwrap()
+            .matches(&f));
         // And a core-shaped object through events.k8s.io (deprecatedSource wins over reporting).
         let f = selectable_fields("events.k8s.io", "events", &core);
-        assert!(FieldSelector::parse(
-            "regarding.kind=Pod,source=kubelet,reportingController=kubelet"
-        )
-        .unwrap()
-        .matches(&f));
+        assert!(FieldSelector::parse("regarding.kind=Pod,source=kubelet,reportingController=kubelet")
+            .unwrap()
+            .matches(&f));
     }
 
     #[test]
     fn selectable_fields_other_kinds() {
         let get = |g: &str, r: &str, o: Value, k: &str| {
-            selectable_fields(g, r, &o)
-                .into_iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v)
+            selectable_fields(g, r, &o).into_iter().find(|(n, _)| *n == k).map(|(_, v)| v)
         };
+        assert_eq!(get("", "nodes", json!({"spec": {}}), "spec.unschedulable").as_deref(), Some("false"));
         assert_eq!(
-            get("", "nodes", json!({"spec": {}}), "spec.unschedulable").as_deref(),
-            Some("false")
-        );
-        assert_eq!(
-            get(
-                "",
-                "nodes",
-                json!({"spec": {"unschedulable": true}}),
-                "spec.unschedulable"
-            )
-            .as_deref(),
+            get("", "nodes", json!({"spec": {"unschedulable": true}}), "spec.unschedulable").as_deref(),
             Some("true")
         );
         assert_eq!(
-            get(
-                "",
-                "namespaces",
-                json!({"status": {"phase": "Active"}}),
-                "status.phase"
-            )
-            .as_deref(),
+            get("", "namespaces", json!({"status": {"phase": "Active"}}), "status.phase").as_deref(),
             Some("Active")
         );
+        assert_eq!(get("", "secrets", json!({"type": "Opaque"}), "type").as_deref(), Some("Opaque"));
         assert_eq!(
-            get("", "secrets", json!({"type": "Opaque"}), "type").as_deref(),
-            Some("Opaque")
-        );
-        assert_eq!(
-            get(
-                "",
-                "services",
-                json!({"spec": {"type": "NodePort"}}),
-                "spec.type"
-            )
-            .as_deref(),
+            get("", "services", json!({"spec": {"type": "NodePort"}}), "spec.type").as_deref(),
             Some("NodePort")
         );
         assert_eq!(
-            get(
-                "",
-                "services",
-                json!({"spec": {"clusterIP": "None"}}),
-                "spec.clusterIP"
-            )
-            .as_deref(),
+            get("", "services", json!({"spec": {"clusterIP": "None"}}), "spec.clusterIP").as_deref(),
             Some("None")
         );
+        assert_eq!(get("", "replicationcontrollers", json!({}), "status.replicas").as_deref(), Some("0"));
         assert_eq!(
-            get("", "replicationcontrollers", json!({}), "status.replicas").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            get(
-                "apps",
-                "replicasets",
-                json!({"status": {"replicas": 3}}),
-                "status.replicas"
-            )
-            .as_deref(),
+            get("apps", "replicasets", json!({"status": {"replicas": 3}}), "status.replicas").as_deref(),
             Some("3")
         );
         assert_eq!(
-            get(
-                "batch",
-                "jobs",
-                json!({"status": {"succeeded": 2}}),
-                "status.successful"
-            )
-            .as_deref(),
+            get("batch", "jobs", json!({"status": {"succeeded": 2}}), "status.successful").as_deref(),
             Some("2")
         );
         assert_eq!(
@@ -2607,18 +2198,8 @@ mod tests {
             .as_deref(),
             Some("s")
         );
-        let cm = selectable_fields(
-            "",
-            "configmaps",
-            &json!({"metadata": {"name": "c", "namespace": "n"}}),
-        );
-        assert_eq!(
-            cm,
-            vec![
-                ("metadata.name", "c".to_string()),
-                ("metadata.namespace", "n".to_string())
-            ]
-        );
+        let cm = selectable_fields("", "configmaps", &json!({"metadata": {"name": "c", "namespace": "n"}}));
+        assert_eq!(cm, vec![("metadata.name", "c".to_string()), ("metadata.namespace", "n".to_string())]);
     }
 
     #[test]
@@ -2633,22 +2214,12 @@ mod tests {
 
     #[test]
     fn go_formatting() {
-        assert_eq!(
-            go_quote("a\"b\\c\n\u{1}\u{7f}é"),
-            "\"a\\\"b\\\\c\\n\\x01\\x7fé\""
-        );
+        assert_eq!(go_quote("a\"b\\c\n\u{1}\u{7f}é"), "\"a\\\"b\\\\c\\n\\x01\\x7fé\"");
         assert_eq!(go_quote("\u{200b}\u{a0}"), "\"\\u200b\\u00a0\"");
-        assert_eq!(
-            go_json_list(&["<a&b>".into(), "\"".into()]),
-            "[\"\\u003ca\\u0026b\\u003e\",\"\\\"\"]"
-        );
+        assert_eq!(go_json_list(&["<a&b>".into(), "\"".into()]), "[\"\\u003ca\\u0026b\\u003e\",\"\\\"\"]");
         assert_eq!(go_json_list(&[]), "null");
         assert_eq!(
-            SelectorError::FieldLabelNotSupportedForKind {
-                field: "a\"b".into(),
-                kind: "Job".into()
-            }
-            .to_string(),
+            SelectorError::FieldLabelNotSupportedForKind { field: "a\"b".into(), kind: "Job".into() }.to_string(),
             "field label \"a\\\"b\" not supported for Job"
         );
     }

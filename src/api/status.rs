@@ -16,21 +16,13 @@ pub struct Cause {
 
 impl Cause {
     pub fn required(field: impl Into<String>) -> Self {
-        Cause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value".into(),
-            field: field.into(),
-        }
+        Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
     }
 
     pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Self {
         Cause {
             reason: "FieldValueInvalid".into(),
-            message: format!(
-                "Invalid value: {}: {}",
-                render_value(value),
-                detail.as_ref()
-            ),
+            message: format!("Invalid value: {}: {}", render_value(value), detail.as_ref()),
             field: field.into(),
         }
     }
@@ -39,11 +31,7 @@ impl Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
         Cause {
             reason: "FieldValueNotSupported".into(),
-            message: format!(
-                "Unsupported value: {}: supported values: {}",
-                render_value(value),
-                list.join(", ")
-            ),
+            message: format!("Unsupported value: {}: supported values: {}", render_value(value), list.join(", ")),
             field: field.into(),
         }
     }
@@ -97,13 +85,7 @@ pub struct StatusError {
 
 impl StatusError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        StatusError {
-            code,
-            reason: reason.into(),
-            message: message.into(),
-            details: None,
-            retry_after: None,
-        }
+        StatusError { code, reason: reason.into(), message: message.into(), details: None, retry_after: None }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -125,34 +107,20 @@ impl StatusError {
     }
 
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", Self::qualified(group, resource)),
-        )
-        .with_details(group, resource, name)
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", Self::qualified(group, resource)))
+            .with_details(group, resource, name)
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(
-            409,
-            "AlreadyExists",
-            format!(
-                "{} \"{name}\" already exists",
-                Self::qualified(group, resource)
-            ),
-        )
-        .with_details(group, resource, name)
+        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", Self::qualified(group, resource)))
+            .with_details(group, resource, name)
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, detail: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{name}\": {detail}",
-                Self::qualified(group, resource)
-            ),
+            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", Self::qualified(group, resource)),
         )
         .with_details(group, resource, name)
     }
@@ -170,11 +138,7 @@ impl StatusError {
     /// 422 Invalid with field causes. `kind` is the Kind (e.g. `Deployment`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let joined: Vec<String> = causes.iter().map(Cause::display).collect();
-        let what = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{kind}.{group}")
-        };
+        let what = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let message = if joined.len() == 1 {
             format!("{what} \"{name}\" is invalid: {}", joined[0])
         } else {
@@ -185,18 +149,9 @@ impl StatusError {
             d["group"] = json!(group);
         }
         d["causes"] = Value::Array(
-            causes
-                .iter()
-                .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
-                .collect(),
+            causes.iter().map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field })).collect(),
         );
-        StatusError {
-            code: 422,
-            reason: "Invalid".into(),
-            message,
-            details: Some(d),
-            retry_after: None,
-        }
+        StatusError { code: 422, reason: "Invalid".into(), message, details: Some(d), retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -212,11 +167,7 @@ impl StatusError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(
-            413,
-            "RequestEntityTooLarge",
-            "Request entity too large: limit is 3145728",
-        )
+        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -232,11 +183,7 @@ impl StatusError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {}", message.into()),
-        )
+        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -281,31 +228,17 @@ mod tests {
 
     #[test]
     fn invalid_message_matches_upstream_shape() {
-        let e = StatusError::invalid(
-            "apps",
-            "Deployment",
-            "web",
-            vec![Cause::required("spec.selector")],
-        );
+        let e = StatusError::invalid("apps", "Deployment", "web", vec![Cause::required("spec.selector")]);
         assert_eq!(e.code, 422);
-        assert_eq!(
-            e.message,
-            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
-        );
+        assert_eq!(e.message, "Deployment.apps \"web\" is invalid: spec.selector: Required value");
         let core = StatusError::invalid(
             "",
             "ConfigMap",
             "Bad_Name",
             vec![Cause::invalid("metadata.name", &json!("Bad_Name"), "x")],
         );
-        assert_eq!(
-            core.message,
-            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": x"
-        );
-        assert_eq!(
-            core.to_status()["details"]["causes"][0]["field"],
-            "metadata.name"
-        );
+        assert_eq!(core.message, "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": x");
+        assert_eq!(core.to_status()["details"]["causes"][0]["field"], "metadata.name");
     }
 
     #[test]

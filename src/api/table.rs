@@ -32,7 +32,8 @@ pub struct Column {
 // Column descriptions: the API field documentation upstream takes from `SwaggerDoc()`.
 const META_NAME: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 const META_CREATION_TIMESTAMP: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
-const POD_STATUS_POD_IP: &str = "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
+const POD_STATUS_POD_IP: &str =
+    "podIP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.";
 const POD_SPEC_NODE_NAME: &str = "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName. Once this field is set, the kubelet for this node becomes responsible for the lifecycle of this pod. This field should not be used to express a desire for the pod to be scheduled on a specific node. https://kubernetes.io/docs/concepts/scheduling-eviction/assign-pod-node/#nodename";
 const POD_STATUS_NOMINATED_NODE_NAME: &str = "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.";
 const POD_SPEC_READINESS_GATES: &str = "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates";
@@ -40,8 +41,7 @@ const POD_SPEC_NODE_SELECTOR: &str = "NodeSelector is a selector which must be t
 const RC_SPEC_REPLICAS: &str = "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller";
 const RC_SPEC_SELECTOR: &str = "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template. Label keys and values that must match in order to be controlled by this replication controller, if empty defaulted to labels on Pod template. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
 const RC_STATUS_REPLICAS: &str = "Replicas is the most recently observed number of replicas. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller#what-is-a-replicationcontroller";
-const RC_STATUS_READY_REPLICAS: &str =
-    "The number of ready replicas for this replication controller.";
+const RC_STATUS_READY_REPLICAS: &str = "The number of ready replicas for this replication controller.";
 const RS_SPEC_REPLICAS: &str = "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset";
 const RS_SPEC_SELECTOR: &str = "Selector is a label query over pods that should match the replica count. Label keys and values that must match in order to be controlled by this replica set. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
 const RS_STATUS_REPLICAS: &str = "Replicas is the most recently observed number of non-terminating pods. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset";
@@ -53,20 +53,19 @@ const DS_STATUS_READY: &str = "numberReady is the number of nodes that should be
 const DS_STATUS_UPDATED: &str = "The total number of nodes that are running updated daemon pod";
 const DS_STATUS_AVAILABLE: &str = "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)";
 const DS_SPEC_SELECTOR: &str = "A label query over pods that are managed by the daemon set. Must match in order to be controlled. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
-const DEPLOY_STATUS_UPDATED: &str = "Total number of non-terminating pods targeted by this deployment that have the desired template spec.";
-const DEPLOY_STATUS_AVAILABLE: &str = "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment.";
+const DEPLOY_STATUS_UPDATED: &str =
+    "Total number of non-terminating pods targeted by this deployment that have the desired template spec.";
+const DEPLOY_STATUS_AVAILABLE: &str =
+    "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment.";
 const DEPLOY_SPEC_SELECTOR: &str = "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment. It must match the pod template's labels.";
-const CONTROLLER_REVISION_REVISION: &str =
-    "Revision indicates the revision of the state represented by Data.";
+const CONTROLLER_REVISION_REVISION: &str = "Revision indicates the revision of the state represented by Data.";
 const JOB_STATUS_SUCCEEDED: &str = "The number of pods which reached phase Succeeded. The value increases monotonically for a given spec. However, it may decrease in reaction to scale down of elastic indexed jobs.";
 const JOB_SPEC_SELECTOR: &str = "A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
-const CRONJOB_SPEC_SCHEDULE: &str =
-    "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.";
+const CRONJOB_SPEC_SCHEDULE: &str = "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.";
 const CRONJOB_SPEC_TIME_ZONE: &str = "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones. If not specified, this will default to the time zone of the kube-controller-manager process. The set of valid time zone names and the time zone offset is loaded from the system-wide time zone database by the API server during CronJob validation and the controller manager during execution. If no system-wide time zone database can be found a bundled version of the database is used instead. If the time zone name becomes invalid during the lifetime of a CronJob or due to a change in host configuration, the controller will stop creating new new Jobs and will create a system event with the reason UnknownTimeZone. More information can be found in https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#time-zones";
 const CRONJOB_SPEC_SUSPEND: &str = "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.";
 const CRONJOB_STATUS_ACTIVE: &str = "A list of pointers to currently running jobs.";
-const CRONJOB_STATUS_LAST_SCHEDULE: &str =
-    "Information when was the last time the job was successfully scheduled.";
+const CRONJOB_STATUS_LAST_SCHEDULE: &str = "Information when was the last time the job was successfully scheduled.";
 const SVC_SPEC_TYPE: &str = "type determines how the Service is exposed. Defaults to ClusterIP. Valid options are ExternalName, ClusterIP, NodePort, and LoadBalancer. \"ClusterIP\" allocates a cluster-internal IP address for load-balancing to endpoints. Endpoints are determined by the selector or if that is not specified, by manual construction of an Endpoints object or EndpointSlice objects. If clusterIP is \"None\", no virtual IP is allocated and the endpoints are published as a set of endpoints rather than a virtual IP. \"NodePort\" builds on ClusterIP and allocates a port on every node which routes to the same endpoints as the clusterIP. \"LoadBalancer\" builds on NodePort and creates an external load-balancer (if supported in the current cloud) which routes to the same endpoints as the clusterIP. \"ExternalName\" aliases this service to the specified externalName. Several other fields do not apply to ExternalName services. More info: https://kubernetes.io/docs/concepts/services-networking/service/#publishing-services-service-types";
 const SVC_SPEC_CLUSTER_IP: &str = "clusterIP is the IP address of the service and is usually assigned randomly. If an address is specified manually, is in-range (as per system configuration), and is not in use, it will be allocated to the service; otherwise creation of the service will fail. This field may not be changed through updates unless the type field is also being changed to ExternalName (which requires this field to be blank) or the type field is being changed from ExternalName (in which case this field may optionally be specified, as describe above).  Valid values are \"None\", empty string (\"\"), or a valid IP address. Setting this to \"None\" makes a \"headless service\" (no virtual IP), which is useful when direct endpoint connections are preferred and proxying is not required.  Only applies to types ClusterIP, NodePort, and LoadBalancer. If this field is specified when creating a Service of type ExternalName, creation will fail. This field will be wiped when updating a Service to type ExternalName. More info: https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies";
 const SVC_SPEC_EXTERNAL_IPS: &str = "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.  These IPs are not managed by Kubernetes.  The user is responsible for ensuring that traffic arrives at a node with this IP.  A common example is external load-balancers that are not part of the Kubernetes system.";
@@ -78,18 +77,16 @@ const NODE_INFO_OS_IMAGE: &str =
     "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).";
 const NODE_INFO_KERNEL_VERSION: &str =
     "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).";
-const NODE_INFO_CONTAINER_RUNTIME: &str = "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).";
+const NODE_INFO_CONTAINER_RUNTIME: &str =
+    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).";
 const NODE_STATUS_ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/reference/node/node-status/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See https://pr.k8s.io/79391 for an example. Consumers should assume that addresses can change during the lifetime of a Node. However, there are some exceptions where this may not be possible, such as Pods that inherit a Node's address in its own status or consumers of the downward API (status.hostIP).";
-const EVENT_LAST_TIMESTAMP: &str =
-    "The time at which the most recent occurrence of this event was recorded.";
+const EVENT_LAST_TIMESTAMP: &str = "The time at which the most recent occurrence of this event was recorded.";
 const EVENT_FIRST_TIMESTAMP: &str =
     "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)";
-const EVENT_TYPE: &str =
-    "Type of this event (Normal, Warning), new types could be added in the future";
+const EVENT_TYPE: &str = "Type of this event (Normal, Warning), new types could be added in the future";
 const EVENT_REASON: &str = "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.";
 const EVENT_INVOLVED_OBJECT: &str = "The object that this event is about.";
-const EVENT_SOURCE: &str =
-    "The component reporting this event. Should be a short machine understandable string.";
+const EVENT_SOURCE: &str = "The component reporting this event. Should be a short machine understandable string.";
 const EVENT_MESSAGE: &str = "A human-readable description of the status of this operation.";
 const EVENT_COUNT: &str = "The number of times this event has occurred.";
 const OBJECT_REFERENCE_FIELD_PATH: &str = "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.";
@@ -105,17 +102,16 @@ const PV_SPEC_VOLUME_MODE: &str = "volumeMode defines if a volume is intended to
 const PV_STATUS_PHASE: &str = "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase";
 const PV_STATUS_REASON: &str = "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.";
 const PVC_STATUS_PHASE: &str = "phase represents the current phase of PersistentVolumeClaim.";
-const PVC_STATUS_CAPACITY: &str =
-    "capacity represents the actual resources of the underlying volume.";
+const PVC_STATUS_CAPACITY: &str = "capacity represents the actual resources of the underlying volume.";
 const PVC_STATUS_ACCESS_MODES: &str = "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1";
-const PVC_SPEC_VOLUME_NAME: &str =
-    "volumeName is the binding reference to the PersistentVolume backing this claim.";
+const PVC_SPEC_VOLUME_NAME: &str = "volumeName is the binding reference to the PersistentVolume backing this claim.";
 const PVC_SPEC_VOLUME_MODE: &str = "volumeMode defines what type of volume is required by the claim. Value of Filesystem is implied when not included in claim spec.";
 const HPA_SPEC_SCALE_TARGET_REF: &str = "scaleTargetRef points to the target resource to scale, and is used to the pods for which metrics should be collected, as well as to actually change the replica count.";
 const HPA_SPEC_METRICS: &str = "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used).  The desired replica count is calculated multiplying the ratio between the target value and the current value by the current number of pods.  Ergo, metrics used must decrease as the pod count is increased, and vice-versa.  See the individual metric source types for more information about how each type of metric must respond. If not set, the default metric will be set to 80% average CPU utilization.";
 const HPA_SPEC_MIN_REPLICAS: &str = "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.  It defaults to 1 pod.  minReplicas is allowed to be 0 if the alpha feature gate HPAScaleToZero is enabled and at least one Object or External metric is configured.  Scaling is active as long as at least one metric value is available.";
 const HPA_SPEC_MAX_REPLICAS: &str = "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up. It cannot be less that minReplicas.";
-const HPA_STATUS_CURRENT_REPLICAS: &str = "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.";
+const HPA_STATUS_CURRENT_REPLICAS: &str =
+    "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.";
 const NETPOL_SPEC_POD_SELECTOR: &str = "podSelector selects the pods to which this NetworkPolicy object applies. The array of ingress rules is applied to any pods selected by this field. Multiple network policies can select the same set of pods. In this case, the ingress rules for each are combined additively. This field is NOT optional and follows standard label selector semantics. An empty podSelector matches all pods in this namespace.";
 const ROLE_BINDING_ROLE_REF: &str = "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.";
 const CLUSTER_ROLE_BINDING_ROLE_REF: &str = "RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.";
@@ -123,14 +119,14 @@ const LEASE_SPEC_HOLDER: &str = "holderIdentity contains the identity of the hol
 const SC_PROVISIONER: &str = "provisioner indicates the type of the provisioner.";
 const SC_RECLAIM_POLICY: &str = "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete.";
 const SC_VOLUME_BINDING_MODE: &str = "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.  When unset, VolumeBindingImmediate is used. This field is only honored by servers that enable the VolumeScheduling feature.";
-const SC_ALLOW_VOLUME_EXPANSION: &str =
-    "allowVolumeExpansion shows whether the storage class allow volume expand.";
+const SC_ALLOW_VOLUME_EXPANSION: &str = "allowVolumeExpansion shows whether the storage class allow volume expand.";
 const PC_VALUE: &str = "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.";
 const PC_GLOBAL_DEFAULT: &str = "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.";
 const PC_PREEMPTION_POLICY: &str = "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset.";
 const EPS_ADDRESS_TYPE: &str = "addressType specifies the type of address carried by this EndpointSlice. All addresses in this slice must be the same type. This field is immutable after creation. The following address types are currently supported: * IPv4: Represents an IPv4 Address. * IPv6: Represents an IPv6 Address. * FQDN: Represents a Fully Qualified Domain Name. (Deprecated) The EndpointSlice controller only generates, and kube-proxy only processes, slices of addressType \"IPv4\" and \"IPv6\". No semantics are defined for the \"FQDN\" type.";
 const EPS_PORTS: &str = "ports specifies the list of network ports exposed by each endpoint in this slice. Each port must have a unique name. Each slice may include a maximum of 100 ports. Services always have at least 1 port, so EndpointSlices generated by the EndpointSlice controller will likewise always have at least 1 port. EndpointSlices used for other purposes may have an empty ports list.";
-const EPS_ENDPOINTS: &str = "endpoints is a list of unique endpoints in this slice. Each slice may include a maximum of 1000 endpoints.";
+const EPS_ENDPOINTS: &str =
+    "endpoints is a list of unique endpoints in this slice. Each slice may include a maximum of 1000 endpoints.";
 const CSI_ATTACH_REQUIRED: &str = "attachRequired indicates this CSI volume driver requires an attach operation (because it implements the CSI ControllerPublishVolume() method), and that the Kubernetes attach detach controller should call the attach volume interface which checks the volumeattachment status and waits until the volume is attached before proceeding to mounting. The CSI external-attacher coordinates with CSI volume driver and updates the volumeattachment status when the attach operation is complete. If the CSIDriverRegistry feature gate is enabled and the value is specified to false, the attach operation will be skipped. Otherwise the attach operation will be called.\n\nThis field is immutable.";
 const CSI_POD_INFO_ON_MOUNT: &str = "podInfoOnMount indicates this CSI volume driver requires additional pod information (like podName, podUID, etc.) during mount operations, if set to true. If set to false, pod information will not be passed on mount. Default is false.\n\nThe CSI driver specifies podInfoOnMount as part of driver deployment. If true, Kubelet will pass pod information as VolumeContext in the CSI NodePublishVolume() calls. The CSI driver is responsible for parsing and validating the information passed in as VolumeContext.\n\nThe following VolumeContext will be passed if podInfoOnMount is set to true. This list might grow, but the prefix will be used. \"csi.storage.k8s.io/pod.name\": pod.Name \"csi.storage.k8s.io/pod.namespace\": pod.Namespace \"csi.storage.k8s.io/pod.uid\": string(pod.UID) \"csi.storage.k8s.io/ephemeral\": \"true\" if the volume is an ephemeral inline volume\ndefined by a CSIVolumeSource, otherwise \"false\"\n\n\"csi.storage.k8s.io/ephemeral\" is a new feature in Kubernetes 1.16. It is only required for drivers which support both the \"Persistent\" and \"Ephemeral\" VolumeLifecycleMode. Other drivers can leave pod info disabled and/or ignore this field. As Kubernetes 1.15 doesn't support this field, drivers can only support one mode when deployed on such a cluster and the deployment determines which mode that is, for example via a command line parameter of the driver.\n\nThis field was immutable in Kubernetes < 1.29 and now is mutable.";
 const CSI_STORAGE_CAPACITY: &str = "storageCapacity indicates that the CSI volume driver wants pod scheduling to consider the storage capacity that the driver deployment will report by creating CSIStorageCapacity objects with capacity information, if set to true.\n\nThe check can be enabled immediately when deploying a driver. In that case, provisioning new volumes with late binding will pause until the driver deployment has published some suitable CSIStorageCapacity object.\n\nAlternatively, the driver can be deployed with the field unset or false and it can be flipped later when storage capacity information has been published.\n\nThis field was immutable in Kubernetes <= 1.22 and now is mutable.";
@@ -144,7 +140,8 @@ const VA_ATTACHED: &str = "attached indicates the volume is successfully attache
 const CSR_SIGNER_NAME: &str = "signerName indicates the requested signer, and is a qualified name.\n\nList/watch requests for CertificateSigningRequests can filter on this field using a \"spec.signerName=NAME\" fieldSelector.\n\nWell-known Kubernetes signers are:\n1. \"kubernetes.io/kube-apiserver-client\": issues client certificates that can be used to authenticate to kube-apiserver.\nRequests for this signer are never auto-approved by kube-controller-manager, can be issued by the \"csrsigning\" controller in kube-controller-manager.\n2. \"kubernetes.io/kube-apiserver-client-kubelet\": issues client certificates that kubelets use to authenticate to kube-apiserver.\nRequests for this signer can be auto-approved by the \"csrapproving\" controller in kube-controller-manager, and can be issued by the \"csrsigning\" controller in kube-controller-manager.\n3. \"kubernetes.io/kubelet-serving\" issues serving certificates that kubelets use to serve TLS endpoints, which kube-apiserver can connect to securely.\nRequests for this signer are never auto-approved by kube-controller-manager, and can be issued by the \"csrsigning\" controller in kube-controller-manager.\n\nMore details are available at https://k8s.io/docs/reference/access-authn-authz/certificate-signing-requests/#kubernetes-signers\n\nCustom signerNames can also be specified. The signer defines:\n1. Trust distribution: how trust (CA bundles) are distributed.\n2. Permitted subjects: and behavior when a disallowed subject is requested.\n3. Required, permitted, or forbidden x509 extensions in the request (including whether subjectAltNames are allowed, which types, restrictions on allowed values) and behavior when a disallowed extension is requested.\n4. Required, permitted, or forbidden key usages / extended key usages.\n5. Expiration/certificate lifetime: whether it is fixed by the signer, configurable by the admin.\n6. Whether or not requests for CA certificates are allowed.";
 const CSR_REQUEST: &str = "request contains an x509 certificate signing request encoded in a \"CERTIFICATE REQUEST\" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded.";
 const CSR_EXPIRATION_SECONDS: &str = "expirationSeconds is the requested duration of validity of the issued certificate. The certificate signer may issue a certificate with a different validity duration so a client must check the delta between the notBefore and and notAfter fields in the issued certificate to determine the actual duration.\n\nThe v1.22+ in-tree implementations of the well-known Kubernetes signers will honor this field as long as the requested duration is not greater than the maximum duration they will honor per the --cluster-signing-duration CLI flag to the Kubernetes controller manager.\n\nCertificate signers may not honor this field for various reasons:\n\n1. Old signer that is unaware of the field (such as the in-tree\nimplementations prior to v1.22)\n2. Signer whose configured maximum is shorter than the requested duration\n3. Signer whose configured minimum is longer than the requested duration\n\nThe minimum valid value for expirationSeconds is 600, i.e. 10 minutes.";
-const CSR_CONDITIONS: &str = "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".";
+const CSR_CONDITIONS: &str =
+    "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".";
 
 // Literal descriptions upstream uses for columns that are not a single API field.
 const CONTAINERS_DESC: &str = "Names of each container in the template.";
@@ -235,9 +232,7 @@ fn printer(group: &str, resource: &str) -> Printer {
         ("networking.k8s.io", "networkpolicies") => NetworkPolicy,
         ("rbac.authorization.k8s.io", "rolebindings") => RoleBinding,
         ("rbac.authorization.k8s.io", "clusterrolebindings") => ClusterRoleBinding,
-        ("rbac.authorization.k8s.io", "roles") | ("rbac.authorization.k8s.io", "clusterroles") => {
-            DefaultConvertor
-        }
+        ("rbac.authorization.k8s.io", "roles") | ("rbac.authorization.k8s.io", "clusterroles") => DefaultConvertor,
         ("apiextensions.k8s.io", "customresourcedefinitions") => DefaultConvertor,
         ("coordination.k8s.io", "leases") => Lease,
         ("scheduling.k8s.io", "priorityclasses") => PriorityClass,
@@ -248,12 +243,8 @@ fn printer(group: &str, resource: &str) -> Printer {
         ("policy", "poddisruptionbudgets") => PodDisruptionBudget,
         ("autoscaling", "horizontalpodautoscalers") => HorizontalPodAutoscaler,
         ("node.k8s.io", "runtimeclasses") => RuntimeClass,
-        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
-            MutatingWebhookConfiguration
-        }
-        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
-            ValidatingWebhookConfiguration
-        }
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => MutatingWebhookConfiguration,
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => ValidatingWebhookConfiguration,
         ("certificates.k8s.io", "certificatesigningrequests") => CertificateSigningRequest,
         _ => Generic,
     }
@@ -264,32 +255,14 @@ fn printer(group: &str, resource: &str) -> Printer {
 // ---------------------------------------------------------------------------------------------
 
 const fn col(name: &'static str, type_: &'static str, description: &'static str) -> Column {
-    Column {
-        name,
-        type_,
-        format: "",
-        description,
-        priority: 0,
-    }
+    Column { name, type_, format: "", description, priority: 0 }
 }
 
 const fn wide(name: &'static str, type_: &'static str, description: &'static str) -> Column {
-    Column {
-        name,
-        type_,
-        format: "",
-        description,
-        priority: 1,
-    }
+    Column { name, type_, format: "", description, priority: 1 }
 }
 
-const NAME: Column = Column {
-    name: "Name",
-    type_: "string",
-    format: "name",
-    description: META_NAME,
-    priority: 0,
-};
+const NAME: Column = Column { name: "Name", type_: "string", format: "name", description: META_NAME, priority: 0 };
 const AGE: Column = col("Age", "string", META_CREATION_TIMESTAMP);
 const WIDE_CONTAINERS: Column = wide("Containers", "string", CONTAINERS_DESC);
 const WIDE_IMAGES: Column = wide("Images", "string", IMAGES_DESC);
@@ -645,18 +618,11 @@ pub fn cells(group: &str, resource: &str, obj: &Value, now: DateTime<Utc>) -> Ve
         IngressClass => p.ingress_class(),
         NetworkPolicy => vec![
             p.name(),
-            format_label_selector(Some(
-                at(obj, &["spec", "podSelector"]).unwrap_or(&Value::Null),
-            ))
-            .into(),
+            format_label_selector(Some(at(obj, &["spec", "podSelector"]).unwrap_or(&Value::Null))).into(),
             p.age(),
         ],
         RoleBinding | ClusterRoleBinding => p.role_binding(),
-        Lease => vec![
-            p.name(),
-            s(obj, &["spec", "holderIdentity"]).into(),
-            p.age(),
-        ],
+        Lease => vec![p.name(), s(obj, &["spec", "holderIdentity"]).into(), p.age()],
         PriorityClass => vec![
             p.name(),
             json!(int(obj, &["value"])),
@@ -666,11 +632,7 @@ pub fn cells(group: &str, resource: &str, obj: &Value, now: DateTime<Utc>) -> Ve
         ],
         StorageClass => p.storage_class(),
         CsiDriver => p.csi_driver(),
-        CsiNode => vec![
-            p.name(),
-            json!(list(obj, &["spec", "drivers"]).len()),
-            p.age(),
-        ],
+        CsiNode => vec![p.name(), json!(list(obj, &["spec", "drivers"]).len()), p.age()],
         VolumeAttachment => vec![
             p.name(),
             s(obj, &["spec", "attacher"]).into(),
@@ -709,8 +671,7 @@ impl Row<'_> {
     }
 
     fn age(&self) -> Value {
-        self.since(time(self.obj, &["metadata", "creationTimestamp"]))
-            .into()
+        self.since(time(self.obj, &["metadata", "creationTimestamp"])).into()
     }
 
     /// Upstream's `translateTimestampSince`.
@@ -729,11 +690,8 @@ impl Row<'_> {
         let pod = self.obj;
         let status = at(pod, &["status"]).unwrap_or(&Value::Null);
         let phase = s(status, &["phase"]);
-        let mut reason = if s(status, &["reason"]).is_empty() {
-            phase.to_string()
-        } else {
-            s(status, &["reason"]).to_string()
-        };
+        let mut reason =
+            if s(status, &["reason"]).is_empty() { phase.to_string() } else { s(status, &["reason"]).to_string() };
 
         for cond in list(status, &["conditions"]) {
             if s(cond, &["type"]) == "PodScheduled" && s(cond, &["reason"]) == "SchedulingGated" {
@@ -743,16 +701,10 @@ impl Row<'_> {
 
         let init_specs = list(pod, &["spec", "initContainers"]);
         let restartable = |name: &str| {
-            init_specs
-                .iter()
-                .find(|c| s(c, &["name"]) == name)
-                .is_some_and(|c| s(c, &["restartPolicy"]) == "Always")
+            init_specs.iter().find(|c| s(c, &["name"]) == name).is_some_and(|c| s(c, &["restartPolicy"]) == "Always")
         };
         let mut total = list(pod, &["spec", "containers"]).len();
-        total += init_specs
-            .iter()
-            .filter(|c| s(c, &["restartPolicy"]) == "Always")
-            .count();
+        total += init_specs.iter().filter(|c| s(c, &["restartPolicy"]) == "Always").count();
 
         let mut ready = 0usize;
         let mut restarts = 0i64;
@@ -796,8 +748,8 @@ impl Row<'_> {
                 } else {
                     format!("Init:{}", s(t, &["reason"]))
                 };
-            } else if let Some(w) = waiting
-                .filter(|w| !s(w, &["reason"]).is_empty() && s(w, &["reason"]) != "PodInitializing")
+            } else if let Some(w) =
+                waiting.filter(|w| !s(w, &["reason"]).is_empty() && s(w, &["reason"]) != "PodInitializing")
             {
                 reason = format!("Init:{}", s(w, &["reason"]));
             } else {
@@ -814,10 +766,7 @@ impl Row<'_> {
             for cs in list(status, &["containerStatuses"]).iter().rev() {
                 restarts += int(cs, &["restartCount"]);
                 if at(cs, &["lastState", "terminated"]).is_some() {
-                    bump(
-                        &mut last_restart,
-                        time(cs, &["lastState", "terminated", "finishedAt"]),
-                    );
+                    bump(&mut last_restart, time(cs, &["lastState", "terminated", "finishedAt"]));
                 }
                 let waiting = at(cs, &["state", "waiting"]);
                 let terminated = at(cs, &["state", "terminated"]);
@@ -831,9 +780,7 @@ impl Row<'_> {
                     } else {
                         format!("ExitCode:{}", int(t, &["exitCode"]))
                     };
-                } else if boolean(cs, &["ready"]) == Some(true)
-                    && at(cs, &["state", "running"]).is_some()
-                {
+                } else if boolean(cs, &["ready"]) == Some(true) && at(cs, &["state", "running"]).is_some() {
                     has_running = true;
                     ready += 1;
                 }
@@ -841,12 +788,7 @@ impl Row<'_> {
 
             // A pod whose containers completed but one still runs is shown as running.
             if reason == "Completed" && has_running {
-                reason = if condition_true(status, "Ready") {
-                    "Running"
-                } else {
-                    "NotReady"
-                }
-                .to_string();
+                reason = if condition_true(status, "Ready") { "Running" } else { "NotReady" }.to_string();
             }
         }
 
@@ -898,8 +840,7 @@ impl Row<'_> {
     }
 
     fn pod_template(&self) -> Vec<Value> {
-        let (names, images) =
-            layout_containers(list(self.obj, &["template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(self.obj, &["template", "spec", "containers"]));
         vec![
             self.name(),
             names.into(),
@@ -910,8 +851,7 @@ impl Row<'_> {
 
     fn replication_controller(&self) -> Vec<Value> {
         let o = self.obj;
-        let (names, images) =
-            layout_containers(list(o, &["spec", "template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(o, &["spec", "template", "spec", "containers"]));
         vec![
             self.name(),
             json!(int_or(o, &["spec", "replicas"], 1)),
@@ -975,11 +915,7 @@ impl Row<'_> {
                 }
             })
             .collect();
-        let ports = if ports.is_empty() {
-            "<none>".to_string()
-        } else {
-            ports.join(",")
-        };
+        let ports = if ports.is_empty() { "<none>".to_string() } else { ports.join(",") };
         vec![
             self.name(),
             svc_type.into(),
@@ -992,11 +928,7 @@ impl Row<'_> {
     }
 
     fn endpoints(&self) -> Vec<Value> {
-        vec![
-            self.name(),
-            format_endpoints(list(self.obj, &["subsets"])).into(),
-            self.age(),
-        ]
+        vec![self.name(), format_endpoints(list(self.obj, &["subsets"])).into(), self.age()]
     }
 
     fn config_map(&self) -> Vec<Value> {
@@ -1018,31 +950,15 @@ impl Row<'_> {
             "" => "Opaque",
             t => t,
         };
-        vec![
-            self.name(),
-            secret_type.into(),
-            json!(keys.len()),
-            self.age(),
-        ]
+        vec![self.name(), secret_type.into(), json!(keys.len()), self.age()]
     }
 
     fn node(&self) -> Vec<Value> {
         let o = self.obj;
         let mut status: Vec<String> = Vec::new();
         // The last condition of type Ready wins, like upstream's map.
-        if let Some(c) = list(o, &["status", "conditions"])
-            .iter()
-            .rev()
-            .find(|c| s(c, &["type"]) == "Ready")
-        {
-            status.push(
-                if s(c, &["status"]) == "True" {
-                    "Ready"
-                } else {
-                    "NotReady"
-                }
-                .to_string(),
-            );
+        if let Some(c) = list(o, &["status", "conditions"]).iter().rev().find(|c| s(c, &["type"]) == "Ready") {
+            status.push(if s(c, &["status"]) == "True" { "Ready" } else { "NotReady" }.to_string());
         }
         if status.is_empty() {
             status.push("Unknown".to_string());
@@ -1067,11 +983,7 @@ impl Row<'_> {
         }
         roles.sort_unstable();
         roles.dedup();
-        let roles = if roles.is_empty() {
-            "<none>".to_string()
-        } else {
-            roles.join(",")
-        };
+        let roles = if roles.is_empty() { "<none>".to_string() } else { roles.join(",") };
 
         let address = |kind: &str| {
             list(o, &["status", "addresses"])
@@ -1126,16 +1038,10 @@ impl Row<'_> {
             "" => kind,
             name => format!("{kind}/{name}"),
         };
-        let component = first_non_empty(
-            s(source, &["component"]),
-            s(o, &[f("reportingComponent", "reportingController")]),
-        );
+        let component =
+            first_non_empty(s(source, &["component"]), s(o, &[f("reportingComponent", "reportingController")]));
         let instance = first_non_empty(s(source, &["host"]), s(o, &["reportingInstance"]));
-        let source = if instance.is_empty() {
-            component.to_string()
-        } else {
-            format!("{component}, {instance}")
-        };
+        let source = if instance.is_empty() { component.to_string() } else { format!("{component}, {instance}") };
 
         vec![
             last.into(),
@@ -1158,13 +1064,8 @@ impl Row<'_> {
             Some(c) => format!("{}/{}", s(c, &["namespace"]), s(c, &["name"])),
             None => String::new(),
         };
-        let phase = if self.deleting() {
-            "Terminating"
-        } else {
-            s(o, &["status", "phase"])
-        };
-        let class = annotation(o, "volume.beta.kubernetes.io/storage-class")
-            .unwrap_or(s(spec, &["storageClassName"]));
+        let phase = if self.deleting() { "Terminating" } else { s(o, &["status", "phase"]) };
+        let class = annotation(o, "volume.beta.kubernetes.io/storage-class").unwrap_or(s(spec, &["storageClassName"]));
         vec![
             self.name(),
             quantity(at(spec, &["capacity", "storage"])).into(),
@@ -1183,20 +1084,13 @@ impl Row<'_> {
     fn persistent_volume_claim(&self) -> Vec<Value> {
         let o = self.obj;
         let spec = at(o, &["spec"]).unwrap_or(&Value::Null);
-        let phase = if self.deleting() {
-            "Terminating"
-        } else {
-            s(o, &["status", "phase"])
-        };
+        let phase = if self.deleting() { "Terminating" } else { s(o, &["status", "phase"]) };
         let volume = s(spec, &["volumeName"]);
         let (capacity, modes) = if volume.is_empty() {
             (String::new(), String::new())
         } else {
             let status = at(o, &["status"]).unwrap_or(&Value::Null);
-            (
-                quantity(at(status, &["capacity", "storage"])),
-                access_modes(status),
-            )
+            (quantity(at(status, &["capacity", "storage"])), access_modes(status))
         };
         let class = annotation(o, "volume.beta.kubernetes.io/storage-class")
             .or_else(|| at(spec, &["storageClassName"]).and_then(Value::as_str))
@@ -1231,28 +1125,16 @@ impl Row<'_> {
                 }
             }
         }
-        vec![
-            self.name(),
-            requests.join(", ").into(),
-            limits.join(", ").into(),
-            self.age(),
-        ]
+        vec![self.name(), requests.join(", ").into(), limits.join(", ").into(), self.age()]
     }
 
     fn deployment(&self) -> Vec<Value> {
         let o = self.obj;
-        let (names, images) =
-            layout_containers(list(o, &["spec", "template", "spec", "containers"]));
-        let selector = selector_string(at(o, &["spec", "selector"]))
-            .unwrap_or_else(|()| "<invalid>".to_string());
+        let (names, images) = layout_containers(list(o, &["spec", "template", "spec", "containers"]));
+        let selector = selector_string(at(o, &["spec", "selector"])).unwrap_or_else(|()| "<invalid>".to_string());
         vec![
             self.name(),
-            format!(
-                "{}/{}",
-                int(o, &["status", "readyReplicas"]),
-                int_or(o, &["spec", "replicas"], 1)
-            )
-            .into(),
+            format!("{}/{}", int(o, &["status", "readyReplicas"]), int_or(o, &["spec", "replicas"], 1)).into(),
             json!(int(o, &["status", "updatedReplicas"])),
             json!(int(o, &["status", "availableReplicas"])),
             self.age(),
@@ -1264,8 +1146,7 @@ impl Row<'_> {
 
     fn replica_set(&self) -> Vec<Value> {
         let o = self.obj;
-        let (names, images) =
-            layout_containers(list(o, &["spec", "template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(o, &["spec", "template", "spec", "containers"]));
         vec![
             self.name(),
             json!(int_or(o, &["spec", "replicas"], 1)),
@@ -1280,16 +1161,10 @@ impl Row<'_> {
 
     fn stateful_set(&self) -> Vec<Value> {
         let o = self.obj;
-        let (names, images) =
-            layout_containers(list(o, &["spec", "template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(o, &["spec", "template", "spec", "containers"]));
         vec![
             self.name(),
-            format!(
-                "{}/{}",
-                int(o, &["status", "readyReplicas"]),
-                int_or(o, &["spec", "replicas"], 1)
-            )
-            .into(),
+            format!("{}/{}", int(o, &["status", "readyReplicas"]), int_or(o, &["spec", "replicas"], 1)).into(),
             self.age(),
             names.into(),
             images.into(),
@@ -1298,8 +1173,7 @@ impl Row<'_> {
 
     fn daemon_set(&self) -> Vec<Value> {
         let o = self.obj;
-        let (names, images) =
-            layout_containers(list(o, &["spec", "template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(o, &["spec", "template", "spec", "containers"]));
         vec![
             self.name(),
             json!(int(o, &["status", "desiredNumberScheduled"])),
@@ -1324,9 +1198,7 @@ impl Row<'_> {
                 || "<none>".to_string(),
                 |r| {
                     // The group of apiVersion "apps/v1" is "apps"; of "v1" it is "".
-                    let group = s(r, &["apiVersion"])
-                        .rsplit_once('/')
-                        .map_or("", |(g, _)| g);
+                    let group = s(r, &["apiVersion"]).rsplit_once('/').map_or("", |(g, _)| g);
                     let kind = s(r, &["kind"]);
                     let name = s(r, &["name"]);
                     match (group, kind) {
@@ -1338,12 +1210,7 @@ impl Row<'_> {
                     }
                 },
             );
-        vec![
-            self.name(),
-            controller.into(),
-            json!(int(o, &["revision"])),
-            self.age(),
-        ]
+        vec![self.name(), controller.into(), json!(int(o, &["revision"])), self.age()]
     }
 
     fn job(&self) -> Vec<Value> {
@@ -1360,10 +1227,7 @@ impl Row<'_> {
                 _ => format!("{succeeded}/1"),
             },
         };
-        let duration = match (
-            time(o, &["status", "startTime"]),
-            time(o, &["status", "completionTime"]),
-        ) {
+        let duration = match (time(o, &["status", "startTime"]), time(o, &["status", "completionTime"])) {
             (None, _) => String::new(),
             (Some(start), None) => human_duration(self.now - start),
             (Some(start), Some(end)) => human_duration(end - start),
@@ -1382,8 +1246,7 @@ impl Row<'_> {
         } else {
             "Running"
         };
-        let (names, images) =
-            layout_containers(list(o, &["spec", "template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(o, &["spec", "template", "spec", "containers"]));
         vec![
             self.name(),
             status.into(),
@@ -1408,15 +1271,11 @@ impl Row<'_> {
             None => "<unset>",
         };
         let template = at(o, &["spec", "jobTemplate", "spec"]).unwrap_or(&Value::Null);
-        let (names, images) =
-            layout_containers(list(template, &["template", "spec", "containers"]));
+        let (names, images) = layout_containers(list(template, &["template", "spec", "containers"]));
         vec![
             self.name(),
             s(o, &["spec", "schedule"]).into(),
-            at(o, &["spec", "timeZone"])
-                .and_then(Value::as_str)
-                .unwrap_or("<none>")
-                .into(),
+            at(o, &["spec", "timeZone"]).and_then(Value::as_str).unwrap_or("<none>").into(),
             suspend.into(),
             json!(list(o, &["status", "active"]).len()),
             last_schedule.into(),
@@ -1438,10 +1297,7 @@ impl Row<'_> {
                 "*".to_string()
             }
         });
-        let addresses = list(o, &["endpoints"])
-            .iter()
-            .flat_map(|e| strings(e, &["addresses"]))
-            .map(str::to_string);
+        let addresses = list(o, &["endpoints"]).iter().flat_map(|e| strings(e, &["addresses"])).map(str::to_string);
         vec![
             self.name(),
             s(o, &["addressType"]).into(),
@@ -1471,21 +1327,12 @@ impl Row<'_> {
         } else {
             hosts.join(",")
         };
-        let ports = if list(o, &["spec", "tls"]).is_empty() {
-            "80"
-        } else {
-            "80, 443"
-        };
+        let ports = if list(o, &["spec", "tls"]).is_empty() { "80" } else { "80, 443" };
         vec![
             self.name(),
-            at(o, &["spec", "ingressClassName"])
-                .and_then(Value::as_str)
-                .unwrap_or("<none>")
-                .into(),
+            at(o, &["spec", "ingressClassName"]).and_then(Value::as_str).unwrap_or("<none>").into(),
             hosts.into(),
-            load_balancer_ingress(list(o, &["status", "loadBalancer", "ingress"]))
-                .join(",")
-                .into(),
+            load_balancer_ingress(list(o, &["status", "loadBalancer", "ingress"])).join(",").into(),
             ports.into(),
             self.age(),
         ]
@@ -1503,12 +1350,7 @@ impl Row<'_> {
                 format!("{out}/{}", s(p, &["name"]))
             }
         };
-        vec![
-            self.name(),
-            s(o, &["spec", "controller"]).into(),
-            parameters.into(),
-            self.age(),
-        ]
+        vec![self.name(), s(o, &["spec", "controller"]).into(), parameters.into(), self.age()]
     }
 
     fn role_binding(&self) -> Vec<Value> {
@@ -1525,12 +1367,7 @@ impl Row<'_> {
         }
         vec![
             self.name(),
-            format!(
-                "{}/{}",
-                s(o, &["roleRef", "kind"]),
-                s(o, &["roleRef", "name"])
-            )
-            .into(),
+            format!("{}/{}", s(o, &["roleRef", "kind"]), s(o, &["roleRef", "name"])).into(),
             self.age(),
             users.join(", ").into(),
             groups.join(", ").into(),
@@ -1540,8 +1377,7 @@ impl Row<'_> {
 
     fn storage_class(&self) -> Vec<Value> {
         let o = self.obj;
-        let is_default = annotation(o, "storageclass.kubernetes.io/is-default-class")
-            == Some("true")
+        let is_default = annotation(o, "storageclass.kubernetes.io/is-default-class") == Some("true")
             || annotation(o, "storageclass.beta.kubernetes.io/is-default-class") == Some("true");
         let mut name = s(o, &["metadata", "name"]).to_string();
         if is_default {
@@ -1550,14 +1386,8 @@ impl Row<'_> {
         vec![
             name.into(),
             s(o, &["provisioner"]).into(),
-            at(o, &["reclaimPolicy"])
-                .and_then(Value::as_str)
-                .unwrap_or("Delete")
-                .into(),
-            at(o, &["volumeBindingMode"])
-                .and_then(Value::as_str)
-                .unwrap_or("Immediate")
-                .into(),
+            at(o, &["reclaimPolicy"]).and_then(Value::as_str).unwrap_or("Delete").into(),
+            at(o, &["volumeBindingMode"]).and_then(Value::as_str).unwrap_or("Immediate").into(),
             Value::Bool(boolean(o, &["allowVolumeExpansion"]).unwrap_or(false)),
             self.age(),
         ]
@@ -1569,11 +1399,7 @@ impl Row<'_> {
         let modes = strings(spec, &["volumeLifecycleModes"]).join(",");
         let token_requests = match at(spec, &["tokenRequests"]) {
             None => "<unset>".to_string(),
-            Some(_) => list(spec, &["tokenRequests"])
-                .iter()
-                .map(|t| s(t, &["audience"]))
-                .collect::<Vec<_>>()
-                .join(","),
+            Some(_) => list(spec, &["tokenRequests"]).iter().map(|t| s(t, &["audience"])).collect::<Vec<_>>().join(","),
         };
         vec![
             self.name(),
@@ -1606,11 +1432,7 @@ impl Row<'_> {
     fn horizontal_pod_autoscaler(&self) -> Vec<Value> {
         let o = self.obj;
         let spec = at(o, &["spec"]).unwrap_or(&Value::Null);
-        let reference = format!(
-            "{}/{}",
-            s(spec, &["scaleTargetRef", "kind"]),
-            s(spec, &["scaleTargetRef", "name"])
-        );
+        let reference = format!("{}/{}", s(spec, &["scaleTargetRef", "kind"]), s(spec, &["scaleTargetRef", "name"]));
         let (specs, statuses) = hpa_metrics(o);
         let min_pods = match at(spec, &["minReplicas"]) {
             Some(v) => v.as_i64().unwrap_or(0).to_string(),
@@ -1682,11 +1504,7 @@ fn layout_containers(containers: &[Value]) -> (String, String) {
 fn format_labels(labels: Option<&Value>) -> String {
     let mut pairs: Vec<String> = labels
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
         .unwrap_or_default();
     pairs.sort();
     if pairs.is_empty() {
@@ -1713,10 +1531,7 @@ fn selector_string(selector: Option<&Value>) -> Result<String, ()> {
         return Ok(String::new());
     };
     let empty = Map::new();
-    let match_labels = selector
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let match_labels = selector.get("matchLabels").and_then(Value::as_object).unwrap_or(&empty);
     let match_expressions = list(selector, &["matchExpressions"]);
     let mut requirements: Vec<(&str, String)> = Vec::new();
     for (key, value) in match_labels {
@@ -1745,11 +1560,7 @@ fn selector_string(selector: Option<&Value>) -> Result<String, ()> {
         requirements.push((key, rendered));
     }
     requirements.sort_by(|a, b| a.0.cmp(b.0));
-    Ok(requirements
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect::<Vec<_>>()
-        .join(","))
+    Ok(requirements.into_iter().map(|(_, r)| r).collect::<Vec<_>>().join(","))
 }
 
 /// A label key: `[prefix/]name`, prefix a DNS-1123 subdomain, name a qualified name part.
@@ -1773,8 +1584,7 @@ fn valid_name_part(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn valid_dns_subdomain(s: &str) -> bool {
@@ -1786,8 +1596,7 @@ fn valid_dns_subdomain(s: &str) -> bool {
                 && b.len() <= 63
                 && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
                 && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -1886,17 +1695,12 @@ fn list_with_more(items: impl Iterator<Item = String>) -> String {
 /// `helper.GetAccessModesAsString`.
 fn access_modes(v: &Value) -> String {
     let modes = strings(v, &["accessModes"]);
-    [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ]
-    .iter()
-    .filter(|(mode, _)| modes.contains(mode))
-    .map(|(_, short)| *short)
-    .collect::<Vec<_>>()
-    .join(",")
+    [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")]
+        .iter()
+        .filter(|(mode, _)| modes.contains(mode))
+        .map(|(_, short)| *short)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A stored quantity as printed by `Quantity.String()`; a missing quantity is zero ("0").
@@ -1920,13 +1724,8 @@ fn quantity_ptr(v: Option<&Value>) -> String {
 /// HPA metric specs and statuses in the autoscaling/v2 shape; an autoscaling/v1 object's
 /// CPU target and current utilization are converted like upstream's v1 conversion does.
 fn hpa_metrics(o: &Value) -> (Vec<Value>, Vec<Value>) {
-    if at(o, &["spec", "metrics"]).is_some()
-        || at(o, &["spec", "targetCPUUtilizationPercentage"]).is_none()
-    {
-        return (
-            list(o, &["spec", "metrics"]).to_vec(),
-            list(o, &["status", "currentMetrics"]).to_vec(),
-        );
+    if at(o, &["spec", "metrics"]).is_some() || at(o, &["spec", "targetCPUUtilizationPercentage"]).is_none() {
+        return (list(o, &["spec", "metrics"]).to_vec(), list(o, &["status", "currentMetrics"]).to_vec());
     }
     let target = int(o, &["spec", "targetCPUUtilizationPercentage"]);
     let specs = vec![json!({
@@ -1954,11 +1753,7 @@ fn format_hpa_metrics(specs: &[Value], statuses: &[Value]) -> String {
         let status = |source: &str| statuses.get(i).and_then(|st| at(st, &[source]));
         let entry = match s(spec, &["type"]) {
             kind @ ("External" | "Object") => {
-                let source = if kind == "External" {
-                    "external"
-                } else {
-                    "object"
-                };
+                let source = if kind == "External" { "external" } else { "object" };
                 let target = at(spec, &[source, "target"]).unwrap_or(&Value::Null);
                 if let Some(avg) = at(target, &["averageValue"]) {
                     let current = status(source)
@@ -1966,29 +1761,18 @@ fn format_hpa_metrics(specs: &[Value], statuses: &[Value]) -> String {
                         .map_or_else(|| "<unknown>".to_string(), |q| quantity(Some(q)));
                     format!("{current}/{} (avg)", quantity(Some(avg)))
                 } else {
-                    let current = status(source).map_or_else(
-                        || "<unknown>".to_string(),
-                        |st| quantity_ptr(at(st, &["current", "value"])),
-                    );
+                    let current = status(source)
+                        .map_or_else(|| "<unknown>".to_string(), |st| quantity_ptr(at(st, &["current", "value"])));
                     format!("{current}/{}", quantity_ptr(at(target, &["value"])))
                 }
             }
             "Pods" => {
-                let current = status("pods").map_or_else(
-                    || "<unknown>".to_string(),
-                    |st| quantity_ptr(at(st, &["current", "averageValue"])),
-                );
-                format!(
-                    "{current}/{}",
-                    quantity_ptr(at(spec, &["pods", "target", "averageValue"]))
-                )
+                let current = status("pods")
+                    .map_or_else(|| "<unknown>".to_string(), |st| quantity_ptr(at(st, &["current", "averageValue"])));
+                format!("{current}/{}", quantity_ptr(at(spec, &["pods", "target", "averageValue"])))
             }
             kind @ ("Resource" | "ContainerResource") => {
-                let source = if kind == "Resource" {
-                    "resource"
-                } else {
-                    "containerResource"
-                };
+                let source = if kind == "Resource" { "resource" } else { "containerResource" };
                 let name = s(spec, &[source, "name"]);
                 let target = at(spec, &[source, "target"]).unwrap_or(&Value::Null);
                 if let Some(avg) = at(target, &["averageValue"]) {
@@ -2000,14 +1784,9 @@ fn format_hpa_metrics(specs: &[Value], statuses: &[Value]) -> String {
                 } else {
                     let current = status(source)
                         .and_then(|st| at(st, &["current", "averageUtilization"]))
-                        .map_or_else(
-                            || "<unknown>".to_string(),
-                            |u| format!("{}%", u.as_i64().unwrap_or(0)),
-                        );
-                    let target = at(target, &["averageUtilization"]).map_or_else(
-                        || "<auto>".to_string(),
-                        |u| format!("{}%", u.as_i64().unwrap_or(0)),
-                    );
+                        .map_or_else(|| "<unknown>".to_string(), |u| format!("{}%", u.as_i64().unwrap_or(0)));
+                    let target = at(target, &["averageUtilization"])
+                        .map_or_else(|| "<auto>".to_string(), |u| format!("{}%", u.as_i64().unwrap_or(0)));
                     format!("{name}: {current}/{target}")
                 }
             }
@@ -2025,18 +1804,12 @@ fn format_hpa_metrics(specs: &[Value], statuses: &[Value]) -> String {
 }
 
 fn job_condition(conditions: &[Value], kind: &str) -> bool {
-    conditions
-        .iter()
-        .find(|c| s(c, &["type"]) == kind)
-        .is_some_and(|c| s(c, &["status"]) == "True")
+    conditions.iter().find(|c| s(c, &["type"]) == kind).is_some_and(|c| s(c, &["status"]) == "True")
 }
 
 /// Whether the first pod condition of this type is "True".
 fn condition_true(status: &Value, kind: &str) -> bool {
-    list(status, &["conditions"])
-        .iter()
-        .find(|c| s(c, &["type"]) == kind)
-        .is_some_and(|c| s(c, &["status"]) == "True")
+    list(status, &["conditions"]).iter().find(|c| s(c, &["type"]) == kind).is_some_and(|c| s(c, &["status"]) == "True")
 }
 
 /// `last = max(last, t)`, where an absent time is Go's zero time.
@@ -2091,9 +1864,7 @@ fn int(v: &Value, path: &[&str]) -> i64 {
 }
 
 fn int_or(v: &Value, path: &[&str], default: i64) -> i64 {
-    at(v, path)
-        .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
-        .unwrap_or(default)
+    at(v, path).and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))).unwrap_or(default)
 }
 
 fn boolean(v: &Value, path: &[&str]) -> Option<bool> {
@@ -2101,9 +1872,7 @@ fn boolean(v: &Value, path: &[&str]) -> Option<bool> {
 }
 
 fn list<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
-    at(v, path)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+    at(v, path).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 fn strings<'a>(v: &'a Value, path: &[&str]) -> Vec<&'a str> {
@@ -2122,9 +1891,7 @@ fn annotation<'a>(o: &'a Value, key: &str) -> Option<&'a str> {
 fn time(v: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
     /// Go's zero `time.Time`, 0001-01-01T00:00:00Z, in Unix seconds.
     const GO_ZERO_TIME: i64 = -62_135_596_800;
-    let t = DateTime::parse_from_rfc3339(s(v, path))
-        .ok()?
-        .with_timezone(&Utc);
+    let t = DateTime::parse_from_rfc3339(s(v, path)).ok()?.with_timezone(&Utc);
     (t.timestamp() != GO_ZERO_TIME || t.timestamp_subsec_nanos() != 0).then_some(t)
 }
 
@@ -2191,9 +1958,7 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z").unwrap().with_timezone(&Utc)
     }
 
     /// An RFC 3339 timestamp `secs` seconds before `now()`.
@@ -2203,11 +1968,7 @@ mod tests {
 
     fn row(group: &str, resource: &str, obj: Value) -> Vec<Value> {
         let cells = cells(group, resource, &obj, now());
-        assert_eq!(
-            cells.len(),
-            columns(group, resource).len(),
-            "{group}/{resource}: one cell per column"
-        );
+        assert_eq!(cells.len(), columns(group, resource).len(), "{group}/{resource}: one cell per column");
         cells
     }
 
@@ -2302,23 +2063,10 @@ mod tests {
         let names: Vec<_> = cols.iter().map(|c| c.name).collect();
         assert_eq!(
             names,
-            [
-                "Name",
-                "Ready",
-                "Status",
-                "Restarts",
-                "Age",
-                "IP",
-                "Node",
-                "Nominated Node",
-                "Readiness Gates"
-            ]
+            ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node", "Nominated Node", "Readiness Gates"]
         );
         assert_eq!(cols[0].format, "name");
-        assert_eq!(
-            cols.iter().map(|c| c.priority).collect::<Vec<_>>(),
-            [0, 0, 0, 0, 0, 1, 1, 1, 1]
-        );
+        assert_eq!(cols.iter().map(|c| c.priority).collect::<Vec<_>>(), [0, 0, 0, 0, 0, 1, 1, 1, 1]);
 
         let obj = json!({
             "metadata": {"name": "web-1", "creationTimestamp": ago(3 * 3600 + 300)},
@@ -2362,23 +2110,12 @@ mod tests {
     fn pod_pending_and_waiting_reasons() {
         let no_ip = row("", "pods", pod(json!({"phase": "Pending"})));
         assert_eq!(no_ip[1..4], [json!("0/1"), json!("Pending"), json!("0")]);
-        assert_eq!(
-            no_ip[5..],
-            [
-                json!("<none>"),
-                json!("<none>"),
-                json!("<none>"),
-                json!("<none>")
-            ]
-        );
+        assert_eq!(no_ip[5..], [json!("<none>"), json!("<none>"), json!("<none>"), json!("<none>")]);
 
         let creating = json!({"phase": "Pending", "containerStatuses": [
             {"name": "app", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}
         ]});
-        assert_eq!(
-            pod_status(creating),
-            strs(&["0/1", "ContainerCreating", "0"])
-        );
+        assert_eq!(pod_status(creating), strs(&["0/1", "ContainerCreating", "0"]));
 
         let gated = json!({"phase": "Pending", "conditions": [
             {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}
@@ -2393,10 +2130,7 @@ mod tests {
             "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
             "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": ago(300)}},
         }]});
-        assert_eq!(
-            pod_status(status),
-            strs(&["0/1", "CrashLoopBackOff", "3 (5m ago)"])
-        );
+        assert_eq!(pod_status(status), strs(&["0/1", "CrashLoopBackOff", "3 (5m ago)"]));
 
         // Restarts without a known last termination time print as a bare count.
         let status = json!({"phase": "Running", "containerStatuses": [{
@@ -2448,25 +2182,17 @@ mod tests {
             {"name": "app", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}},
         ]}));
         obj["spec"]["initContainers"] = json!([{"name": "init-a"}, {"name": "init-b"}]);
-        assert_eq!(
-            row("", "pods", obj.clone())[1..4],
-            [json!("0/1"), json!("Init:1/2"), json!("0")]
-        );
+        assert_eq!(row("", "pods", obj.clone())[1..4], [json!("0/1"), json!("Init:1/2"), json!("0")]);
 
         // A waiting init container with a reason.
-        obj["status"]["initContainerStatuses"][1]["state"] =
-            json!({"waiting": {"reason": "CrashLoopBackOff"}});
+        obj["status"]["initContainerStatuses"][1]["state"] = json!({"waiting": {"reason": "CrashLoopBackOff"}});
         obj["status"]["initContainerStatuses"][1]["restartCount"] = json!(4);
         obj["status"]["initContainerStatuses"][1]["lastState"] =
             json!({"terminated": {"exitCode": 1, "finishedAt": ago(120)}});
-        assert_eq!(
-            row("", "pods", obj.clone())[2..4],
-            [json!("Init:CrashLoopBackOff"), json!("4 (2m ago)")]
-        );
+        assert_eq!(row("", "pods", obj.clone())[2..4], [json!("Init:CrashLoopBackOff"), json!("4 (2m ago)")]);
 
         // A failed init container.
-        obj["status"]["initContainerStatuses"][1]["state"] =
-            json!({"terminated": {"exitCode": 2, "reason": "Error"}});
+        obj["status"]["initContainerStatuses"][1]["state"] = json!({"terminated": {"exitCode": 2, "reason": "Error"}});
         assert_eq!(row("", "pods", obj.clone())[2], json!("Init:Error"));
         obj["status"]["initContainerStatuses"][1]["state"] = json!({"terminated": {"exitCode": 2}});
         assert_eq!(row("", "pods", obj.clone())[2], json!("Init:ExitCode:2"));
@@ -2475,10 +2201,7 @@ mod tests {
         obj["status"]["initContainerStatuses"][1]["state"] =
             json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
         obj["status"]["initContainerStatuses"][1]["restartCount"] = json!(0);
-        assert_eq!(
-            row("", "pods", obj)[1..4],
-            [json!("0/1"), json!("PodInitializing"), json!("0")]
-        );
+        assert_eq!(row("", "pods", obj)[1..4], [json!("0/1"), json!("PodInitializing"), json!("0")]);
     }
 
     #[test]
@@ -2490,10 +2213,7 @@ mod tests {
             "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}],
         }));
         obj["spec"]["initContainers"] = json!([{"name": "proxy", "restartPolicy": "Always"}]);
-        assert_eq!(
-            row("", "pods", obj)[1..4],
-            [json!("2/2"), json!("Running"), json!("1 (60s ago)")]
-        );
+        assert_eq!(row("", "pods", obj)[1..4], [json!("2/2"), json!("Running"), json!("1 (60s ago)")]);
     }
 
     #[test]
@@ -2506,8 +2226,7 @@ mod tests {
 
         // A terminal pod being deleted keeps its phase.
         obj["status"]["phase"] = json!("Succeeded");
-        obj["status"]["containerStatuses"][0]["state"] =
-            json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+        obj["status"]["containerStatuses"][0]["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
         assert_eq!(row("", "pods", obj.clone())[2], json!("Completed"));
 
         let mut lost = pod(json!({"phase": "Running", "reason": "NodeLost"}));
@@ -2518,10 +2237,7 @@ mod tests {
 
     #[test]
     fn deployment_row() {
-        let cols: Vec<_> = columns("apps", "deployments")
-            .iter()
-            .map(|c| (c.name, c.priority))
-            .collect();
+        let cols: Vec<_> = columns("apps", "deployments").iter().map(|c| (c.name, c.priority)).collect();
         assert_eq!(
             cols,
             [
@@ -2561,12 +2277,8 @@ mod tests {
             ]
         );
         // Fresh deployment: no status yet, replicas defaulted to 1.
-        let fresh =
-            json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}}}});
-        assert_eq!(
-            row("apps", "deployments", fresh)[1..5],
-            [json!("0/1"), json!(0), json!(0), json!("<unknown>")]
-        );
+        let fresh = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}}}});
+        assert_eq!(row("apps", "deployments", fresh)[1..5], [json!("0/1"), json!(0), json!(0), json!("<unknown>")]);
     }
 
     #[test]
@@ -2611,19 +2323,12 @@ mod tests {
         let headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}});
         assert_eq!(
             row("", "services", headless)[1..5],
-            [
-                json!("ClusterIP"),
-                json!("None"),
-                json!("<none>"),
-                json!("<none>")
-            ]
+            [json!("ClusterIP"), json!("None"), json!("<none>"), json!("<none>")]
         );
 
-        let external = json!({"metadata": {"name": "x"}, "spec": {"type": "ExternalName", "externalName": "db.example"}});
-        assert_eq!(
-            row("", "services", external)[2..4],
-            [json!("<none>"), json!("db.example")]
-        );
+        let external =
+            json!({"metadata": {"name": "x"}, "spec": {"type": "ExternalName", "externalName": "db.example"}});
+        assert_eq!(row("", "services", external)[2..4], [json!("<none>"), json!("db.example")]);
     }
 
     #[test]
@@ -2660,10 +2365,7 @@ mod tests {
         let cells = row("", "nodes", bare);
         assert_eq!(cells[1..3], [json!("NotReady"), json!("worker")]);
         assert_eq!(cells[7], json!("<unknown>"));
-        assert_eq!(
-            row("", "nodes", json!({"metadata": {"name": "n"}}))[1..3],
-            [json!("Unknown"), json!("<none>")]
-        );
+        assert_eq!(row("", "nodes", json!({"metadata": {"name": "n"}}))[1..3], [json!("Unknown"), json!("<none>")]);
     }
 
     #[test]
@@ -2690,16 +2392,10 @@ mod tests {
         );
         let running = json!({"metadata": {"name": "j"}, "spec": {"parallelism": 3},
             "status": {"active": 3, "startTime": ago(200)}});
-        assert_eq!(
-            row("batch", "jobs", running)[1..4],
-            [json!("Running"), json!("0/1 of 3"), json!("3m20s")]
-        );
+        assert_eq!(row("batch", "jobs", running)[1..4], [json!("Running"), json!("0/1 of 3"), json!("3m20s")]);
         let suspended = json!({"metadata": {"name": "j"}, "spec": {"completions": 5},
             "status": {"conditions": [{"type": "Suspended", "status": "True"}]}});
-        assert_eq!(
-            row("batch", "jobs", suspended)[1..4],
-            [json!("Suspended"), json!("0/5"), json!("")]
-        );
+        assert_eq!(row("batch", "jobs", suspended)[1..4], [json!("Suspended"), json!("0/5"), json!("")]);
 
         let cron = json!({
             "metadata": {"name": "nightly", "creationTimestamp": ago(3 * 86400)},
@@ -2750,10 +2446,7 @@ mod tests {
         );
         let cols = columns("", "events");
         assert_eq!(cols[0].name, "Last Seen");
-        assert_eq!(
-            (cols[9].name, cols[9].format, cols[9].priority),
-            ("Name", "name", 1)
-        );
+        assert_eq!((cols[9].name, cols[9].format, cols[9].priority), ("Name", "name", 1));
 
         // New-style event: eventTime, series, reporting controller.
         let event = json!({
@@ -2777,78 +2470,32 @@ mod tests {
             "eventTime": ago(90), "reportingController": "deployment-controller",
         });
         let cells = row("events.k8s.io", "events", v1);
-        assert_eq!(
-            cells[..4],
-            [
-                json!("90s"),
-                json!("Normal"),
-                json!("ScalingReplicaSet"),
-                json!("deployment/web")
-            ]
-        );
-        assert_eq!(
-            cells[5..9],
-            [
-                json!("deployment-controller"),
-                json!("Scaled up"),
-                json!("90s"),
-                json!(1)
-            ]
-        );
+        assert_eq!(cells[..4], [json!("90s"), json!("Normal"), json!("ScalingReplicaSet"), json!("deployment/web")]);
+        assert_eq!(cells[5..9], [json!("deployment-controller"), json!("Scaled up"), json!("90s"), json!(1)]);
     }
 
     #[test]
     fn small_resources() {
         let meta = json!({"name": "x", "creationTimestamp": ago(120)});
-        let cm =
-            json!({"metadata": meta, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
-        assert_eq!(
-            row("", "configmaps", cm),
-            vec![json!("x"), json!(3), json!("2m")]
-        );
+        let cm = json!({"metadata": meta, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "AA=="}});
+        assert_eq!(row("", "configmaps", cm), vec![json!("x"), json!(3), json!("2m")]);
         let secret = json!({"metadata": meta, "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}});
-        assert_eq!(
-            row("", "secrets", secret),
-            vec![
-                json!("x"),
-                json!("kubernetes.io/tls"),
-                json!(2),
-                json!("2m")
-            ]
-        );
+        assert_eq!(row("", "secrets", secret), vec![json!("x"), json!("kubernetes.io/tls"), json!(2), json!("2m")]);
         let ns = json!({"metadata": meta, "status": {"phase": "Active"}});
-        assert_eq!(
-            row("", "namespaces", ns),
-            vec![json!("x"), json!("Active"), json!("2m")]
-        );
+        assert_eq!(row("", "namespaces", ns), vec![json!("x"), json!("Active"), json!("2m")]);
         let sa = json!({"metadata": meta});
-        assert_eq!(
-            row("", "serviceaccounts", sa),
-            vec![json!("x"), json!(0), json!("2m")]
-        );
+        assert_eq!(row("", "serviceaccounts", sa), vec![json!("x"), json!(0), json!("2m")]);
         let lease = json!({"metadata": meta, "spec": {"holderIdentity": "kelp-0_abc"}});
-        assert_eq!(
-            row("coordination.k8s.io", "leases", lease),
-            vec![json!("x"), json!("kelp-0_abc"), json!("2m")]
-        );
+        assert_eq!(row("coordination.k8s.io", "leases", lease), vec![json!("x"), json!("kelp-0_abc"), json!("2m")]);
         let sts = json!({"metadata": meta, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "db", "image": "pg"}]}}},
             "status": {"readyReplicas": 2}});
         assert_eq!(
             row("apps", "statefulsets", sts),
-            vec![
-                json!("x"),
-                json!("2/2"),
-                json!("2m"),
-                json!("db"),
-                json!("pg")
-            ]
+            vec![json!("x"), json!("2/2"), json!("2m"), json!("db"), json!("pg")]
         );
         let rs = json!({"metadata": meta, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "a"}}},
             "status": {"replicas": 2, "readyReplicas": 1}});
-        assert_eq!(
-            row("apps", "replicasets", rs)[..4],
-            [json!("x"), json!(2), json!(2), json!(1)]
-        );
+        assert_eq!(row("apps", "replicasets", rs)[..4], [json!("x"), json!(2), json!(2), json!(1)]);
         let ds = json!({"metadata": meta, "spec": {"selector": {"matchLabels": {"app": "a"}},
             "template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"}, "containers": [{"name": "c", "image": "i"}]}}},
             "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2, "updatedNumberScheduled": 3, "numberAvailable": 2}});
@@ -2885,24 +2532,12 @@ mod tests {
         let pdb = json!({"metadata": meta, "spec": {"minAvailable": "50%"}, "status": {"disruptionsAllowed": 1}});
         assert_eq!(
             row("policy", "poddisruptionbudgets", pdb),
-            vec![
-                json!("x"),
-                json!("50%"),
-                json!("N/A"),
-                json!(1),
-                json!("2m")
-            ]
+            vec![json!("x"), json!("50%"), json!("N/A"), json!(1), json!("2m")]
         );
         let pc = json!({"metadata": meta, "value": 1000, "globalDefault": false, "preemptionPolicy": "PreemptLowerPriority"});
         assert_eq!(
             row("scheduling.k8s.io", "priorityclasses", pc),
-            vec![
-                json!("x"),
-                json!(1000),
-                json!(false),
-                json!("2m"),
-                json!("PreemptLowerPriority")
-            ]
+            vec![json!("x"), json!(1000), json!(false), json!("2m"), json!("PreemptLowerPriority")]
         );
         let sc = json!({"metadata": {"name": "local-path", "creationTimestamp": ago(120),
             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
@@ -2919,41 +2554,23 @@ mod tests {
             ]
         );
         let np = json!({"metadata": meta, "spec": {"podSelector": {}}});
-        assert_eq!(
-            row("networking.k8s.io", "networkpolicies", np),
-            vec![json!("x"), json!("<none>"), json!("2m")]
-        );
+        assert_eq!(row("networking.k8s.io", "networkpolicies", np), vec![json!("x"), json!("<none>"), json!("2m")]);
         let ic = json!({"metadata": meta, "spec": {"controller": "k8s.io/ingress-nginx",
             "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p"}}});
         assert_eq!(
             row("networking.k8s.io", "ingressclasses", ic),
-            vec![
-                json!("x"),
-                json!("k8s.io/ingress-nginx"),
-                json!("IngressParameters.k8s.example.com/p"),
-                json!("2m")
-            ]
+            vec![json!("x"), json!("k8s.io/ingress-nginx"), json!("IngressParameters.k8s.example.com/p"), json!("2m")]
         );
         let cr = json!({"metadata": {"name": "x", "creationTimestamp": ago(120), "ownerReferences": [
             {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "controller": true}]}, "revision": 3});
         assert_eq!(
             row("apps", "controllerrevisions", cr),
-            vec![
-                json!("x"),
-                json!("daemonset.apps/ds"),
-                json!(3),
-                json!("2m")
-            ]
+            vec![json!("x"), json!("daemonset.apps/ds"), json!(3), json!("2m")]
         );
-        let rc = json!({"metadata": meta, "spec": {"replicas": 2, "selector": {"app": "a"}}, "status": {"replicas": 2}});
-        assert_eq!(
-            row("", "replicationcontrollers", rc)[..4],
-            [json!("x"), json!(2), json!(2), json!(0)]
-        );
-        assert_eq!(
-            row("", "replicationcontrollers", json!({"metadata": meta}))[7],
-            json!("<none>")
-        );
+        let rc =
+            json!({"metadata": meta, "spec": {"replicas": 2, "selector": {"app": "a"}}, "status": {"replicas": 2}});
+        assert_eq!(row("", "replicationcontrollers", rc)[..4], [json!("x"), json!(2), json!(2), json!(0)]);
+        assert_eq!(row("", "replicationcontrollers", json!({"metadata": meta}))[7], json!("<none>"));
     }
 
     #[test]
@@ -3000,24 +2617,14 @@ mod tests {
         let pending = json!({"metadata": {"name": "data", "deletionTimestamp": ago(1)}, "spec": {}, "status": {"phase": "Pending"}});
         assert_eq!(
             row("", "persistentvolumeclaims", pending)[..6],
-            [
-                json!("data"),
-                json!("Terminating"),
-                json!(""),
-                json!(""),
-                json!(""),
-                json!("")
-            ]
+            [json!("data"), json!("Terminating"), json!(""), json!(""), json!(""), json!("")]
         );
         let quota = json!({"metadata": {"name": "q"}, "status": {
             "hard": {"pods": "10", "limits.memory": "2Gi", "requests.cpu": "1", "limits.cpu": "2"},
             "used": {"pods": "3", "limits.cpu": "500m", "requests.cpu": "250m"}}});
         assert_eq!(
             row("", "resourcequotas", quota)[1..3],
-            [
-                json!("pods: 3/10, requests.cpu: 250m/1"),
-                json!("limits.cpu: 500m/2, limits.memory: 0/2Gi")
-            ]
+            [json!("pods: 3/10, requests.cpu: 250m/1"), json!("limits.cpu: 500m/2, limits.memory: 0/2Gi")]
         );
     }
 
@@ -3025,33 +2632,20 @@ mod tests {
     fn network_rows() {
         let ep = json!({"metadata": {"name": "web"}, "subsets": [
             {"addresses": [{"ip": "10.42.0.5"}, {"ip": "10.42.0.6"}], "ports": [{"port": 80}, {"port": 443}]}]});
-        assert_eq!(
-            row("", "endpoints", ep)[1],
-            json!("10.42.0.5:80,10.42.0.6:80,10.42.0.5:443 + 1 more...")
-        );
+        assert_eq!(row("", "endpoints", ep)[1], json!("10.42.0.5:80,10.42.0.6:80,10.42.0.5:443 + 1 more..."));
         let v6 = json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "fd00::5"}], "ports": [{"port": 80}]}]});
         assert_eq!(row("", "endpoints", v6)[1], json!("[fd00::5]:80"));
-        assert_eq!(
-            row("", "endpoints", json!({"metadata": {"name": "e"}}))[1],
-            json!("<none>")
-        );
+        assert_eq!(row("", "endpoints", json!({"metadata": {"name": "e"}}))[1], json!("<none>"));
 
         let eps = json!({"metadata": {"name": "web-abc"}, "addressType": "IPv4",
             "ports": [{"name": "http", "port": 80}, {"name": "metrics"}],
             "endpoints": [{"addresses": ["10.42.0.5"]}, {"addresses": ["10.42.0.6"]}]});
         assert_eq!(
             row("discovery.k8s.io", "endpointslices", eps)[1..4],
-            [
-                json!("IPv4"),
-                json!("80,metrics"),
-                json!("10.42.0.5,10.42.0.6")
-            ]
+            [json!("IPv4"), json!("80,metrics"), json!("10.42.0.5,10.42.0.6")]
         );
         let empty = json!({"metadata": {"name": "e"}, "addressType": "IPv4"});
-        assert_eq!(
-            row("discovery.k8s.io", "endpointslices", empty)[2..4],
-            [json!("<unset>"), json!("<unset>")]
-        );
+        assert_eq!(row("discovery.k8s.io", "endpointslices", empty)[2..4], [json!("<unset>"), json!("<unset>")]);
 
         let ing = json!({"metadata": {"name": "web"}, "spec": {"ingressClassName": "traefik",
             "rules": [{"host": "a.example"}, {}, {"host": "b.example"}, {"host": "c.example"}, {"host": "d.example"}],
@@ -3114,23 +2708,11 @@ mod tests {
                 {"key": "c", "operator": "NotIn", "values": ["z", "y"]}]})),
             "a,!b,c notin (y,z)"
         );
-        assert_eq!(
-            sel(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})),
-            "<error>"
-        );
-        assert_eq!(
-            sel(json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]})),
-            "<error>"
-        );
+        assert_eq!(sel(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})), "<error>");
+        assert_eq!(sel(json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]})), "<error>");
         assert_eq!(sel(json!({"matchLabels": {"bad key": "v"}})), "<error>");
-        assert_eq!(
-            selector_string(Some(&json!({"matchLabels": {"a": "b c"}}))),
-            Err(())
-        );
-        assert_eq!(
-            format_labels(Some(&json!({"a": "1", "a.b": "2"}))),
-            "a.b=2,a=1"
-        );
+        assert_eq!(selector_string(Some(&json!({"matchLabels": {"a": "b c"}}))), Err(()));
+        assert_eq!(format_labels(Some(&json!({"a": "1", "a.b": "2"}))), "a.b=2,a=1");
     }
 
     #[test]
@@ -3146,29 +2728,16 @@ mod tests {
                 cols.iter().map(|c| (c.name, c.type_)).collect::<Vec<_>>(),
                 [("Name", "string"), ("Created At", "date")]
             );
-            let obj =
-                json!({"metadata": {"name": "n", "creationTimestamp": "2024-03-04T05:06:07Z"}});
-            assert_eq!(
-                row(group, resource, obj),
-                vec![json!("n"), json!("2024-03-04T05:06:07Z")]
-            );
+            let obj = json!({"metadata": {"name": "n", "creationTimestamp": "2024-03-04T05:06:07Z"}});
+            assert_eq!(row(group, resource, obj), vec![json!("n"), json!("2024-03-04T05:06:07Z")]);
         }
         let cols = columns("example.com", "widgets");
-        assert_eq!(
-            cols.iter().map(|c| (c.name, c.type_)).collect::<Vec<_>>(),
-            [("Name", "string"), ("Age", "date")]
-        );
+        assert_eq!(cols.iter().map(|c| (c.name, c.type_)).collect::<Vec<_>>(), [("Name", "string"), ("Age", "date")]);
         let obj = json!({"metadata": {"name": "w", "creationTimestamp": ago(8 * 86400 + 5)}});
-        assert_eq!(
-            row("example.com", "widgets", obj),
-            vec![json!("w"), json!("8d")]
-        );
+        assert_eq!(row("example.com", "widgets", obj), vec![json!("w"), json!("8d")]);
         // Go's zero time and a missing timestamp are unknown.
         let obj = json!({"metadata": {"name": "w", "creationTimestamp": "0001-01-01T00:00:00Z"}});
-        assert_eq!(
-            row("example.com", "widgets", obj),
-            vec![json!("w"), json!("<unknown>")]
-        );
+        assert_eq!(row("example.com", "widgets", obj), vec![json!("w"), json!("<unknown>")]);
         // A timestamp in the future by more than a second is invalid.
         let obj = json!({"metadata": {"name": "w", "creationTimestamp": ago(-5)}});
         assert_eq!(row("", "configmaps", obj)[2], json!("<invalid>"));
@@ -3218,39 +2787,21 @@ mod tests {
             ("policy", "poddisruptionbudgets"),
             ("autoscaling", "horizontalpodautoscalers"),
             ("node.k8s.io", "runtimeclasses"),
-            (
-                "admissionregistration.k8s.io",
-                "mutatingwebhookconfigurations",
-            ),
-            (
-                "admissionregistration.k8s.io",
-                "validatingwebhookconfigurations",
-            ),
+            ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+            ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
             ("certificates.k8s.io", "certificatesigningrequests"),
             ("example.com", "things"),
         ];
         for (group, resource) in resources {
-            for obj in [
-                json!({}),
-                json!({"metadata": {"name": "n", "creationTimestamp": ago(1)}, "spec": {}, "status": {}}),
-            ] {
+            for obj in
+                [json!({}), json!({"metadata": {"name": "n", "creationTimestamp": ago(1)}, "spec": {}, "status": {}})]
+            {
                 let cells = row(group, resource, obj);
-                assert!(
-                    cells.iter().all(|c| !c.is_null()),
-                    "{group}/{resource}: {cells:?}"
-                );
+                assert!(cells.iter().all(|c| !c.is_null()), "{group}/{resource}: {cells:?}");
             }
             let cols = columns(group, resource);
-            assert_eq!(
-                cols.iter()
-                    .filter(|c| c.format == "name" && c.name == "Name")
-                    .count(),
-                1,
-                "{resource}"
-            );
-            assert!(cols
-                .iter()
-                .all(|c| ["string", "integer", "date", "number", "boolean"].contains(&c.type_)));
+            assert_eq!(cols.iter().filter(|c| c.format == "name" && c.name == "Name").count(), 1, "{resource}");
+            assert!(cols.iter().all(|c| ["string", "integer", "date", "number", "boolean"].contains(&c.type_)));
         }
     }
 
@@ -3263,10 +2814,7 @@ mod tests {
             json!({"name": "Status", "type": "string", "format": "", "description": "The status of the namespace", "priority": 0})
         );
         assert_eq!(defs[0]["format"], json!("name"));
-        assert!(defs[0]["description"]
-            .as_str()
-            .unwrap()
-            .starts_with("Name must be unique within a namespace."));
+        assert!(defs[0]["description"].as_str().unwrap().starts_with("Name must be unique within a namespace."));
         let pod = column_definitions(&columns("", "pods"));
         assert_eq!(pod[5]["priority"], json!(1));
     }

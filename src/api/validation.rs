@@ -18,8 +18,7 @@ use crate::api::status::Cause;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
@@ -29,17 +28,15 @@ const QUALIFIED_NAME_ERR: &str =
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_MAP_KEY_ERR: &str =
-    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
-const WILDCARD_SUBDOMAIN_FMT: &str =
-    "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const CONFIG_MAP_KEY_ERR: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const WILDCARD_SUBDOMAIN_FMT: &str = "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const WILDCARD_SUBDOMAIN_ERR: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character";
 const PERCENT_FMT: &str = "[0-9]+%";
-const PERCENT_ERR: &str =
-    "a valid percent string must be a numeric string followed by an ending '%'";
+const PERCENT_ERR: &str = "a valid percent string must be a numeric string followed by an ending '%'";
 const HTTP_HEADER_FMT: &str = "[-A-Za-z0-9]+";
 const HTTP_HEADER_ERR: &str = "a valid HTTP header must consist of alphanumeric characters or '-'";
-const RELAXED_ENV_ERR: &str = "a valid environment variable name must consist only of printable ASCII characters other than '='";
+const RELAXED_ENV_ERR: &str =
+    "a valid environment variable name must consist only of printable ASCII characters other than '='";
 
 const IS_NEGATIVE: &str = "must be greater than or equal to 0";
 const IMMUTABLE: &str = "field is immutable";
@@ -51,10 +48,7 @@ fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
         return format!("{msg} (regex used for validation is '{fmt}')");
     }
     let ex: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!(
-        "{msg} (e.g. {}regex used for validation is '{fmt}')",
-        ex.join(" or ")
-    )
+    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", ex.join(" or "))
 }
 
 fn max_len_error(n: usize) -> String {
@@ -90,8 +84,7 @@ fn matches_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
 /// Tests for a string that conforms to the definition of a label in DNS (RFC 1123).
@@ -104,11 +97,7 @@ pub fn is_dns1123_label(s: &str) -> Vec<String> {
         if matches_dns1123_subdomain(s) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(
-                DNS1123_LABEL_ERR,
-                DNS1123_LABEL_FMT,
-                &["my-name", "123-abc"],
-            ));
+            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
         }
     }
     errs
@@ -121,11 +110,7 @@ pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !matches_dns1123_subdomain(s) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_ERR,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -137,11 +122,7 @@ pub fn is_dns1035_label(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !matches_dns1035_label(s) {
-        errs.push(regex_error(
-            DNS1035_LABEL_ERR,
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
+        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
     }
     errs
 }
@@ -179,11 +160,7 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
     if !matches_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_ERR,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -196,11 +173,7 @@ pub fn is_valid_label_value(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !s.is_empty() && !matches_qualified_name_part(s) {
-        errs.push(regex_error(
-            LABEL_VALUE_ERR,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -212,11 +185,7 @@ fn is_wildcard_dns1123_subdomain(s: &str) -> Vec<String> {
     }
     let ok = s.strip_prefix("*.").is_some_and(matches_dns1123_subdomain);
     if !ok {
-        errs.push(regex_error(
-            WILDCARD_SUBDOMAIN_ERR,
-            WILDCARD_SUBDOMAIN_FMT,
-            &["*.example.com"],
-        ));
+        errs.push(regex_error(WILDCARD_SUBDOMAIN_ERR, WILDCARD_SUBDOMAIN_FMT, &["*.example.com"]));
     }
     errs
 }
@@ -235,9 +204,7 @@ fn is_valid_port_name(p: &str) -> Vec<String> {
         errs.push(max_len_error(15));
     }
     if p.is_empty() || !p.bytes().all(|c| is_alnum_lower(c) || c == b'-') {
-        errs.push(
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
-        );
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
     if !p.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -268,16 +235,8 @@ fn is_config_map_key(s: &str) -> Vec<String> {
     if s.len() > 253 {
         errs.push(max_len_error(253));
     }
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
-    {
-        errs.push(regex_error(
-            CONFIG_MAP_KEY_ERR,
-            CONFIG_MAP_KEY_FMT,
-            &["key.name", "KEY_NAME", "key-name"],
-        ));
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_') {
+        errs.push(regex_error(CONFIG_MAP_KEY_ERR, CONFIG_MAP_KEY_FMT, &["key.name", "KEY_NAME", "key-name"]));
     }
     errs.extend(has_chdir_prefix(s));
     errs
@@ -288,17 +247,14 @@ fn is_relaxed_env_var_name(s: &str) -> Vec<String> {
     if s.is_empty() {
         errs.push("environment variable name must be non-empty".to_string());
     }
-    if s.chars()
-        .any(|c| !c.is_ascii() || c.is_ascii_control() || c == '=')
-    {
+    if s.chars().any(|c| !c.is_ascii() || c.is_ascii_control() || c == '=') {
         errs.push(RELAXED_ENV_ERR.to_string());
     }
     errs
 }
 
 fn is_valid_percent(s: &str) -> Vec<String> {
-    let ok =
-        s.len() > 1 && s.ends_with('%') && s[..s.len() - 1].bytes().all(|c| c.is_ascii_digit());
+    let ok = s.len() > 1 && s.ends_with('%') && s[..s.len() - 1].bytes().all(|c| c.is_ascii_digit());
     if ok {
         Vec::new()
     } else {
@@ -310,11 +266,7 @@ fn is_http_header_name(s: &str) -> Vec<String> {
     if !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
         Vec::new()
     } else {
-        vec![regex_error(
-            HTTP_HEADER_ERR,
-            HTTP_HEADER_FMT,
-            &["X-Header-Name"],
-        )]
+        vec![regex_error(HTTP_HEADER_ERR, HTTP_HEADER_FMT, &["X-Header-Name"])]
     }
 }
 
@@ -356,8 +308,7 @@ fn ip_errors(s: &str) -> Vec<String> {
 }
 
 fn cidr_errors(s: &str) -> Vec<String> {
-    let bad =
-        || vec!["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".to_string()];
+    let bad = || vec!["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)".to_string()];
     let Some((ip, bits)) = s.split_once('/') else {
         return bad();
     };
@@ -409,17 +360,9 @@ fn mask_trailing_dash(name: &str) -> String {
 
 fn check_name(rule: NameRule, name: &str, prefix: bool) -> Vec<String> {
     if rule == NameRule::PathSegment {
-        return if prefix {
-            is_valid_path_segment_prefix(name)
-        } else {
-            is_valid_path_segment_name(name)
-        };
+        return if prefix { is_valid_path_segment_prefix(name) } else { is_valid_path_segment_name(name) };
     }
-    let n = if prefix {
-        mask_trailing_dash(name)
-    } else {
-        name.to_string()
-    };
+    let n = if prefix { mask_trailing_dash(name) } else { name.to_string() };
     match rule {
         NameRule::Subdomain => is_dns1123_subdomain(&n),
         NameRule::Label => is_dns1123_label(&n),
@@ -454,19 +397,10 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("node.k8s.io", "RuntimeClass"),
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
     ("apiregistration.k8s.io", "APIService"),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-    ),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingAdmissionPolicyBinding",
-    ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
     ("certificates.k8s.io", "CertificateSigningRequest"),
     ("certificates.k8s.io", "ClusterTrustBundle"),
     ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
@@ -499,10 +433,7 @@ const BUILT_IN_GROUPS: &[&str] = &[
 /// Scope of a kind: `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` unknown (a
 /// custom resource: the namespace is then only checked when present).
 fn namespaced(group: &str, kind: &str) -> Option<bool> {
-    if CLUSTER_SCOPED
-        .iter()
-        .any(|(g, k)| *g == group && *k == kind)
-    {
+    if CLUSTER_SCOPED.iter().any(|(g, k)| *g == group && *k == kind) {
         Some(false)
     } else if BUILT_IN_GROUPS.contains(&group) {
         Some(true)
@@ -561,9 +492,7 @@ pub fn parse_quantity(s: &str) -> Option<Quantity> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let num_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
+    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
     let (num, suffix) = rest.split_at(num_end);
     if num.is_empty() || num == "." || num.matches('.').count() > 1 {
         return None;
@@ -588,9 +517,7 @@ pub fn parse_quantity(s: &str) -> Option<Quantity> {
         "Pi" => (QuantityFormat::BinarySi, 0, 50),
         "Ei" => (QuantityFormat::BinarySi, 0, 60),
         other => {
-            let e = other
-                .strip_prefix('e')
-                .or_else(|| other.strip_prefix('E'))?;
+            let e = other.strip_prefix('e').or_else(|| other.strip_prefix('E'))?;
             let v: i32 = e.parse().ok()?;
             if !(-40..=40).contains(&v) {
                 return None;
@@ -615,17 +542,10 @@ pub fn parse_quantity(s: &str) -> Option<Quantity> {
         nanos = nanos.saturating_mul(pow10(e as u32));
     } else {
         let d = pow10((-e) as u32);
-        nanos = if d >= NANOS_CAP {
-            i128::from(nanos != 0)
-        } else {
-            (nanos + d - 1) / d
-        };
+        nanos = if d >= NANOS_CAP { i128::from(nanos != 0) } else { (nanos + d - 1) / d };
     }
     let nanos = nanos.min(NANOS_CAP);
-    Some(Quantity {
-        nanos: if neg { -nanos } else { nanos },
-        format,
-    })
+    Some(Quantity { nanos: if neg { -nanos } else { nanos }, format })
 }
 
 /// Upstream's canonical string form of a quantity (`Quantity.String()`).
@@ -704,9 +624,7 @@ fn q(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -721,10 +639,8 @@ fn go_map(v: Option<&Value>) -> String {
         Some(Value::Object(m)) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", q(k), q(m[k.as_str()].as_str().unwrap_or(""))))
-                .collect();
+            let parts: Vec<String> =
+                keys.iter().map(|k| format!("{}:{}", q(k), q(m[k.as_str()].as_str().unwrap_or("")))).collect();
             format!("map[string]string{{{}}}", parts.join(", "))
         }
         _ => "map[string]string(nil)".to_string(),
@@ -770,11 +686,7 @@ fn go_label_selector(v: Option<&Value>) -> String {
         }
         _ => "[]v1.LabelSelectorRequirement(nil)".to_string(),
     };
-    format!(
-        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}",
-        go_map(sel.get("matchLabels")),
-        exprs
-    )
+    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}", go_map(sel.get("matchLabels")), exprs)
 }
 
 /// Fallback rendering of a structured value: compact JSON.
@@ -792,11 +704,7 @@ fn go_json(v: Option<&Value>) -> String {
 struct Errs(Vec<Cause>);
 
 fn cause(reason: &str, field: &str, message: String) -> Cause {
-    Cause {
-        reason: reason.to_string(),
-        message,
-        field: field.to_string(),
-    }
+    Cause { reason: reason.to_string(), message, field: field.to_string() }
 }
 
 impl Errs {
@@ -805,11 +713,7 @@ impl Errs {
     }
 
     fn required(&mut self, field: &str, detail: &str) {
-        let msg = if detail.is_empty() {
-            "Required value".to_string()
-        } else {
-            format!("Required value: {detail}")
-        };
+        let msg = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
         self.push(cause("FieldValueRequired", field, msg));
     }
 
@@ -836,10 +740,7 @@ impl Errs {
         let msg = if list.is_empty() {
             format!("Unsupported value: {rendered}")
         } else {
-            format!(
-                "Unsupported value: {rendered}: supported values: {}",
-                list.join(", ")
-            )
+            format!("Unsupported value: {rendered}: supported values: {}", list.join(", "))
         };
         self.push(cause("FieldValueNotSupported", field, msg));
     }
@@ -849,44 +750,24 @@ impl Errs {
     }
 
     fn duplicate(&mut self, field: &str, rendered: String) {
-        self.push(cause(
-            "FieldValueDuplicate",
-            field,
-            format!("Duplicate value: {rendered}"),
-        ));
+        self.push(cause("FieldValueDuplicate", field, format!("Duplicate value: {rendered}")));
     }
 
     fn forbidden(&mut self, field: &str, detail: &str) {
-        let msg = if detail.is_empty() {
-            "Forbidden".to_string()
-        } else {
-            format!("Forbidden: {detail}")
-        };
+        let msg = if detail.is_empty() { "Forbidden".to_string() } else { format!("Forbidden: {detail}") };
         self.push(cause("FieldValueForbidden", field, msg));
     }
 
     fn not_found(&mut self, field: &str, rendered: String) {
-        self.push(cause(
-            "FieldValueNotFound",
-            field,
-            format!("Not found: {rendered}"),
-        ));
+        self.push(cause("FieldValueNotFound", field, format!("Not found: {rendered}")));
     }
 
     fn too_long(&mut self, field: &str, max: usize) {
-        self.push(cause(
-            "FieldValueTooLong",
-            field,
-            format!("Too long: may not be more than {max} bytes"),
-        ));
+        self.push(cause("FieldValueTooLong", field, format!("Too long: may not be more than {max} bytes")));
     }
 
     fn too_many(&mut self, field: &str, actual: usize, max: usize) {
-        self.push(cause(
-            "FieldValueTooMany",
-            field,
-            format!("Too many: {actual}: must have at most {max} items"),
-        ));
+        self.push(cause("FieldValueTooMany", field, format!("Too many: {actual}: must have at most {max} items")));
     }
 
     fn nonnegative(&mut self, field: &str, v: Option<i64>) {
@@ -900,10 +781,7 @@ impl Errs {
     fn finish(self) -> Vec<Cause> {
         // Upstream's aggregate drops errors whose rendered text repeats.
         let mut seen = BTreeSet::new();
-        self.0
-            .into_iter()
-            .filter(|c| seen.insert((c.field.clone(), c.message.clone())))
-            .collect()
+        self.0.into_iter().filter(|c| seen.insert((c.field.clone(), c.message.clone()))).collect()
     }
 }
 
@@ -923,10 +801,7 @@ fn gb(v: &Value, k: &str) -> Option<bool> {
 }
 
 fn ga<'a>(v: &'a Value, k: &str) -> &'a [Value] {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    v.get(k).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
 fn gm<'a>(v: &'a Value, k: &str) -> Option<&'a Map<String, Value>> {
@@ -1018,11 +893,7 @@ fn validate_owner_references(refs: &[Value], path: &str, e: &mut Errs) {
         let api_version = gs(r, "apiVersion");
         let version = api_version.rsplit('/').next().unwrap_or("");
         if version.is_empty() {
-            e.invalid_str(
-                &child(path, "apiVersion"),
-                api_version,
-                "version must not be empty",
-            );
+            e.invalid_str(&child(path, "apiVersion"), api_version, "version must not be empty");
         }
         if gs(r, "kind").is_empty() {
             e.invalid_str(&child(path, "kind"), "", "kind must not be empty");
@@ -1034,11 +905,7 @@ fn validate_owner_references(refs: &[Value], path: &str, e: &mut Errs) {
             e.invalid_str(&child(path, "uid"), "", "uid must not be empty");
         }
         if (api_version == "v1") && gs(r, "kind") == "Event" {
-            e.invalid(
-                path,
-                go_json(Some(r)),
-                "/v1, Kind=Event is disallowed from being an owner",
-            );
+            e.invalid(path, go_json(Some(r)), "/v1, Kind=Event is disallowed from being an owner");
         }
         if gb(r, "controller") == Some(true) {
             let cur = format!("{}/{}", gs(r, "kind"), gs(r, "name"));
@@ -1068,20 +935,12 @@ fn validate_finalizers(fins: &[Value], path: &str, e: &mut Errs) {
     }
     if names.contains(&"orphan") && names.contains(&"foregroundDeletion") {
         let list: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        e.invalid(
-            path,
-            go_string_list(&list),
-            "finalizer orphan and foregroundDeletion cannot be both set",
-        );
+        e.invalid(path, go_string_list(&list), "finalizer orphan and foregroundDeletion cannot be both set");
     }
     // core's validateKubeFinalizerName
     for (i, f) in names.iter().enumerate() {
         if !f.contains('/') && !is_standard_finalizer(f) {
-            e.invalid_str(
-                &idx(path, i),
-                f,
-                "name is neither a standard finalizer name nor is it fully qualified",
-            );
+            e.invalid_str(&idx(path, i), f, "name is neither a standard finalizer name nor is it fully qualified");
         }
     }
 }
@@ -1135,15 +994,9 @@ fn validate_object_meta_update(obj: &Value, old: &Value, e: &mut Errs) {
     let meta = obj.get("metadata").unwrap_or(&empty);
     let old_meta = old.get("metadata").unwrap_or(&empty);
     if present(old_meta, "deletionTimestamp") {
-        let old_f: BTreeSet<&str> = ga(old_meta, "finalizers")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        let extra: BTreeSet<&str> = ga(meta, "finalizers")
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|f| !old_f.contains(f))
-            .collect();
+        let old_f: BTreeSet<&str> = ga(old_meta, "finalizers").iter().filter_map(Value::as_str).collect();
+        let extra: BTreeSet<&str> =
+            ga(meta, "finalizers").iter().filter_map(Value::as_str).filter(|f| !old_f.contains(f)).collect();
         if !extra.is_empty() {
             let list: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
             e.forbidden(
@@ -1166,11 +1019,7 @@ fn validate_object_meta_update(obj: &Value, old: &Value, e: &mut Errs) {
     validate_annotations(meta.get("annotations"), "metadata.annotations", e);
     validate_owner_references(ga(meta, "ownerReferences"), "metadata.ownerReferences", e);
     // core's ValidateObjectMetaUpdate also checks finalizer names
-    for (i, f) in ga(meta, "finalizers")
-        .iter()
-        .filter_map(Value::as_str)
-        .enumerate()
-    {
+    for (i, f) in ga(meta, "finalizers").iter().filter_map(Value::as_str).enumerate() {
         if !f.contains('/') && !is_standard_finalizer(f) {
             e.invalid_str(
                 &idx("metadata.finalizers", i),
@@ -1195,10 +1044,7 @@ fn validate_label_selector(sel: Option<&Value>, path: &str, e: &mut Errs) {
         match gs(r, "operator") {
             "In" | "NotIn" => {
                 if values.is_empty() {
-                    e.required(
-                        &child(&rp, "values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    );
+                    e.required(&child(&rp, "values"), "must be specified when `operator` is 'In' or 'NotIn'");
                 }
             }
             "Exists" | "DoesNotExist" => {
@@ -1235,21 +1081,14 @@ impl Selector {
         };
         let mut reqs = Vec::new();
         for (k, v) in sorted_entries(gm(sel, "matchLabels")) {
-            reqs.push((
-                k.clone(),
-                "In".to_string(),
-                vec![v.as_str().unwrap_or("").to_string()],
-            ));
+            reqs.push((k.clone(), "In".to_string(), vec![v.as_str().unwrap_or("").to_string()]));
         }
         for r in ga(sel, "matchExpressions") {
             let op = gs(r, "operator");
             if !matches!(op, "In" | "NotIn" | "Exists" | "DoesNotExist") {
                 return Err(());
             }
-            let vals = ga(r, "values")
-                .iter()
-                .map(|v| v.as_str().unwrap_or("").to_string())
-                .collect();
+            let vals = ga(r, "values").iter().map(|v| v.as_str().unwrap_or("").to_string()).collect();
             reqs.push((gs(r, "key").to_string(), op.to_string(), vals));
         }
         Ok(Selector::Reqs(reqs))
@@ -1292,38 +1131,17 @@ struct PodOpts {
 
 const SUPPORTED_PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 
-fn validate_pod_spec(
-    spec: &Value,
-    pod_name: Option<&str>,
-    path: &str,
-    opts: PodOpts,
-    e: &mut Errs,
-) {
+fn validate_pod_spec(spec: &Value, pod_name: Option<&str>, path: &str, opts: PodOpts, e: &mut Errs) {
     if !present(spec, "terminationGracePeriodSeconds") {
         e.required(&child(path, "terminationGracePeriodSeconds"), "");
     }
     let grace = gi(spec, "terminationGracePeriodSeconds");
     let restart = gs(spec, "restartPolicy");
     let vols = validate_volumes(ga(spec, "volumes"), pod_name, &child(path, "volumes"), e);
-    let claim_names: BTreeSet<String> = ga(spec, "resourceClaims")
-        .iter()
-        .map(|c| gs(c, "name").to_string())
-        .filter(|n| !n.is_empty())
-        .collect();
-    validate_pod_resource_claims(
-        ga(spec, "resourceClaims"),
-        &child(path, "resourceClaims"),
-        e,
-    );
-    validate_containers(
-        ga(spec, "containers"),
-        &vols,
-        &claim_names,
-        grace,
-        &child(path, "containers"),
-        restart,
-        e,
-    );
+    let claim_names: BTreeSet<String> =
+        ga(spec, "resourceClaims").iter().map(|c| gs(c, "name").to_string()).filter(|n| !n.is_empty()).collect();
+    validate_pod_resource_claims(ga(spec, "resourceClaims"), &child(path, "resourceClaims"), e);
+    validate_containers(ga(spec, "containers"), &vols, &claim_names, grace, &child(path, "containers"), restart, e);
     validate_init_containers(
         ga(spec, "initContainers"),
         ga(spec, "containers"),
@@ -1334,14 +1152,7 @@ fn validate_pod_spec(
         restart,
         e,
     );
-    validate_ephemeral_containers(
-        spec,
-        &vols,
-        &claim_names,
-        &child(path, "ephemeralContainers"),
-        restart,
-        e,
-    );
+    validate_ephemeral_containers(spec, &vols, &claim_names, &child(path, "ephemeralContainers"), restart, e);
     if let Some(res) = spec.get("resources").filter(|r| r.is_object()) {
         validate_pod_level_resources(res, &child(path, "resources"), e);
     }
@@ -1365,11 +1176,7 @@ fn validate_pod_spec(
     match restart {
         "Always" | "OnFailure" | "Never" => {}
         "" => e.required(&child(path, "restartPolicy"), ""),
-        other => e.not_supported_str(
-            &child(path, "restartPolicy"),
-            other,
-            &["Always", "OnFailure", "Never"],
-        ),
+        other => e.not_supported_str(&child(path, "restartPolicy"), other, &["Always", "OnFailure", "Never"]),
     }
     let dns_policy = gs(spec, "dnsPolicy");
     match dns_policy {
@@ -1384,12 +1191,7 @@ fn validate_pod_spec(
     validate_labels(spec.get("nodeSelector"), &child(path, "nodeSelector"), e);
     validate_pod_security_context(spec, &child(path, "securityContext"), path, e);
     validate_affinity(spec.get("affinity"), &child(path, "affinity"), e);
-    validate_dns_config(
-        spec.get("dnsConfig"),
-        dns_policy,
-        &child(path, "dnsConfig"),
-        e,
-    );
+    validate_dns_config(spec.get("dnsConfig"), dns_policy, &child(path, "dnsConfig"), e);
     for (i, g) in ga(spec, "readinessGates").iter().enumerate() {
         validate_qualified_name(
             gs(g, "conditionType"),
@@ -1406,11 +1208,7 @@ fn validate_pod_spec(
             e.duplicate(&p, q(n));
         }
     }
-    validate_topology_spread(
-        ga(spec, "topologySpreadConstraints"),
-        &child(path, "topologySpreadConstraints"),
-        e,
-    );
+    validate_topology_spread(ga(spec, "topologySpreadConstraints"), &child(path, "topologySpreadConstraints"), e);
     let san = gs(spec, "serviceAccountName");
     if !san.is_empty() {
         for m in is_dns1123_subdomain(san) {
@@ -1425,11 +1223,7 @@ fn validate_pod_spec(
     }
     if let Some(ads) = gi(spec, "activeDeadlineSeconds") {
         if !(1..=MAX_INT32).contains(&ads) {
-            e.invalid_int(
-                &child(path, "activeDeadlineSeconds"),
-                ads,
-                &inclusive_range_error(1, MAX_INT32),
-            );
+            e.invalid_int(&child(path, "activeDeadlineSeconds"), ads, &inclusive_range_error(1, MAX_INT32));
         }
     }
     for f in ["hostname", "subdomain"] {
@@ -1446,11 +1240,7 @@ fn validate_pod_spec(
             e.invalid_str(&child(&hp, "ip"), ip, &m);
         }
         for (j, h) in ga(ha, "hostnames").iter().enumerate() {
-            validate_dns1123_subdomain(
-                h.as_str().unwrap_or(""),
-                &idx(&child(&hp, "hostnames"), j),
-                e,
-            );
+            validate_dns1123_subdomain(h.as_str().unwrap_or(""), &idx(&child(&hp, "hostnames"), j), e);
         }
     }
     let pcn = gs(spec, "priorityClassName");
@@ -1466,22 +1256,12 @@ fn validate_pod_spec(
         match pp {
             "PreemptLowerPriority" | "Never" => {}
             "" => e.required(&child(path, "preemptionPolicy"), ""),
-            other => e.not_supported_str(
-                &child(path, "preemptionPolicy"),
-                other,
-                &["PreemptLowerPriority", "Never"],
-            ),
+            other => e.not_supported_str(&child(path, "preemptionPolicy"), other, &["PreemptLowerPriority", "Never"]),
         }
     }
     if let Some(oh) = spec.get("overhead").filter(|o| o.is_object()) {
         let req = serde_json::json!({ "limits": oh });
-        validate_resource_requirements(
-            &req,
-            &BTreeSet::new(),
-            &child(path, "overhead"),
-            ResourceKind::Container,
-            e,
-        );
+        validate_resource_requirements(&req, &BTreeSet::new(), &child(path, "overhead"), ResourceKind::Container, e);
     }
     if let Some(os) = spec.get("os").filter(|o| o.is_object()) {
         let n = gs(os, "name");
@@ -1508,30 +1288,22 @@ fn validate_pod_resource_claims(claims: &[Value], path: &str, e: &mut Errs) {
         let has_claim = present(c, "resourceClaimName");
         let has_tmpl = present(c, "resourceClaimTemplateName");
         if has_claim && has_tmpl {
-            e.invalid(&p, go_json(Some(c)), "at most one of `resourceClaimName` or `resourceClaimTemplateName` may be specified");
-        }
-        if !has_claim && !has_tmpl {
             e.invalid(
                 &p,
                 go_json(Some(c)),
-                "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`",
+                "at most one of `resourceClaimName` or `resourceClaimTemplateName` may be specified",
             );
+        }
+        if !has_claim && !has_tmpl {
+            e.invalid(&p, go_json(Some(c)), "must specify one of: `resourceClaimName`, `resourceClaimTemplateName`");
         }
     }
 }
 
 // ---- volumes
 
-const SUPPORTED_HOST_PATH_TYPES: &[&str] = &[
-    "",
-    "BlockDevice",
-    "CharDevice",
-    "Directory",
-    "DirectoryOrCreate",
-    "File",
-    "FileOrCreate",
-    "Socket",
-];
+const SUPPORTED_HOST_PATH_TYPES: &[&str] =
+    &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"];
 
 /// Volume source field names, with the path segment upstream uses for the "more than 1 volume
 /// type" error.
@@ -1577,11 +1349,9 @@ fn validate_volumes<'a>(
 ) -> BTreeMap<String, &'a Value> {
     let mut out = BTreeMap::new();
     let created_pvcs: BTreeSet<String> = match pod_name {
-        Some(n) if !n.is_empty() => vols
-            .iter()
-            .filter(|v| present(v, "ephemeral"))
-            .map(|v| format!("{n}-{}", gs(v, "name")))
-            .collect(),
+        Some(n) if !n.is_empty() => {
+            vols.iter().filter(|v| present(v, "ephemeral")).map(|v| format!("{n}-{}", gs(v, "name"))).collect()
+        }
         _ => BTreeSet::new(),
     };
     for (i, v) in vols.iter().enumerate() {
@@ -1616,39 +1386,23 @@ fn validate_volumes<'a>(
     out
 }
 
-fn validate_volume_source(
-    v: &Value,
-    path: &str,
-    vol_name: &str,
-    pod_name: Option<&str>,
-    e: &mut Errs,
-) {
+fn validate_volume_source(v: &Value, path: &str, vol_name: &str, pod_name: Option<&str>, e: &mut Errs) {
     let mut num = 0;
     for (field, err_seg) in VOLUME_SOURCE_FIELDS {
         let Some(src) = v.get(*field).filter(|s| !s.is_null()) else {
             continue;
         };
         if num > 0 {
-            e.forbidden(
-                &child(path, err_seg),
-                "may not specify more than 1 volume type",
-            );
+            e.forbidden(&child(path, err_seg), "may not specify more than 1 volume type");
             continue;
         }
         num += 1;
         let sp = child(path, field);
         match *field {
             "emptyDir" => {
-                if let Some(q) = src
-                    .get("sizeLimit")
-                    .and_then(Value::as_str)
-                    .and_then(parse_quantity)
-                {
+                if let Some(q) = src.get("sizeLimit").and_then(Value::as_str).and_then(parse_quantity) {
                     if q.nanos < 0 {
-                        e.forbidden(
-                            &child(&sp, "sizeLimit"),
-                            "SizeLimit field must be a valid resource quantity",
-                        );
+                        e.forbidden(&child(&sp, "sizeLimit"), "SizeLimit field must be a valid resource quantity");
                     }
                 }
             }
@@ -1704,22 +1458,14 @@ fn validate_volume_source(
                     None => e.required(&child(&sp, "volumeClaimTemplate"), ""),
                     Some(t) => {
                         let spec = t.get("spec").cloned().unwrap_or(Value::Object(Map::new()));
-                        validate_pvc_spec(
-                            &spec,
-                            &child(&child(&sp, "volumeClaimTemplate"), "spec"),
-                            e,
-                        );
+                        validate_pvc_spec(&spec, &child(&child(&sp, "volumeClaimTemplate"), "spec"), e);
                     }
                 }
                 if let Some(pn) = pod_name.filter(|n| !n.is_empty()) {
                     if !vol_name.is_empty() {
                         let pvc_name = format!("{pn}-{vol_name}");
                         for m in is_dns1123_subdomain(&pvc_name) {
-                            e.invalid_str(
-                                &child(path, "name"),
-                                vol_name,
-                                &format!("PVC name {}: {m}", q(&pvc_name)),
-                            );
+                            e.invalid_str(&child(path, "name"), vol_name, &format!("PVC name {}: {m}", q(&pvc_name)));
                         }
                     }
                 }
@@ -1732,11 +1478,9 @@ fn validate_volume_source(
                 match pp {
                     "Always" | "IfNotPresent" | "Never" => {}
                     "" => e.required(&child(&sp, "pullPolicy"), ""),
-                    other => e.not_supported_str(
-                        &child(&sp, "pullPolicy"),
-                        other,
-                        &["Always", "IfNotPresent", "Never"],
-                    ),
+                    other => {
+                        e.not_supported_str(&child(&sp, "pullPolicy"), other, &["Always", "IfNotPresent", "Never"])
+                    }
                 }
             }
             "gitRepo" if gs(src, "repository").is_empty() => {
@@ -1804,13 +1548,8 @@ fn validate_key_to_path(kp: &Value, path: &str, e: &mut Errs) {
     validate_file_mode(kp.get("mode"), &child(path, "mode"), e);
 }
 
-const VOLUME_FIELD_PATHS: &[&str] = &[
-    "metadata.annotations",
-    "metadata.labels",
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-];
+const VOLUME_FIELD_PATHS: &[&str] =
+    &["metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid"];
 const ENV_FIELD_PATHS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
@@ -1840,11 +1579,7 @@ fn validate_downward_api_file(item: &Value, path: &str, e: &mut Errs) {
     if let Some(fr) = item.get("fieldRef").filter(|f| f.is_object()) {
         validate_object_field_selector(fr, VOLUME_FIELD_PATHS, &child(path, "fieldRef"), e);
         if present(item, "resourceFieldRef") {
-            e.invalid_str(
-                path,
-                "resource",
-                "fieldRef and resourceFieldRef can not be specified simultaneously",
-            );
+            e.invalid_str(path, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously");
         }
     } else if let Some(rf) = item.get("resourceFieldRef").filter(|f| f.is_object()) {
         validate_resource_field_selector(rf, &child(path, "resourceFieldRef"), true, e);
@@ -1892,11 +1627,7 @@ fn validate_projected(src: &Value, sp: &str, e: &mut Errs) {
             let pp = child(&srcp, "serviceAccountToken");
             let exp = gi(t, "expirationSeconds").unwrap_or(0);
             if exp < 600 {
-                e.invalid_int(
-                    &child(&pp, "expirationSeconds"),
-                    exp,
-                    "may not specify a duration less than 10 minutes",
-                );
+                e.invalid_int(&child(&pp, "expirationSeconds"), exp, "may not specify a duration less than 10 minutes");
             }
             if exp > 1i64 << 32 {
                 e.invalid_int(
@@ -1941,10 +1672,8 @@ fn validate_object_field_selector(fs: &Value, allowed: &[&str], path: &str, e: &
         return;
     }
     // fieldpath.SplitMaybeSubscriptedPath: `path['subscript']`
-    let subscripted = fp
-        .strip_suffix("']")
-        .and_then(|s| s.split_once("['"))
-        .map(|(p, sub)| (p.to_string(), sub.to_string()));
+    let subscripted =
+        fp.strip_suffix("']").and_then(|s| s.split_once("['")).map(|(p, sub)| (p.to_string(), sub.to_string()));
     if let Some((p, sub)) = subscripted {
         match p.as_str() {
             "metadata.annotations" => validate_qualified_name(&sub.to_lowercase(), path, e),
@@ -1952,9 +1681,7 @@ fn validate_object_field_selector(fs: &Value, allowed: &[&str], path: &str, e: &
             _ => e.invalid_str(
                 &child(path, "fieldPath"),
                 fp,
-                &format!(
-                    "error converting fieldPath: field label does not support subscript: {fp}"
-                ),
+                &format!("error converting fieldPath: field label does not support subscript: {fp}"),
             ),
         }
         return;
@@ -1984,11 +1711,7 @@ fn validate_object_field_selector(fs: &Value, allowed: &[&str], path: &str, e: &
         );
         return;
     }
-    let internal = if fp == "spec.host" {
-        "spec.nodeName"
-    } else {
-        fp
-    };
+    let internal = if fp == "spec.host" { "spec.nodeName" } else { fp };
     if !allowed.contains(&internal) {
         e.not_supported_str(&child(path, "fieldPath"), internal, allowed);
     }
@@ -2004,21 +1727,12 @@ fn validate_resource_field_selector(rf: &Value, path: &str, volume: bool, e: &mu
         && !res.starts_with("requests.hugepages-")
         && !res.starts_with("limits.hugepages-")
     {
-        e.not_supported_str(
-            &child(path, "resource"),
-            res,
-            CONTAINER_RESOURCE_FIELD_PATHS,
-        );
+        e.not_supported_str(&child(path, "resource"), res, CONTAINER_RESOURCE_FIELD_PATHS);
     }
-    let divisor = rf
-        .get("divisor")
-        .and_then(Value::as_str)
-        .and_then(parse_quantity);
+    let divisor = rf.get("divisor").and_then(Value::as_str).and_then(parse_quantity);
     if let Some(d) = divisor.filter(|d| d.nanos != 0) {
         let ds = canonical_quantity(&d);
-        let mem_ok = [
-            "1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei",
-        ];
+        let mem_ok = ["1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei"];
         let dp = child(path, "divisor");
         match res {
             "limits.cpu" | "requests.cpu" if !["1m", "1"].contains(&ds.as_str()) => {
@@ -2066,32 +1780,11 @@ fn validate_containers(
         if let Some(lc) = c.get("lifecycle").filter(|l| l.is_object()) {
             validate_lifecycle(lc, grace, &child(&p, "lifecycle"), e);
         }
-        validate_probe_kind(
-            c.get("livenessProbe"),
-            grace,
-            &child(&p, "livenessProbe"),
-            ProbeKind::Liveness,
-            e,
-        );
-        validate_probe_kind(
-            c.get("readinessProbe"),
-            grace,
-            &child(&p, "readinessProbe"),
-            ProbeKind::Readiness,
-            e,
-        );
-        validate_probe_kind(
-            c.get("startupProbe"),
-            grace,
-            &child(&p, "startupProbe"),
-            ProbeKind::Startup,
-            e,
-        );
+        validate_probe_kind(c.get("livenessProbe"), grace, &child(&p, "livenessProbe"), ProbeKind::Liveness, e);
+        validate_probe_kind(c.get("readinessProbe"), grace, &child(&p, "readinessProbe"), ProbeKind::Readiness, e);
+        validate_probe_kind(c.get("startupProbe"), grace, &child(&p, "startupProbe"), ProbeKind::Startup, e);
         if present(c, "restartPolicy") {
-            e.forbidden(
-                &child(&p, "restartPolicy"),
-                "may not be set for non-init containers",
-            );
+            e.forbidden(&child(&p, "restartPolicy"), "may not be set for non-init containers");
         }
     }
     check_host_port_conflicts(containers, path, e);
@@ -2107,10 +1800,7 @@ fn check_host_port_conflicts(containers: &[Value], path: &str, e: &mut Errs) {
             }
             let s = format!("{}/{}/{}", gs(p, "protocol"), gs(p, "hostIP"), hp);
             if !seen.insert(s.clone()) {
-                e.duplicate(
-                    &child(&idx(&child(&idx(path, ci), "ports"), pi), "hostPort"),
-                    q(&s),
-                );
+                e.duplicate(&child(&idx(&child(&idx(path, ci), "ports"), pi), "hostPort"), q(&s));
             }
         }
     }
@@ -2149,39 +1839,13 @@ fn validate_init_containers(
             if let Some(lc) = c.get("lifecycle").filter(|l| l.is_object()) {
                 validate_lifecycle(lc, grace, &child(&p, "lifecycle"), e);
             }
-            validate_probe_kind(
-                c.get("livenessProbe"),
-                grace,
-                &child(&p, "livenessProbe"),
-                ProbeKind::Liveness,
-                e,
-            );
-            validate_probe_kind(
-                c.get("readinessProbe"),
-                grace,
-                &child(&p, "readinessProbe"),
-                ProbeKind::Readiness,
-                e,
-            );
-            validate_probe_kind(
-                c.get("startupProbe"),
-                grace,
-                &child(&p, "startupProbe"),
-                ProbeKind::Startup,
-                e,
-            );
+            validate_probe_kind(c.get("livenessProbe"), grace, &child(&p, "livenessProbe"), ProbeKind::Liveness, e);
+            validate_probe_kind(c.get("readinessProbe"), grace, &child(&p, "readinessProbe"), ProbeKind::Readiness, e);
+            validate_probe_kind(c.get("startupProbe"), grace, &child(&p, "startupProbe"), ProbeKind::Startup, e);
         } else {
-            for f in [
-                "lifecycle",
-                "livenessProbe",
-                "readinessProbe",
-                "startupProbe",
-            ] {
+            for f in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
                 if present(c, f) {
-                    e.forbidden(
-                        &child(&p, f),
-                        "may not be set for init containers without restartPolicy=Always",
-                    );
+                    e.forbidden(&child(&p, f), "may not be set for init containers without restartPolicy=Always");
                 }
             }
         }
@@ -2232,11 +1896,7 @@ fn validate_ephemeral_containers(
         validate_container_common(c, vols, claims, &p, restart, e);
         let image = gs(c, "image");
         if image.trim() != image {
-            e.invalid_str(
-                &child(&p, "image"),
-                image,
-                "must not have leading or trailing whitespace",
-            );
+            e.invalid_str(&child(&p, "image"), image, "must not have leading or trailing whitespace");
         }
         let n = gs(c, "name");
         if !all.insert(n.to_string()) {
@@ -2267,16 +1927,10 @@ fn validate_ephemeral_containers(
         for (j, vm) in ga(c, "volumeMounts").iter().enumerate() {
             let vp = idx(&child(&p, "volumeMounts"), j);
             if !gs(vm, "subPath").is_empty() {
-                e.forbidden(
-                    &child(&vp, "subPath"),
-                    "cannot be set for an Ephemeral Container",
-                );
+                e.forbidden(&child(&vp, "subPath"), "cannot be set for an Ephemeral Container");
             }
             if !gs(vm, "subPathExpr").is_empty() {
-                e.forbidden(
-                    &child(&vp, "subPathExpr"),
-                    "cannot be set for an Ephemeral Container",
-                );
+                e.forbidden(&child(&vp, "subPathExpr"), "cannot be set for an Ephemeral Container");
             }
         }
     }
@@ -2302,55 +1956,28 @@ fn validate_container_common(
     match gs(c, "terminationMessagePolicy") {
         "File" | "FallbackToLogsOnError" => {}
         "" => e.required(&child(path, "terminationMessagePolicy"), ""),
-        other => e.not_supported_str(
-            &child(path, "terminationMessagePolicy"),
-            other,
-            &["File", "FallbackToLogsOnError"],
-        ),
+        other => {
+            e.not_supported_str(&child(path, "terminationMessagePolicy"), other, &["File", "FallbackToLogsOnError"])
+        }
     }
     validate_container_ports(ga(c, "ports"), &child(path, "ports"), e);
     validate_env(ga(c, "env"), &child(path, "env"), e);
     validate_env_from(ga(c, "envFrom"), &child(path, "envFrom"), e);
-    let device_names: BTreeMap<String, String> = ga(c, "volumeDevices")
-        .iter()
-        .map(|d| (gs(d, "name").to_string(), gs(d, "devicePath").to_string()))
-        .collect();
-    let mount_names: BTreeMap<String, String> = ga(c, "volumeMounts")
-        .iter()
-        .map(|m| (gs(m, "name").to_string(), gs(m, "mountPath").to_string()))
-        .collect();
+    let device_names: BTreeMap<String, String> =
+        ga(c, "volumeDevices").iter().map(|d| (gs(d, "name").to_string(), gs(d, "devicePath").to_string())).collect();
+    let mount_names: BTreeMap<String, String> =
+        ga(c, "volumeMounts").iter().map(|m| (gs(m, "name").to_string(), gs(m, "mountPath").to_string())).collect();
     validate_volume_mounts(c, &device_names, vols, &child(path, "volumeMounts"), e);
-    validate_volume_devices(
-        ga(c, "volumeDevices"),
-        &mount_names,
-        vols,
-        &child(path, "volumeDevices"),
-        e,
-    );
+    validate_volume_devices(ga(c, "volumeDevices"), &mount_names, vols, &child(path, "volumeDevices"), e);
     match gs(c, "imagePullPolicy") {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => e.required(&child(path, "imagePullPolicy"), ""),
-        other => e.not_supported_str(
-            &child(path, "imagePullPolicy"),
-            other,
-            &["Always", "IfNotPresent", "Never"],
-        ),
+        other => e.not_supported_str(&child(path, "imagePullPolicy"), other, &["Always", "IfNotPresent", "Never"]),
     }
     if let Some(res) = c.get("resources").filter(|r| r.is_object()) {
-        validate_resource_requirements(
-            res,
-            claims,
-            &child(path, "resources"),
-            ResourceKind::Container,
-            e,
-        );
+        validate_resource_requirements(res, claims, &child(path, "resources"), ResourceKind::Container, e);
     }
-    validate_resize_policy(
-        ga(c, "resizePolicy"),
-        &child(path, "resizePolicy"),
-        restart,
-        e,
-    );
+    validate_resize_policy(ga(c, "resizePolicy"), &child(path, "resizePolicy"), restart, e);
     if let Some(sc) = c.get("securityContext").filter(|s| s.is_object()) {
         validate_security_context(sc, &child(path, "securityContext"), e);
     }
@@ -2418,10 +2045,7 @@ fn validate_env(env: &[Value], path: &str, e: &mut Errs) {
             n += 1;
             validate_resource_field_selector(rf, &child(&vp, "resourceFieldRef"), false, e);
         }
-        for (k, label) in [
-            ("configMapKeyRef", "configMapKeyRef"),
-            ("secretKeyRef", "secretKeyRef"),
-        ] {
+        for (k, label) in [("configMapKeyRef", "configMapKeyRef"), ("secretKeyRef", "secretKeyRef")] {
             if let Some(r) = vf.get(k).filter(|v| v.is_object()) {
                 n += 1;
                 let rp = child(&vp, label);
@@ -2448,11 +2072,7 @@ fn validate_env(env: &[Value], path: &str, e: &mut Errs) {
         } else if !gs(ev, "value").is_empty() {
             e.invalid_str(&vp, "", "may not be specified when `value` is not empty");
         } else if n > 1 {
-            e.invalid_str(
-                &vp,
-                "",
-                "may not have more than one field specified at a time",
-            );
+            e.invalid_str(&vp, "", "may not have more than one field specified at a time");
         }
     }
 }
@@ -2482,17 +2102,9 @@ fn validate_env_from(env_from: &[Value], path: &str, e: &mut Errs) {
             }
         }
         if n == 0 {
-            e.invalid_str(
-                path,
-                "",
-                "must specify one of: `configMapRef` or `secretRef`",
-            );
+            e.invalid_str(path, "", "must specify one of: `configMapRef` or `secretRef`");
         } else if n > 1 {
-            e.invalid_str(
-                path,
-                "",
-                "may not have more than one field specified at a time",
-            );
+            e.invalid_str(path, "", "may not have more than one field specified at a time");
         }
     }
 }
@@ -2523,35 +2135,19 @@ fn validate_volume_mounts(
             e.invalid_str(&child(&p, "mountPath"), mount_path, "must be unique");
         }
         if devices.contains_key(name) {
-            e.invalid_str(
-                &child(&p, "name"),
-                name,
-                "must not already exist in volumeDevices",
-            );
+            e.invalid_str(&child(&p, "name"), name, "must not already exist in volumeDevices");
         }
         if devices.values().any(|d| d == mount_path) {
-            e.invalid_str(
-                &child(&p, "mountPath"),
-                mount_path,
-                "must not already exist as a path in volumeDevices",
-            );
+            e.invalid_str(&child(&p, "mountPath"), mount_path, "must not already exist as a path in volumeDevices");
         }
         let sub_path = gs(m, "subPath");
         let sub_path_expr = gs(m, "subPathExpr");
         if vols.get(name).is_some_and(|v| present(v, "image")) {
             if !sub_path.is_empty() {
-                e.invalid_str(
-                    &child(&p, "subPath"),
-                    sub_path,
-                    "not allowed in image volume sources",
-                );
+                e.invalid_str(&child(&p, "subPath"), sub_path, "not allowed in image volume sources");
             }
             if !sub_path_expr.is_empty() {
-                e.invalid_str(
-                    &child(&p, "subPathExpr"),
-                    sub_path_expr,
-                    "not allowed in image volume sources",
-                );
+                e.invalid_str(&child(&p, "subPathExpr"), sub_path_expr, "not allowed in image volume sources");
             }
         }
         if !sub_path.is_empty() {
@@ -2573,10 +2169,7 @@ fn validate_volume_mounts(
                 e.not_supported_str(&fp, mp, &["Bidirectional", "HostToContainer", "None"]);
             }
             if mp == "Bidirectional" && !privileged {
-                e.forbidden(
-                    &fp,
-                    "Bidirectional mount propagation is available only to privileged containers",
-                );
+                e.forbidden(&fp, "Bidirectional mount propagation is available only to privileged containers");
             }
         }
         if let Some(rro) = m.get("recursiveReadOnly").and_then(Value::as_str) {
@@ -2587,14 +2180,8 @@ fn validate_volume_mounts(
                     if gb(m, "readOnly") != Some(true) {
                         e.forbidden(&fp, "may only be specified when readOnly is true");
                     }
-                    if m.get("mountPropagation")
-                        .and_then(Value::as_str)
-                        .is_some_and(|p| p != "None")
-                    {
-                        e.forbidden(
-                            &fp,
-                            "may only be specified when mountPropagation is None or not specified",
-                        );
+                    if m.get("mountPropagation").and_then(Value::as_str).is_some_and(|p| p != "None") {
+                        e.forbidden(&fp, "may only be specified when mountPropagation is None or not specified");
                     }
                 }
                 other => e.not_supported_str(&fp, other, &["Disabled", "Enabled", "IfPossible"]),
@@ -2617,8 +2204,7 @@ fn validate_volume_devices(
         let name = gs(d, "name");
         let dev_path = gs(d, "devicePath");
         let vol = vols.get(name);
-        let is_pvc =
-            vol.is_some_and(|v| present(v, "persistentVolumeClaim") || present(v, "ephemeral"));
+        let is_pvc = vol.is_some_and(|v| present(v, "persistentVolumeClaim") || present(v, "ephemeral"));
         if name.is_empty() {
             e.required(&child(&p, "name"), "");
         }
@@ -2642,27 +2228,15 @@ fn validate_volume_devices(
             e.invalid_str(&child(&p, "devicePath"), dev_path, "must be unique");
         }
         if !dev_path.is_empty() && dev_path.split('/').any(|s| s == "..") {
-            e.invalid_str(
-                &child(&p, "devicePath"),
-                dev_path,
-                "can not contain backsteps ('..')",
-            );
+            e.invalid_str(&child(&p, "devicePath"), dev_path, "can not contain backsteps ('..')");
         } else {
             paths.insert(dev_path.to_string());
         }
         if mounts.contains_key(name) {
-            e.invalid_str(
-                &child(&p, "name"),
-                name,
-                "must not already exist in volumeMounts",
-            );
+            e.invalid_str(&child(&p, "name"), name, "must not already exist in volumeMounts");
         }
         if mounts.values().any(|m| m == dev_path) {
-            e.invalid_str(
-                &child(&p, "devicePath"),
-                dev_path,
-                "must not already exist as a path in volumeMounts",
-            );
+            e.invalid_str(&child(&p, "devicePath"), dev_path, "must not already exist as a path in volumeMounts");
         }
         if !name.is_empty() {
             names.insert(name.to_string());
@@ -2689,11 +2263,7 @@ fn validate_resize_policy(policies: &[Value], path: &str, restart: &str, e: &mut
             other => e.not_supported_str(path, other, &["NotRequired", "RestartContainer"]),
         }
         if restart == "Never" && rp != "NotRequired" {
-            e.invalid_str(
-                path,
-                rp,
-                "must be 'NotRequired' when `restartPolicy` is 'Never'",
-            );
+            e.invalid_str(path, rp, "must be 'NotRequired' when `restartPolicy` is 'Never'");
         }
     }
 }
@@ -2707,33 +2277,17 @@ enum ProbeKind {
     Startup,
 }
 
-fn validate_probe_kind(
-    probe: Option<&Value>,
-    grace: Option<i64>,
-    path: &str,
-    kind: ProbeKind,
-    e: &mut Errs,
-) {
+fn validate_probe_kind(probe: Option<&Value>, grace: Option<i64>, path: &str, kind: ProbeKind, e: &mut Errs) {
     let Some(p) = probe.filter(|p| p.is_object()) else {
         return;
     };
     validate_handler(p, grace, path, false, e);
-    for f in [
-        "initialDelaySeconds",
-        "timeoutSeconds",
-        "periodSeconds",
-        "successThreshold",
-        "failureThreshold",
-    ] {
+    for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         e.nonnegative(&child(path, f), gi(p, f));
     }
     if let Some(t) = gi(p, "terminationGracePeriodSeconds") {
         if t <= 0 {
-            e.invalid_int(
-                &child(path, "terminationGracePeriodSeconds"),
-                t,
-                "must be greater than 0",
-            );
+            e.invalid_int(&child(path, "terminationGracePeriodSeconds"), t, "must be greater than 0");
         }
     }
     match kind {
@@ -2745,11 +2299,7 @@ fn validate_probe_kind(
         }
         ProbeKind::Readiness => {
             if let Some(t) = gi(p, "terminationGracePeriodSeconds") {
-                e.invalid_int(
-                    &child(path, "terminationGracePeriodSeconds"),
-                    t,
-                    "must not be set for readinessProbes",
-                );
+                e.invalid_int(&child(path, "terminationGracePeriodSeconds"), t, "must not be set for readinessProbes");
             }
         }
     }
@@ -2923,15 +2473,9 @@ fn validate_resource_name(name: &str, path: &str, e: &mut Errs) -> bool {
         }
         return false;
     }
-    let standard = STANDARD_RESOURCES.contains(&name)
-        || is_hugepages(name)
-        || name.starts_with("requests.hugepages-");
+    let standard = STANDARD_RESOURCES.contains(&name) || is_hugepages(name) || name.starts_with("requests.hugepages-");
     if !name.contains('/') && !standard {
-        e.invalid_str(
-            path,
-            name,
-            "must be a standard resource type or fully qualified",
-        );
+        e.invalid_str(path, name, "must be a standard resource type or fully qualified");
         return false;
     }
     true
@@ -2958,11 +2502,7 @@ fn validate_hugepage_value(name: &str, v: &Value, path: &str, e: &mut Errs) {
     };
     if page.nanos <= 0 || qv.nanos % page.nanos != 0 {
         let qs = canonical_quantity(&qv);
-        e.invalid_str(
-            path,
-            &qs,
-            &format!("{qs} is not positive integer multiple of {name}"),
-        );
+        e.invalid_str(path, &qs, &format!("{qs} is not positive integer multiple of {name}"));
     }
 }
 
@@ -3036,29 +2576,20 @@ fn validate_resource_requirements(
                         e.invalid_str(
                             &req_path,
                             &canonical_quantity(&rq),
-                            &format!(
-                                "must be equal to {name} limit of {}",
-                                canonical_quantity(&lq)
-                            ),
+                            &format!("must be equal to {name} limit of {}", canonical_quantity(&lq)),
                         );
                     } else if rq.nanos > lq.nanos {
                         e.invalid_str(
                             &req_path,
                             &canonical_quantity(&rq),
-                            &format!(
-                                "must be less than or equal to {name} limit of {}",
-                                canonical_quantity(&lq)
-                            ),
+                            &format!("must be less than or equal to {name} limit of {}", canonical_quantity(&lq)),
                         );
                     }
                 }
             }
             None => {
                 if !is_overcommit_allowed(name) {
-                    e.required(
-                        &lim_path,
-                        "Limit must be set for non overcommitable resources",
-                    );
+                    e.required(&lim_path, "Limit must be set for non overcommitable resources");
                 }
             }
         }
@@ -3083,26 +2614,16 @@ fn validate_resource_requirements(
                 "must be one of the names in pod.spec.resourceClaims which is empty".to_string()
             } else {
                 let list: Vec<&str> = claims.iter().map(String::as_str).collect();
-                format!(
-                    "must be one of the names in pod.spec.resourceClaims: {}",
-                    list.join(", ")
-                )
+                format!("must be one of the names in pod.spec.resourceClaims: {}", list.join(", "))
             };
-            e.push(cause(
-                "FieldValueNotFound",
-                &cp,
-                format!("Not found: {}: {detail}", q(n)),
-            ));
+            e.push(cause("FieldValueNotFound", &cp, format!("Not found: {}: {detail}", q(n))));
         }
     }
 }
 
 fn validate_pod_level_resources(res: &Value, path: &str, e: &mut Errs) {
     if present(res, "claims") {
-        e.forbidden(
-            &child(path, "claims"),
-            "claims cannot be set for Resources at pod-level",
-        );
+        e.forbidden(&child(path, "claims"), "claims cannot be set for Resources at pod-level");
     }
     validate_resource_requirements(res, &BTreeSet::new(), path, ResourceKind::Pod, e);
 }
@@ -3124,22 +2645,12 @@ fn validate_seccomp_profile(sp: Option<&Value>, path: &str, e: &mut Errs) {
     let t = gs(sp, "type");
     match t {
         "Localhost" | "RuntimeDefault" | "Unconfined" => {}
-        "" => e.required(
-            &child(path, "type"),
-            "type is required when seccompProfile is set",
-        ),
-        other => e.not_supported_str(
-            &child(path, "type"),
-            other,
-            &["Localhost", "RuntimeDefault", "Unconfined"],
-        ),
+        "" => e.required(&child(path, "type"), "type is required when seccompProfile is set"),
+        other => e.not_supported_str(&child(path, "type"), other, &["Localhost", "RuntimeDefault", "Unconfined"]),
     }
     if t == "Localhost" {
         match sp.get("localhostProfile").and_then(Value::as_str) {
-            None => e.required(
-                &child(path, "localhostProfile"),
-                "must be set when seccomp type is Localhost",
-            ),
+            None => e.required(&child(path, "localhostProfile"), "must be set when seccomp type is Localhost"),
             Some(lp) => validate_local_descending_path(lp, &child(path, "localhostProfile"), e),
         }
     } else if present(sp, "localhostProfile") {
@@ -3157,22 +2668,12 @@ fn validate_apparmor_profile(p: Option<&Value>, path: &str, e: &mut Errs) {
     };
     match gs(p, "type") {
         "Localhost" => match p.get("localhostProfile").and_then(Value::as_str) {
-            None => e.required(
-                &child(path, "localhostProfile"),
-                "must be set when AppArmor type is Localhost",
-            ),
+            None => e.required(&child(path, "localhostProfile"), "must be set when AppArmor type is Localhost"),
             Some(lp) => {
                 if lp.trim() != lp {
-                    e.invalid_str(
-                        &child(path, "localhostProfile"),
-                        lp,
-                        "must not be padded with whitespace",
-                    );
+                    e.invalid_str(&child(path, "localhostProfile"), lp, "must not be padded with whitespace");
                 } else if lp.is_empty() {
-                    e.required(
-                        &child(path, "localhostProfile"),
-                        "must be set when AppArmor type is Localhost",
-                    );
+                    e.required(&child(path, "localhostProfile"), "must be set when AppArmor type is Localhost");
                 }
                 if lp.len() > 4095 {
                     e.too_long(&child(path, "localhostProfile"), 4095);
@@ -3181,22 +2682,11 @@ fn validate_apparmor_profile(p: Option<&Value>, path: &str, e: &mut Errs) {
         },
         "RuntimeDefault" | "Unconfined" => {
             if let Some(lp) = p.get("localhostProfile").and_then(Value::as_str) {
-                e.invalid_str(
-                    &child(path, "localhostProfile"),
-                    lp,
-                    "can only be set when AppArmor type is Localhost",
-                );
+                e.invalid_str(&child(path, "localhostProfile"), lp, "can only be set when AppArmor type is Localhost");
             }
         }
-        "" => e.required(
-            &child(path, "type"),
-            "type is required when appArmorProfile is set",
-        ),
-        other => e.not_supported_str(
-            &child(path, "type"),
-            other,
-            &["Localhost", "RuntimeDefault", "Unconfined"],
-        ),
+        "" => e.required(&child(path, "type"), "type is required when appArmorProfile is set"),
+        other => e.not_supported_str(&child(path, "type"), other, &["Localhost", "RuntimeDefault", "Unconfined"]),
     }
 }
 
@@ -3219,11 +2709,7 @@ fn validate_security_context(sc: &Value, path: &str, e: &mut Errs) {
         }
         let adds_sys_admin = sc
             .get("capabilities")
-            .map(|c| {
-                ga(c, "add")
-                    .iter()
-                    .any(|a| a.as_str() == Some("CAP_SYS_ADMIN"))
-            })
+            .map(|c| ga(c, "add").iter().any(|a| a.as_str() == Some("CAP_SYS_ADMIN")))
             .unwrap_or(false);
         if adds_sys_admin {
             e.invalid(
@@ -3233,11 +2719,7 @@ fn validate_security_context(sc: &Value, path: &str, e: &mut Errs) {
             );
         }
     }
-    validate_apparmor_profile(
-        sc.get("appArmorProfile"),
-        &child(path, "appArmorProfile"),
-        e,
-    );
+    validate_apparmor_profile(sc.get("appArmorProfile"), &child(path, "appArmorProfile"), e);
 }
 
 fn validate_pod_security_context(spec: &Value, path: &str, spec_path: &str, e: &mut Errs) {
@@ -3274,57 +2756,32 @@ fn validate_pod_security_context(spec: &Value, path: &str, spec_path: &str, e: &
         }
         if let Some(p) = sc.get("fsGroupChangePolicy").and_then(Value::as_str) {
             if p != "OnRootMismatch" && p != "Always" {
-                e.not_supported_str(
-                    &child(path, "fsGroupChangePolicy"),
-                    p,
-                    &["Always", "OnRootMismatch"],
-                );
+                e.not_supported_str(&child(path, "fsGroupChangePolicy"), p, &["Always", "OnRootMismatch"]);
             }
         }
         validate_seccomp_profile(sc.get("seccompProfile"), &child(path, "seccompProfile"), e);
-        validate_apparmor_profile(
-            sc.get("appArmorProfile"),
-            &child(path, "appArmorProfile"),
-            e,
-        );
+        validate_apparmor_profile(sc.get("appArmorProfile"), &child(path, "appArmorProfile"), e);
         if let Some(p) = sc.get("supplementalGroupsPolicy").and_then(Value::as_str) {
             if p != "Merge" && p != "Strict" {
-                e.not_supported_str(
-                    &child(path, "supplementalGroupsPolicy"),
-                    p,
-                    &["Merge", "Strict"],
-                );
+                e.not_supported_str(&child(path, "supplementalGroupsPolicy"), p, &["Merge", "Strict"]);
             }
         }
         if let Some(p) = sc.get("seLinuxChangePolicy").and_then(Value::as_str) {
             if p != "MountOption" && p != "Recursive" {
-                e.not_supported_str(
-                    &child(path, "seLinuxChangePolicy"),
-                    p,
-                    &["MountOption", "Recursive"],
-                );
+                e.not_supported_str(&child(path, "seLinuxChangePolicy"), p, &["MountOption", "Recursive"]);
             }
         }
     }
     // validateHostUsers
     if spec.get("hostUsers").and_then(Value::as_bool) == Some(false) {
         if gb(spec, "hostNetwork") == Some(true) {
-            e.forbidden(
-                &child(spec_path, "hostNetwork"),
-                "when `pod.Spec.HostUsers` is false",
-            );
+            e.forbidden(&child(spec_path, "hostNetwork"), "when `pod.Spec.HostUsers` is false");
         }
         if gb(spec, "hostPID") == Some(true) {
-            e.forbidden(
-                &child(spec_path, "HostPID"),
-                "when `pod.Spec.HostUsers` is false",
-            );
+            e.forbidden(&child(spec_path, "HostPID"), "when `pod.Spec.HostUsers` is false");
         }
         if gb(spec, "hostIPC") == Some(true) {
-            e.forbidden(
-                &child(spec_path, "HostIPC"),
-                "when `pod.Spec.HostUsers` is false",
-            );
+            e.forbidden(&child(spec_path, "HostIPC"), "when `pod.Spec.HostUsers` is false");
         }
     }
 }
@@ -3338,8 +2795,7 @@ fn is_valid_sysctl_name(n: &str) -> bool {
         !b.is_empty()
             && is_alnum_lower(b[0])
             && is_alnum_lower(b[b.len() - 1])
-            && b.iter()
-                .all(|&c| is_alnum_lower(c) || c == b'-' || c == b'_')
+            && b.iter().all(|&c| is_alnum_lower(c) || c == b'-' || c == b'_')
     };
     n.split(['.', '/']).all(seg_ok)
 }
@@ -3351,10 +2807,7 @@ fn validate_node_selector_requirement(r: &Value, path: &str, check_values: bool,
     match gs(r, "operator") {
         "In" | "NotIn" => {
             if values.is_empty() {
-                e.required(
-                    &child(path, "values"),
-                    "must be specified when `operator` is 'In' or 'NotIn'",
-                );
+                e.required(&child(path, "values"), "must be specified when `operator` is 'In' or 'NotIn'");
             }
         }
         "Exists" | "DoesNotExist" => {
@@ -3367,17 +2820,10 @@ fn validate_node_selector_requirement(r: &Value, path: &str, check_values: bool,
         }
         "Gt" | "Lt" => {
             if values.len() != 1 {
-                e.required(
-                    &child(path, "values"),
-                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
-                );
+                e.required(&child(path, "values"), "must be specified single value when `operator` is 'Lt' or 'Gt'");
             }
         }
-        op => e.invalid_str(
-            &child(path, "operator"),
-            op,
-            "not a valid selector operator",
-        ),
+        op => e.invalid_str(&child(path, "operator"), op, "not a valid selector operator"),
     }
     validate_label_name(gs(r, "key"), &child(path, "key"), e);
     if check_values {
@@ -3392,12 +2838,7 @@ fn validate_node_selector_requirement(r: &Value, path: &str, check_values: bool,
 
 fn validate_node_selector_term(t: &Value, path: &str, check_values: bool, e: &mut Errs) {
     for (j, r) in ga(t, "matchExpressions").iter().enumerate() {
-        validate_node_selector_requirement(
-            r,
-            &idx(&child(path, "matchExpressions"), j),
-            check_values,
-            e,
-        );
+        validate_node_selector_requirement(r, &idx(&child(path, "matchExpressions"), j), check_values, e);
     }
     for (j, r) in ga(t, "matchFields").iter().enumerate() {
         let rp = idx(&child(path, "matchFields"), j);
@@ -3428,11 +2869,7 @@ fn validate_node_selector_term(t: &Value, path: &str, check_values: bool, e: &mu
 
 fn validate_pod_affinity_term(t: &Value, path: &str, e: &mut Errs) {
     validate_label_selector(t.get("labelSelector"), &child(path, "labelSelector"), e);
-    validate_label_selector(
-        t.get("namespaceSelector"),
-        &child(path, "namespaceSelector"),
-        e,
-    );
+    validate_label_selector(t.get("namespaceSelector"), &child(path, "namespaceSelector"), e);
     for n in ga(t, "namespaces") {
         let n = n.as_str().unwrap_or("");
         for m in is_dns1123_label(n) {
@@ -3445,10 +2882,7 @@ fn validate_pod_affinity_term(t: &Value, path: &str, e: &mut Errs) {
             continue;
         }
         if !present(t, "labelSelector") {
-            e.forbidden(
-                &child(path, f),
-                "must not be specified when labelSelector is not set",
-            );
+            e.forbidden(&child(path, f), "must not be specified when labelSelector is not set");
             continue;
         }
         for (i, k) in keys.iter().enumerate() {
@@ -3468,14 +2902,8 @@ fn validate_affinity(aff: Option<&Value>, path: &str, e: &mut Errs) {
     };
     if let Some(na) = aff.get("nodeAffinity").filter(|v| v.is_object()) {
         let np = child(path, "nodeAffinity");
-        if let Some(req) = na
-            .get("requiredDuringSchedulingIgnoredDuringExecution")
-            .filter(|v| v.is_object())
-        {
-            let rp = child(
-                &child(&np, "requiredDuringSchedulingIgnoredDuringExecution"),
-                "nodeSelectorTerms",
-            );
+        if let Some(req) = na.get("requiredDuringSchedulingIgnoredDuringExecution").filter(|v| v.is_object()) {
+            let rp = child(&child(&np, "requiredDuringSchedulingIgnoredDuringExecution"), "nodeSelectorTerms");
             let terms = ga(req, "nodeSelectorTerms");
             if terms.is_empty() {
                 e.required(&rp, "must have at least one node selector term");
@@ -3485,17 +2913,10 @@ fn validate_affinity(aff: Option<&Value>, path: &str, e: &mut Errs) {
             }
         }
         let pp = child(&np, "preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in ga(na, "preferredDuringSchedulingIgnoredDuringExecution")
-            .iter()
-            .enumerate()
-        {
+        for (i, t) in ga(na, "preferredDuringSchedulingIgnoredDuringExecution").iter().enumerate() {
             let w = gi(t, "weight").unwrap_or(0);
             if !(1..=100).contains(&w) {
-                e.invalid_int(
-                    &child(&idx(&pp, i), "weight"),
-                    w,
-                    "must be in the range 1-100",
-                );
+                e.invalid_int(&child(&idx(&pp, i), "weight"), w, "must be in the range 1-100");
             }
             if let Some(pref) = t.get("preference") {
                 validate_node_selector_term(pref, &child(&idx(&pp, i), "preference"), false, e);
@@ -3508,24 +2929,14 @@ fn validate_affinity(aff: Option<&Value>, path: &str, e: &mut Errs) {
         };
         let kp = child(path, kind);
         let rp = child(&kp, "requiredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in ga(pa, "requiredDuringSchedulingIgnoredDuringExecution")
-            .iter()
-            .enumerate()
-        {
+        for (i, t) in ga(pa, "requiredDuringSchedulingIgnoredDuringExecution").iter().enumerate() {
             validate_pod_affinity_term(t, &idx(&rp, i), e);
         }
         let pp = child(&kp, "preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in ga(pa, "preferredDuringSchedulingIgnoredDuringExecution")
-            .iter()
-            .enumerate()
-        {
+        for (i, t) in ga(pa, "preferredDuringSchedulingIgnoredDuringExecution").iter().enumerate() {
             let w = gi(t, "weight").unwrap_or(0);
             if !(1..=100).contains(&w) {
-                e.invalid_int(
-                    &child(&idx(&pp, i), "weight"),
-                    w,
-                    "must be in the range 1-100",
-                );
+                e.invalid_int(&child(&idx(&pp, i), "weight"), w, "must be in the range 1-100");
             }
             let empty = Value::Object(Map::new());
             validate_pod_affinity_term(
@@ -3554,11 +2965,7 @@ fn validate_tolerations(tols: &[Value], path: &str, e: &mut Errs) {
         }
         let effect = gs(t, "effect");
         if present(t, "tolerationSeconds") && effect != "NoExecute" {
-            e.invalid_str(
-                &child(&p, "effect"),
-                effect,
-                "effect must be 'NoExecute' when `tolerationSeconds` is set",
-            );
+            e.invalid_str(&child(&p, "effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set");
         }
         let value = gs(t, "value");
         match op {
@@ -3570,22 +2977,13 @@ fn validate_tolerations(tols: &[Value], path: &str, e: &mut Errs) {
             }
             "Exists" => {
                 if !value.is_empty() {
-                    e.invalid_str(
-                        &child(&p, "operator"),
-                        value,
-                        "value must be empty when `operator` is 'Exists'",
-                    );
+                    e.invalid_str(&child(&p, "operator"), value, "value must be empty when `operator` is 'Exists'");
                 }
             }
             other => e.not_supported_str(&child(&p, "operator"), other, &["Equal", "Exists"]),
         }
-        if !effect.is_empty() && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect)
-        {
-            e.not_supported_str(
-                &child(&p, "effect"),
-                effect,
-                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
-            );
+        if !effect.is_empty() && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+            e.not_supported_str(&child(&p, "effect"), effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]);
         }
     }
 }
@@ -3605,20 +3003,11 @@ fn validate_topology_spread(cs: &[Value], path: &str, e: &mut Errs) {
         }
         let wu = gs(c, "whenUnsatisfiable");
         if !["DoNotSchedule", "ScheduleAnyway"].contains(&wu) {
-            e.not_supported_str(
-                &child(&p, "whenUnsatisfiable"),
-                wu,
-                &["DoNotSchedule", "ScheduleAnyway"],
-            );
+            e.not_supported_str(&child(&p, "whenUnsatisfiable"), wu, &["DoNotSchedule", "ScheduleAnyway"]);
         }
-        let dup = cs[i + 1..]
-            .iter()
-            .any(|o| gs(o, "topologyKey") == tk && gs(o, "whenUnsatisfiable") == wu);
+        let dup = cs[i + 1..].iter().any(|o| gs(o, "topologyKey") == tk && gs(o, "whenUnsatisfiable") == wu);
         if dup {
-            e.duplicate(
-                &child(&p, "{topologyKey, whenUnsatisfiable}"),
-                q(&format!("{{{}, {}}}", tk, wu)),
-            );
+            e.duplicate(&child(&p, "{topologyKey, whenUnsatisfiable}"), q(&format!("{{{}, {}}}", tk, wu)));
         }
         if let Some(md) = gi(c, "minDomains") {
             if md <= 0 {
@@ -3677,11 +3066,7 @@ fn validate_dns_config(cfg: Option<&Value>, policy: &str, path: &str, e: &mut Er
     }
     let searches = ga(cfg, "searches");
     if searches.len() > 32 {
-        e.invalid(
-            &child(path, "searches"),
-            go_strings(cfg.get("searches")),
-            "must not have more than 32 search paths",
-        );
+        e.invalid(&child(path, "searches"), go_strings(cfg.get("searches")), "must not have more than 32 search paths");
     }
     let joined: Vec<&str> = searches.iter().map(|s| s.as_str().unwrap_or("")).collect();
     if joined.join(" ").len() > 2048 {
@@ -3703,8 +3088,7 @@ fn validate_dns_config(cfg: Option<&Value>, policy: &str, path: &str, e: &mut Er
                 !b.is_empty()
                     && is_alnum_lower(b[0])
                     && is_alnum_lower(b[b.len() - 1])
-                    && b.iter()
-                        .all(|&c| is_alnum_lower(c) || c == b'-' || c == b'_')
+                    && b.iter().all(|&c| is_alnum_lower(c) || c == b'-' || c == b'_')
             });
         if s.len() > 253 {
             e.invalid_str(&idx(&child(path, "searches"), i), s, &max_len_error(253));
@@ -3734,10 +3118,7 @@ fn validate_pod_specific_annotations(ann: Option<&Value>, spec: &Value, path: &s
     let Some(ann) = ann.and_then(Value::as_object) else {
         return;
     };
-    if let Some(v) = ann
-        .get("kubernetes.io/config.mirror")
-        .and_then(Value::as_str)
-    {
+    if let Some(v) = ann.get("kubernetes.io/config.mirror").and_then(Value::as_str) {
         if gs(spec, "nodeName").is_empty() {
             e.invalid_str(
                 &key(path, "kubernetes.io/config.mirror"),
@@ -3746,19 +3127,10 @@ fn validate_pod_specific_annotations(ann: Option<&Value>, spec: &Value, path: &s
             );
         }
     }
-    if let Some(v) = ann
-        .get("controller.kubernetes.io/pod-deletion-cost")
-        .and_then(Value::as_str)
-    {
-        let ok = v
-            .parse::<i64>()
-            .is_ok_and(|n| (i32::MIN as i64..=MAX_INT32).contains(&n));
+    if let Some(v) = ann.get("controller.kubernetes.io/pod-deletion-cost").and_then(Value::as_str) {
+        let ok = v.parse::<i64>().is_ok_and(|n| (i32::MIN as i64..=MAX_INT32).contains(&n));
         if !ok {
-            e.invalid_str(
-                &key(path, "controller.kubernetes.io/pod-deletion-cost"),
-                v,
-                "must be a 32bit integer",
-            );
+            e.invalid_str(&key(path, "controller.kubernetes.io/pod-deletion-cost"), v, "must be a 32bit integer");
         }
     }
     let seccomp_ok = |p: &str| {
@@ -3780,16 +3152,9 @@ fn validate_pod_specific_annotations(ann: Option<&Value>, spec: &Value, path: &s
             if !has {
                 e.invalid_str(&key(path, k), cname, "container not found");
             }
-            let ok = v.is_empty()
-                || v == "runtime/default"
-                || v == "unconfined"
-                || v.starts_with("localhost/");
+            let ok = v.is_empty() || v == "runtime/default" || v == "unconfined" || v.starts_with("localhost/");
             if !ok {
-                e.invalid_str(
-                    &key(path, k),
-                    v,
-                    &format!("invalid AppArmor profile name: {}", q(v)),
-                );
+                e.invalid_str(&key(path, k), v, &format!("invalid AppArmor profile name: {}", q(v)));
             }
         }
     }
@@ -3802,12 +3167,7 @@ fn validate_pod_template_spec(t: Option<&Value>, path: &str, e: &mut Errs) {
     let spec = t.get("spec").unwrap_or(&empty);
     validate_labels(meta.get("labels"), &child(path, "labels"), e);
     validate_annotations(meta.get("annotations"), &child(path, "annotations"), e);
-    validate_pod_specific_annotations(
-        meta.get("annotations"),
-        spec,
-        &child(path, "annotations"),
-        e,
-    );
+    validate_pod_specific_annotations(meta.get("annotations"), spec, &child(path, "annotations"), e);
     validate_pod_spec(spec, None, &child(path, "spec"), PodOpts::default(), e);
     if !ga(spec, "ephemeralContainers").is_empty() {
         e.forbidden(
@@ -3827,24 +3187,14 @@ fn validate_pod_metadata_and_spec(obj: &Value, e: &mut Errs) {
     let meta = obj.get("metadata").unwrap_or(&empty);
     validate_pod_specific_annotations(meta.get("annotations"), spec, "metadata.annotations", e);
     let name = gs(meta, "name");
-    validate_pod_spec(
-        spec,
-        Some(name),
-        "spec",
-        PodOpts {
-            resource_is_pod: true,
-        },
-        e,
-    );
+    validate_pod_spec(spec, Some(name), "spec", PodOpts { resource_is_pod: true }, e);
     if gs(spec, "serviceAccountName").is_empty() {
         for (vi, v) in ga(spec, "volumes").iter().enumerate() {
             if let Some(p) = v.get("projected") {
                 for (si, s) in ga(p, "sources").iter().enumerate() {
                     if present(s, "serviceAccountToken") {
                         e.forbidden(
-                            &format!(
-                                "spec.volumes[{vi}].projected.sources[{si}].serviceAccountToken"
-                            ),
+                            &format!("spec.volumes[{vi}].projected.sources[{si}].serviceAccountToken"),
                             "must not be specified when serviceAccountName is not set",
                         );
                     }
@@ -3856,11 +3206,7 @@ fn validate_pod_metadata_and_spec(obj: &Value, e: &mut Errs) {
         for (i, c) in ga(spec, k).iter().enumerate() {
             let image = gs(c, "image");
             if image.len() != image.trim().len() {
-                e.invalid_str(
-                    &format!("spec.{k}[{i}].image"),
-                    image,
-                    "must not have leading or trailing whitespace",
-                );
+                e.invalid_str(&format!("spec.{k}[{i}].image"), image, "must not have leading or trailing whitespace");
             }
         }
     }
@@ -3874,10 +3220,7 @@ fn validate_pod_create(obj: &Value, e: &mut Errs) {
         e.forbidden("spec.ephemeralContainers", "cannot be set on create");
     }
     if !gs(spec, "nodeName").is_empty() && !ga(spec, "schedulingGates").is_empty() {
-        e.forbidden(
-            "spec.nodeName",
-            "cannot be set until all schedulingGates have been cleared",
-        );
+        e.forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared");
     }
 }
 
@@ -3894,25 +3237,15 @@ fn validate_pod_update(obj: &Value, old: &Value, e: &mut Errs) {
     validate_object_meta_update(obj, old, e);
     validate_pod_metadata_and_spec(obj, e);
     // mirror pod annotation may not be added, removed or changed
-    let new_ann = obj
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object);
-    let old_ann = old
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object);
+    let new_ann = obj.pointer("/metadata/annotations").and_then(Value::as_object);
+    let old_ann = old.pointer("/metadata/annotations").and_then(Value::as_object);
     let mirror = "kubernetes.io/config.mirror";
     let nm = new_ann.and_then(|a| a.get(mirror));
     let om = old_ann.and_then(|a| a.get(mirror));
     if om.is_some() && nm != om {
-        e.forbidden(
-            &key("metadata.annotations", mirror),
-            "may not remove or update mirror pod annotation",
-        );
+        e.forbidden(&key("metadata.annotations", mirror), "may not remove or update mirror pod annotation");
     } else if om.is_none() && nm.is_some() {
-        e.forbidden(
-            &key("metadata.annotations", mirror),
-            "may not add mirror pod annotation",
-        );
+        e.forbidden(&key("metadata.annotations", mirror), "may not add mirror pod annotation");
     }
 
     let spec = obj.get("spec").unwrap_or(&empty);
@@ -3931,34 +3264,19 @@ fn validate_pod_update(obj: &Value, old: &Value, e: &mut Errs) {
                 e.required(&format!("{p}[{i}].image"), "");
             }
             if image.trim().len() != image.len() {
-                e.invalid_str(
-                    &format!("{p}[{i}].image"),
-                    image,
-                    "must not have leading or trailing whitespace",
-                );
+                e.invalid_str(&format!("{p}[{i}].image"), image, "must not have leading or trailing whitespace");
             }
         }
     }
-    match (
-        gi(spec, "activeDeadlineSeconds"),
-        gi(old_spec, "activeDeadlineSeconds"),
-    ) {
+    match (gi(spec, "activeDeadlineSeconds"), gi(old_spec, "activeDeadlineSeconds")) {
         (Some(n), old_ads) => {
             if !(0..=MAX_INT32).contains(&n) {
-                e.invalid_int(
-                    "spec.activeDeadlineSeconds",
-                    n,
-                    &inclusive_range_error(0, MAX_INT32),
-                );
+                e.invalid_int("spec.activeDeadlineSeconds", n, &inclusive_range_error(0, MAX_INT32));
                 return;
             }
             if let Some(o) = old_ads {
                 if o < n {
-                    e.invalid_int(
-                        "spec.activeDeadlineSeconds",
-                        n,
-                        "must be less than or equal to previous value",
-                    );
+                    e.invalid_int("spec.activeDeadlineSeconds", n, "must be less than or equal to previous value");
                     return;
                 }
             }
@@ -3984,18 +3302,12 @@ fn validate_pod_update(obj: &Value, old: &Value, e: &mut Errs) {
         };
         let found = new_tols.iter().any(|nt| strip(nt) == strip(ot));
         if !found {
-            e.forbidden(
-                "spec.tolerations",
-                "existing toleration can not be modified except its tolerationSeconds",
-            );
+            e.forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds");
             break;
         }
     }
     // only deletions of scheduling gates
-    let old_gates: BTreeSet<&str> = ga(old_spec, "schedulingGates")
-        .iter()
-        .map(|g| gs(g, "name"))
-        .collect();
+    let old_gates: BTreeSet<&str> = ga(old_spec, "schedulingGates").iter().map(|g| gs(g, "name")).collect();
     for (i, g) in ga(spec, "schedulingGates").iter().enumerate() {
         let n = gs(g, "name");
         if !old_gates.contains(n) {
@@ -4038,12 +3350,8 @@ fn validate_pod_update(obj: &Value, old: &Value, e: &mut Errs) {
             }
         }
         let old_grace = gi(old_spec, "terminationGracePeriodSeconds");
-        if old_grace.is_some_and(|g| g < 0) && gi(spec, "terminationGracePeriodSeconds") == Some(1)
-        {
-            m.insert(
-                "terminationGracePeriodSeconds".into(),
-                old_spec["terminationGracePeriodSeconds"].clone(),
-            );
+        if old_grace.is_some_and(|g| g < 0) && gi(spec, "terminationGracePeriodSeconds") == Some(1) {
+            m.insert("terminationGracePeriodSeconds".into(), old_spec["terminationGracePeriodSeconds"].clone());
         }
         // kelp binds pods by setting nodeName once (upstream uses the binding subresource).
         if gs(old_spec, "nodeName").is_empty() {
@@ -4083,10 +3391,7 @@ fn validate_pod_update(obj: &Value, old: &Value, e: &mut Errs) {
         let diff = json_diff("core.PodSpec", old_spec, &munged);
         e.forbidden(
             "spec",
-            &format!(
-                "pod updates may not change fields other than {}\n{diff}",
-                UPDATABLE_POD_SPEC_FIELDS.join(",")
-            ),
+            &format!("pod updates may not change fields other than {}\n{diff}", UPDATABLE_POD_SPEC_FIELDS.join(",")),
         );
     }
 }
@@ -4175,35 +3480,19 @@ fn not_more_than_100_percent(v: Option<&Value>, path: &str, e: &mut Errs) {
 
 /// Selector of a controller spec and its template labels: upstream's
 /// `ValidatePodTemplateSpecForReplicaSet` (also used for Deployments).
-fn validate_template_for_selector(
-    spec: &Value,
-    sel: &Selector,
-    path: &str,
-    kind_label: &str,
-    e: &mut Errs,
-) {
+fn validate_template_for_selector(spec: &Value, sel: &Selector, path: &str, kind_label: &str, e: &mut Errs) {
     let tpath = child(path, "template");
     let template = spec.get("template");
     let labels = template.and_then(|t| t.pointer("/metadata/labels"));
     if !sel.is_empty() && !sel.matches(labels) {
-        e.invalid(
-            &child(&tpath, "metadata.labels"),
-            go_map(labels),
-            "`selector` does not match template `labels`",
-        );
+        e.invalid(&child(&tpath, "metadata.labels"), go_map(labels), "`selector` does not match template `labels`");
     }
     validate_pod_template_spec(template, &tpath, e);
-    let rp = template
-        .and_then(|t| t.pointer("/spec/restartPolicy"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = template.and_then(|t| t.pointer("/spec/restartPolicy")).and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
         e.not_supported_str(&child(&tpath, "spec.restartPolicy"), rp, &["Always"]);
     }
-    if template
-        .and_then(|t| t.pointer("/spec/activeDeadlineSeconds"))
-        .is_some_and(|v| !v.is_null())
-    {
+    if template.and_then(|t| t.pointer("/spec/activeDeadlineSeconds")).is_some_and(|v| !v.is_null()) {
         e.forbidden(
             &child(&tpath, "spec.activeDeadlineSeconds"),
             &format!("activeDeadlineSeconds in {kind_label} is not Supported"),
@@ -4229,11 +3518,7 @@ fn validate_deployment_spec(spec: &Value, e: &mut Errs) {
     e.nonnegative("spec.replicas", gi(spec, "replicas"));
     validate_controller_selector(spec, "spec", "empty selector is invalid for deployment", e);
     match Selector::from(spec.get("selector")) {
-        Err(()) => e.invalid(
-            "spec.selector",
-            go_label_selector(spec.get("selector")),
-            "invalid label selector",
-        ),
+        Err(()) => e.invalid("spec.selector", go_label_selector(spec.get("selector")), "invalid label selector"),
         Ok(sel) => validate_template_for_selector(spec, &sel, "spec", "ReplicaSet", e),
     }
     let empty = Value::Object(Map::new());
@@ -4241,25 +3526,15 @@ fn validate_deployment_spec(spec: &Value, e: &mut Errs) {
     match gs(strategy, "type") {
         "Recreate" => {
             if present(strategy, "rollingUpdate") {
-                e.forbidden(
-                    "spec.strategy.rollingUpdate",
-                    "may not be specified when strategy `type` is 'Recreate'",
-                );
+                e.forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'");
             }
         }
         "RollingUpdate" => match strategy.get("rollingUpdate").filter(|r| r.is_object()) {
-            None => e.required(
-                "spec.strategy.rollingUpdate",
-                "this should be defaulted and never be nil",
-            ),
+            None => e.required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil"),
             Some(ru) => {
                 let mu = ru.get("maxUnavailable");
                 let ms = ru.get("maxSurge");
-                validate_positive_int_or_percent(
-                    mu,
-                    "spec.strategy.rollingUpdate.maxUnavailable",
-                    e,
-                );
+                validate_positive_int_or_percent(mu, "spec.strategy.rollingUpdate.maxUnavailable", e);
                 validate_positive_int_or_percent(ms, "spec.strategy.rollingUpdate.maxSurge", e);
                 if int_or_percent_value(mu) == 0 && int_or_percent_value(ms) == 0 {
                     e.invalid(
@@ -4281,18 +3556,11 @@ fn validate_deployment_spec(spec: &Value, e: &mut Errs) {
         }
     }
     e.nonnegative("spec.minReadySeconds", gi(spec, "minReadySeconds"));
-    e.nonnegative(
-        "spec.revisionHistoryLimit",
-        gi(spec, "revisionHistoryLimit"),
-    );
+    e.nonnegative("spec.revisionHistoryLimit", gi(spec, "revisionHistoryLimit"));
     if let Some(pds) = gi(spec, "progressDeadlineSeconds") {
         e.nonnegative("spec.progressDeadlineSeconds", Some(pds));
         if pds <= gi(spec, "minReadySeconds").unwrap_or(0) {
-            e.invalid_int(
-                "spec.progressDeadlineSeconds",
-                pds,
-                "must be greater than minReadySeconds",
-            );
+            e.invalid_int("spec.progressDeadlineSeconds", pds, "must be greater than minReadySeconds");
         }
     }
 }
@@ -4302,11 +3570,7 @@ fn validate_replica_set_spec(spec: &Value, e: &mut Errs) {
     e.nonnegative("spec.minReadySeconds", gi(spec, "minReadySeconds"));
     validate_controller_selector(spec, "spec", "empty selector is invalid for deployment", e);
     match Selector::from(spec.get("selector")) {
-        Err(()) => e.invalid(
-            "spec.selector",
-            go_label_selector(spec.get("selector")),
-            "invalid label selector",
-        ),
+        Err(()) => e.invalid("spec.selector", go_label_selector(spec.get("selector")), "invalid label selector"),
         Ok(sel) => validate_template_for_selector(spec, &sel, "spec", "ReplicaSet", e),
     }
 }
@@ -4316,38 +3580,21 @@ fn validate_daemon_set_spec(spec: &Value, e: &mut Errs) {
     let labels = spec.pointer("/template/metadata/labels");
     if let Ok(sel) = Selector::from(spec.get("selector")) {
         if !sel.matches(labels) {
-            e.invalid(
-                "spec.template.metadata.labels",
-                go_map(labels),
-                "`selector` does not match template `labels`",
-            );
+            e.invalid("spec.template.metadata.labels", go_map(labels), "`selector` does not match template `labels`");
         }
     }
     if let Some(sel) = spec.get("selector").filter(|s| s.is_object()) {
         if selector_is_empty_value(sel) {
-            e.invalid(
-                "spec.selector",
-                go_label_selector(Some(sel)),
-                "empty selector is invalid for daemonset",
-            );
+            e.invalid("spec.selector", go_label_selector(Some(sel)), "empty selector is invalid for daemonset");
         }
     }
     validate_pod_template_spec(spec.get("template"), "spec.template", e);
-    let rp = spec
-        .pointer("/template/spec/restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
         e.not_supported_str("spec.template.spec.restartPolicy", rp, &["Always"]);
     }
-    if spec
-        .pointer("/template/spec/activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
-        e.forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in DaemonSet is not Supported",
-        );
+    if spec.pointer("/template/spec/activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
+        e.forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in DaemonSet is not Supported");
     }
     e.nonnegative("spec.minReadySeconds", gi(spec, "minReadySeconds"));
     let empty = Value::Object(Map::new());
@@ -4367,16 +3614,9 @@ fn validate_daemon_set_spec(spec: &Value, e: &mut Errs) {
                 let has_u = int_or_percent_value(mu) != 0;
                 let has_s = int_or_percent_value(ms) != 0;
                 if has_u && has_s {
-                    e.invalid(
-                        &child(p, "maxSurge"),
-                        go_intstr(ms),
-                        "may not be set when maxUnavailable is non-zero",
-                    );
+                    e.invalid(&child(p, "maxSurge"), go_intstr(ms), "may not be set when maxUnavailable is non-zero");
                 } else if !has_u && !has_s {
-                    e.required(
-                        &child(p, "maxUnavailable"),
-                        "cannot be 0 when maxSurge is 0",
-                    );
+                    e.required(&child(p, "maxUnavailable"), "cannot be 0 when maxSurge is 0");
                 }
             }
         },
@@ -4386,28 +3626,17 @@ fn validate_daemon_set_spec(spec: &Value, e: &mut Errs) {
                 q(t),
                 if present(us, "rollingUpdate") { "0xc000000000" } else { "nil" }
             );
-            e.not_supported(
-                "spec.updateStrategy",
-                rendered,
-                &["RollingUpdate", "OnDelete"],
-            );
+            e.not_supported("spec.updateStrategy", rendered, &["RollingUpdate", "OnDelete"]);
         }
     }
-    e.nonnegative(
-        "spec.revisionHistoryLimit",
-        gi(spec, "revisionHistoryLimit"),
-    );
+    e.nonnegative("spec.revisionHistoryLimit", gi(spec, "revisionHistoryLimit"));
 }
 
 fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
     match gs(spec, "podManagementPolicy") {
         "" => e.required("spec.podManagementPolicy", ""),
         "OrderedReady" | "Parallel" => {}
-        other => e.invalid_str(
-            "spec.podManagementPolicy",
-            other,
-            "must be 'OrderedReady' or 'Parallel'",
-        ),
+        other => e.invalid_str("spec.podManagementPolicy", other, "must be 'OrderedReady' or 'Parallel'"),
     }
     let empty = Value::Object(Map::new());
     let us = spec.get("updateStrategy").unwrap_or(&empty);
@@ -4429,11 +3658,7 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
                 if let Some(mu) = ru.get("maxUnavailable").filter(|v| !v.is_null()) {
                     validate_positive_int_or_percent(Some(mu), &child(p, "maxUnavailable"), e);
                     if int_or_percent_value(Some(mu)) == 0 {
-                        e.invalid(
-                            &child(p, "maxUnavailable"),
-                            go_intstr(Some(mu)),
-                            "cannot be 0",
-                        );
+                        e.invalid(&child(p, "maxUnavailable"), go_intstr(Some(mu)), "cannot be 0");
                     }
                     not_more_than_100_percent(Some(mu), &child(p, "maxUnavailable"), e);
                 }
@@ -4446,18 +3671,12 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
             };
             e.invalid(
                 "spec.updateStrategy",
-                format!(
-                    "apps.StatefulSetUpdateStrategy{{Type:{}, RollingUpdate:{ru}}}",
-                    q(t)
-                ),
+                format!("apps.StatefulSetUpdateStrategy{{Type:{}, RollingUpdate:{ru}}}", q(t)),
                 "must be 'RollingUpdate' or 'OnDelete'",
             )
         }
     }
-    if let Some(pol) = spec
-        .get("persistentVolumeClaimRetentionPolicy")
-        .filter(|p| p.is_object())
-    {
+    if let Some(pol) = spec.get("persistentVolumeClaimRetentionPolicy").filter(|p| p.is_object()) {
         for f in ["whenDeleted", "whenScaled"] {
             let v = gs(pol, f);
             if v != "Retain" && v != "Delete" {
@@ -4487,16 +3706,8 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
                 );
             }
             let tmeta = spec.pointer("/template/metadata");
-            validate_labels(
-                tmeta.and_then(|m| m.get("labels")),
-                "spec.template.labels",
-                e,
-            );
-            validate_annotations(
-                tmeta.and_then(|m| m.get("annotations")),
-                "spec.template.annotations",
-                e,
-            );
+            validate_labels(tmeta.and_then(|m| m.get("labels")), "spec.template.labels", e);
+            validate_annotations(tmeta.and_then(|m| m.get("annotations")), "spec.template.annotations", e);
             validate_pod_specific_annotations(
                 tmeta.and_then(|m| m.get("annotations")),
                 spec.pointer("/template/spec").unwrap_or(&empty),
@@ -4505,17 +3716,11 @@ fn validate_stateful_set_spec(spec: &Value, e: &mut Errs) {
             );
         }
     }
-    let rp = spec
-        .pointer("/template/spec/restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
         e.not_supported_str("spec.template.spec.restartPolicy", rp, &["Always"]);
     }
-    if spec
-        .pointer("/template/spec/activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
+    if spec.pointer("/template/spec/activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
         e.forbidden(
             "spec.template.spec.activeDeadlineSeconds",
             "activeDeadlineSeconds in StatefulSet is not Supported",
@@ -4558,16 +3763,11 @@ fn validate_replication_controller_spec(spec: &Value, e: &mut Errs) {
                 }
             }
             validate_pod_template_spec(Some(t), "spec.template", e);
-            let rp = t
-                .pointer("/spec/restartPolicy")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let rp = t.pointer("/spec/restartPolicy").and_then(Value::as_str).unwrap_or("");
             if rp != "Always" {
                 e.not_supported_str("spec.template.spec.restartPolicy", rp, &["Always"]);
             }
-            if t.pointer("/spec/activeDeadlineSeconds")
-                .is_some_and(|v| !v.is_null())
-            {
+            if t.pointer("/spec/activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
                 e.forbidden(
                     "spec.template.spec.activeDeadlineSeconds",
                     "activeDeadlineSeconds in ReplicationController is not Supported",
@@ -4619,14 +3819,8 @@ fn validate_generated_selector(obj: &Value, require_prefixed: bool, e: &mut Errs
     let Some(sel) = spec.get("selector").filter(|s| s.is_object()) else {
         return;
     };
-    let uid = obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     if uid.is_empty() {
         e.required("metadata.uid", "");
     }
@@ -4638,24 +3832,14 @@ fn validate_generated_selector(obj: &Value, require_prefixed: bool, e: &mut Errs
     if require_prefixed {
         validate_has_label(labels, tp, "batch.kubernetes.io/controller-uid", uid, e);
         validate_has_label(labels, tp, "batch.kubernetes.io/job-name", name, e);
-        expected.insert(
-            "batch.kubernetes.io/controller-uid".into(),
-            Value::String(uid.into()),
-        );
-        expected.insert(
-            "batch.kubernetes.io/job-name".into(),
-            Value::String(name.into()),
-        );
+        expected.insert("batch.kubernetes.io/controller-uid".into(), Value::String(uid.into()));
+        expected.insert("batch.kubernetes.io/job-name".into(), Value::String(name.into()));
     }
     expected.insert("controller-uid".into(), Value::String(uid.into()));
     expected.insert("job-name".into(), Value::String(name.into()));
     if let Ok(s) = Selector::from(Some(sel)) {
         if !s.matches(Some(&Value::Object(expected))) {
-            e.invalid(
-                "spec.selector",
-                go_label_selector(Some(sel)),
-                "`selector` not auto-generated",
-            );
+            e.invalid("spec.selector", go_label_selector(Some(sel)), "`selector` not auto-generated");
         }
     }
 }
@@ -4674,10 +3858,7 @@ fn validate_job_spec_common(spec: &Value, path: &str, e: &mut Errs) {
     if let Some(mfi) = gi(spec, "maxFailedIndexes") {
         e.nonnegative(&child(path, "maxFailedIndexes"), Some(mfi));
         if !present(spec, "backoffLimitPerIndex") {
-            e.required(
-                &child(path, "backoffLimitPerIndex"),
-                "when maxFailedIndexes is specified",
-            );
+            e.required(&child(path, "backoffLimitPerIndex"), "when maxFailedIndexes is specified");
         }
     }
     if let Some(mb) = spec.get("managedBy").and_then(Value::as_str) {
@@ -4687,22 +3868,12 @@ fn validate_job_spec_common(spec: &Value, path: &str, e: &mut Errs) {
                 for m in is_dns1123_subdomain(host) {
                     e.invalid_str(&mp, host, &m);
                 }
-                let ok = rest
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c));
+                let ok = rest.chars().all(|c| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c));
                 if !ok {
-                    e.invalid_str(
-                        &mp,
-                        rest,
-                        &regex_error("Invalid path", "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+", &[]),
-                    );
+                    e.invalid_str(&mp, rest, &regex_error("Invalid path", "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+", &[]));
                 }
             }
-            _ => e.invalid_str(
-                &mp,
-                mb,
-                "must be a domain-prefixed path (such as \"acme.io/foo\")",
-            ),
+            _ => e.invalid_str(&mp, mb, "must be a domain-prefixed path (such as \"acme.io/foo\")"),
         }
         if mb.len() > 63 {
             e.too_long(&mp, 63);
@@ -4711,18 +3882,11 @@ fn validate_job_spec_common(spec: &Value, path: &str, e: &mut Errs) {
     let mode = spec.get("completionMode").and_then(Value::as_str);
     if let Some(m) = mode {
         if m != "NonIndexed" && m != "Indexed" {
-            e.not_supported_str(
-                &child(path, "completionMode"),
-                m,
-                &["NonIndexed", "Indexed"],
-            );
+            e.not_supported_str(&child(path, "completionMode"), m, &["NonIndexed", "Indexed"]);
         }
         if m == "Indexed" {
             if !present(spec, "completions") {
-                e.required(
-                    &child(path, "completions"),
-                    "when completion mode is Indexed",
-                );
+                e.required(&child(path, "completions"), "when completion mode is Indexed");
             }
             if let Some(p) = gi(spec, "parallelism") {
                 if p > 100_000 {
@@ -4735,29 +3899,17 @@ fn validate_job_spec_common(spec: &Value, path: &str, e: &mut Errs) {
             }
             if let (Some(c), Some(mfi)) = (gi(spec, "completions"), gi(spec, "maxFailedIndexes")) {
                 if mfi > c {
-                    e.invalid_int(
-                        &child(path, "maxFailedIndexes"),
-                        mfi,
-                        "must be less than or equal to completions",
-                    );
+                    e.invalid_int(&child(path, "maxFailedIndexes"), mfi, "must be less than or equal to completions");
                 }
             }
         }
     }
     if mode.is_none_or(|m| m == "NonIndexed") {
         if let Some(v) = gi(spec, "backoffLimitPerIndex") {
-            e.invalid_int(
-                &child(path, "backoffLimitPerIndex"),
-                v,
-                "requires indexed completion mode",
-            );
+            e.invalid_int(&child(path, "backoffLimitPerIndex"), v, "requires indexed completion mode");
         }
         if let Some(v) = gi(spec, "maxFailedIndexes") {
-            e.invalid_int(
-                &child(path, "maxFailedIndexes"),
-                v,
-                "requires indexed completion mode",
-            );
+            e.invalid_int(&child(path, "maxFailedIndexes"), v, "requires indexed completion mode");
         }
     }
     let has_pfp = spec.get("podFailurePolicy").is_some_and(Value::is_object);
@@ -4766,11 +3918,7 @@ fn validate_job_spec_common(spec: &Value, path: &str, e: &mut Errs) {
     }
     if let Some(sp) = spec.get("successPolicy").filter(|v| v.is_object()) {
         if mode != Some("Indexed") {
-            e.invalid(
-                &child(path, "successPolicy"),
-                go_json(Some(sp)),
-                "requires indexed completion mode",
-            );
+            e.invalid(&child(path, "successPolicy"), go_json(Some(sp)), "requires indexed completion mode");
         } else if ga(sp, "rules").is_empty() {
             e.required(
                 &child(&child(path, "successPolicy"), "rules"),
@@ -4790,21 +3938,14 @@ fn validate_job_spec_common(spec: &Value, path: &str, e: &mut Errs) {
     }
     let tpath = child(path, "template");
     validate_pod_template_spec(spec.get("template"), &tpath, e);
-    let rp = spec
-        .pointer("/template/spec/restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str).unwrap_or("");
     let rpp = child(&tpath, "spec.restartPolicy");
     if rp == "Always" || rp.is_empty() {
         e.required(&rpp, "valid values: \"OnFailure\", \"Never\"");
     } else if rp != "OnFailure" && rp != "Never" {
         e.not_supported_str(&rpp, rp, &["OnFailure", "Never"]);
     } else if has_pfp && rp != "Never" {
-        e.invalid_str(
-            &rpp,
-            rp,
-            "only \"Never\" is supported when podFailurePolicy is specified",
-        );
+        e.invalid_str(&rpp, rp, "only \"Never\" is supported when podFailurePolicy is specified");
     }
 }
 
@@ -4816,12 +3957,7 @@ fn validate_pod_failure_policy(spec: &Value, pfp: &Value, path: &str, e: &mut Er
     }
     let names: BTreeSet<&str> = ["containers", "initContainers"]
         .iter()
-        .flat_map(|k| {
-            spec.pointer("/template/spec")
-                .map(|s| ga(s, k))
-                .unwrap_or(&[])
-                .iter()
-        })
+        .flat_map(|k| spec.pointer("/template/spec").map(|s| ga(s, k)).unwrap_or(&[]).iter())
         .map(|c| gs(c, "name"))
         .collect();
     let actions = ["Count", "FailIndex", "FailJob", "Ignore"];
@@ -4829,17 +3965,10 @@ fn validate_pod_failure_policy(spec: &Value, pfp: &Value, path: &str, e: &mut Er
         let p = idx(&rp, i);
         let action = gs(r, "action");
         if action.is_empty() {
-            e.required(
-                &child(&p, "action"),
-                "valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]",
-            );
+            e.required(&child(&p, "action"), "valid values: [\"Count\" \"FailIndex\" \"FailJob\" \"Ignore\"]");
         } else if action == "FailIndex" {
             if !present(spec, "backoffLimitPerIndex") {
-                e.invalid_str(
-                    &child(&p, "action"),
-                    action,
-                    "requires the backoffLimitPerIndex to be set",
-                );
+                e.invalid_str(&child(&p, "action"), action, "requires the backoffLimitPerIndex to be set");
             }
         } else if !actions.contains(&action) {
             e.not_supported_str(&child(&p, "action"), action, &actions);
@@ -4878,11 +4007,7 @@ fn validate_pod_failure_policy(spec: &Value, pfp: &Value, path: &str, e: &mut Er
             }
             if vals.windows(2).any(|w| w[0] > w[1]) {
                 let list: Vec<String> = vals.iter().map(i64::to_string).collect();
-                e.invalid(
-                    &vp,
-                    format!("[]int32{{{}}}", list.join(", ")),
-                    "must be ordered",
-                );
+                e.invalid(&vp, format!("[]int32{{{}}}", list.join(", ")), "must be ordered");
             }
         }
         for (j, pc) in opc.iter().enumerate() {
@@ -4890,13 +4015,8 @@ fn validate_pod_failure_policy(spec: &Value, pfp: &Value, path: &str, e: &mut Er
             validate_qualified_name(gs(pc, "type"), &child(&pp, "type"), e);
             match gs(pc, "status") {
                 "True" | "False" | "Unknown" => {}
-                "" => e.required(
-                    &child(&pp, "status"),
-                    "valid values: [\"False\" \"True\" \"Unknown\"]",
-                ),
-                other => {
-                    e.not_supported_str(&child(&pp, "status"), other, &["False", "True", "Unknown"])
-                }
+                "" => e.required(&child(&pp, "status"), "valid values: [\"False\" \"True\" \"Unknown\"]"),
+                other => e.not_supported_str(&child(&pp, "status"), other, &["False", "True", "Unknown"]),
             }
         }
         if oec.is_some() && !opc.is_empty() {
@@ -4929,19 +4049,12 @@ fn validate_job(obj: &Value, require_prefixed: bool, e: &mut Errs) {
     if let Ok(sel) = Selector::from(spec.get("selector")) {
         let labels = spec.pointer("/template/metadata/labels");
         if !sel.matches(labels) {
-            e.invalid(
-                "spec.template.metadata.labels",
-                go_map(labels),
-                "`selector` does not match template `labels`",
-            );
+            e.invalid("spec.template.metadata.labels", go_map(labels), "`selector` does not match template `labels`");
         }
     }
     if spec.get("completionMode").and_then(Value::as_str) == Some("Indexed") {
         if let Some(c) = gi(spec, "completions").filter(|c| *c > 0) {
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
             let host = format!("{name}-{}", c - 1);
             if !is_dns1123_label(&host).is_empty() {
                 e.invalid_str(
@@ -4956,12 +4069,9 @@ fn validate_job(obj: &Value, require_prefixed: bool, e: &mut Errs) {
 
 fn validate_job_update(obj: &Value, old: &Value, e: &mut Errs) {
     let empty = Value::Object(Map::new());
-    let old_labels = old
-        .pointer("/spec/template/metadata/labels")
-        .and_then(Value::as_object);
+    let old_labels = old.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
     let require_prefixed = old_labels.is_some_and(|l| {
-        l.contains_key("batch.kubernetes.io/job-name")
-            && l.contains_key("batch.kubernetes.io/controller-uid")
+        l.contains_key("batch.kubernetes.io/job-name") && l.contains_key("batch.kubernetes.io/controller-uid")
     });
     validate_job(obj, require_prefixed, e);
     validate_object_meta_update(obj, old, e);
@@ -4972,18 +4082,10 @@ fn validate_job_update(obj: &Value, old: &Value, e: &mut Errs) {
         let indexed = gs(spec, "completionMode") == "Indexed";
         let c = gi(spec, "completions");
         if !indexed {
-            e.invalid(
-                "spec.completions",
-                c.map(|v| v.to_string()).unwrap_or("null".into()),
-                IMMUTABLE,
-            );
+            e.invalid("spec.completions", c.map(|v| v.to_string()).unwrap_or("null".into()), IMMUTABLE);
         } else if let Some(c) = c {
             if Some(c) != gi(spec, "parallelism") {
-                e.invalid_int(
-                    "spec.completions",
-                    c,
-                    "can only be modified in tandem with spec.parallelism",
-                );
+                e.invalid_int("spec.completions", c, "can only be modified in tandem with spec.parallelism");
             }
         }
     }
@@ -5019,13 +4121,7 @@ fn validate_job_update(obj: &Value, old: &Value, e: &mut Errs) {
     if new_t != old_t {
         e.invalid("spec.template", go_json(spec.get("template")), IMMUTABLE);
     }
-    for f in [
-        "completionMode",
-        "podFailurePolicy",
-        "backoffLimitPerIndex",
-        "managedBy",
-        "successPolicy",
-    ] {
+    for f in ["completionMode", "podFailurePolicy", "backoffLimitPerIndex", "managedBy", "successPolicy"] {
         let nv = spec.get(f).filter(|v| !v.is_null());
         if nv != old_spec.get(f).filter(|v| !v.is_null()) {
             let rendered = match nv {
@@ -5048,11 +4144,7 @@ fn validate_cron_job_spec(spec: &Value, old_spec: Option<&Value>, e: &mut Errs) 
         }
         let allow_tz = old_spec.is_some_and(|o| gs(o, "schedule").contains("TZ"));
         if allow_tz && schedule.contains("TZ") && present(spec, "timeZone") {
-            e.invalid_str(
-                "spec.schedule",
-                schedule,
-                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
-            );
+            e.invalid_str("spec.schedule", schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule");
         } else if !allow_tz && schedule.contains("TZ") {
             e.invalid_str(
                 "spec.schedule",
@@ -5061,10 +4153,7 @@ fn validate_cron_job_spec(spec: &Value, old_spec: Option<&Value>, e: &mut Errs) 
             );
         }
     }
-    e.nonnegative(
-        "spec.startingDeadlineSeconds",
-        gi(spec, "startingDeadlineSeconds"),
-    );
+    e.nonnegative("spec.startingDeadlineSeconds", gi(spec, "startingDeadlineSeconds"));
     let tz_changed = old_spec.is_none_or(|o| o.get("timeZone") != spec.get("timeZone"));
     if tz_changed {
         if let Some(tz) = spec.get("timeZone").and_then(Value::as_str) {
@@ -5074,46 +4163,24 @@ fn validate_cron_job_spec(spec: &Value, old_spec: Option<&Value>, e: &mut Errs) 
     match gs(spec, "concurrencyPolicy") {
         "Allow" | "Forbid" | "Replace" => {}
         "" => e.required("spec.concurrencyPolicy", ""),
-        other => e.not_supported_str(
-            "spec.concurrencyPolicy",
-            other,
-            &["Allow", "Forbid", "Replace"],
-        ),
+        other => e.not_supported_str("spec.concurrencyPolicy", other, &["Allow", "Forbid", "Replace"]),
     }
     let empty = Value::Object(Map::new());
     let jspec = spec.pointer("/jobTemplate/spec").unwrap_or(&empty);
     validate_job_spec_common(jspec, "spec.jobTemplate.spec", e);
     if let Some(sel) = jspec.get("selector").filter(|v| !v.is_null()) {
-        e.invalid(
-            "spec.jobTemplate.spec.selector",
-            go_label_selector(Some(sel)),
-            "`selector` will be auto-generated",
-        );
+        e.invalid("spec.jobTemplate.spec.selector", go_label_selector(Some(sel)), "`selector` will be auto-generated");
     }
     if gb(jspec, "manualSelector") == Some(true) {
-        e.not_supported(
-            "spec.jobTemplate.spec.manualSelector",
-            "true".into(),
-            &["nil", "false"],
-        );
+        e.not_supported("spec.jobTemplate.spec.manualSelector", "true".into(), &["nil", "false"]);
     }
-    e.nonnegative(
-        "spec.successfulJobsHistoryLimit",
-        gi(spec, "successfulJobsHistoryLimit"),
-    );
-    e.nonnegative(
-        "spec.failedJobsHistoryLimit",
-        gi(spec, "failedJobsHistoryLimit"),
-    );
+    e.nonnegative("spec.successfulJobsHistoryLimit", gi(spec, "successfulJobsHistoryLimit"));
+    e.nonnegative("spec.failedJobsHistoryLimit", gi(spec, "failedJobsHistoryLimit"));
 }
 
 fn validate_time_zone(tz: &str, e: &mut Errs) {
     if tz.is_empty() {
-        e.invalid_str(
-            "spec.timeZone",
-            tz,
-            "timeZone must be nil or non-empty string",
-        );
+        e.invalid_str("spec.timeZone", tz, "timeZone must be nil or non-empty string");
         return;
     }
     let part_ok = |p: &str| {
@@ -5122,8 +4189,7 @@ fn validate_time_zone(tz: &str, e: &mut Errs) {
             && !p.starts_with('-')
             && !p.is_empty()
             && p.len() <= 14
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
     };
     if !tz.split('/').all(part_ok) {
         e.invalid_str("spec.timeZone", tz, &format!("unknown time zone {tz}"));
@@ -5152,17 +4218,13 @@ fn parse_cron_schedule(spec: &str) -> Result<(), String> {
     }
     if spec.starts_with('@') {
         return match spec {
-            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight"
-            | "@hourly" => Ok(()),
+            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => Ok(()),
             s if s.starts_with("@every ") => {
                 let d = &s["@every ".len()..];
                 if parse_go_duration(d) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "failed to parse duration {s}: time: invalid duration {}",
-                        q(d)
-                    ))
+                    Err(format!("failed to parse duration {s}: time: invalid duration {}", q(d)))
                 }
             }
             s => Err(format!("unrecognized descriptor: {s}")),
@@ -5170,11 +4232,7 @@ fn parse_cron_schedule(spec: &str) -> Result<(), String> {
     }
     let fields: Vec<&str> = spec.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: [{}]",
-            fields.len(),
-            fields.join(" ")
-        ));
+        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
     }
     let months: &[(&str, u32)] = &[
         ("jan", 1),
@@ -5190,23 +4248,9 @@ fn parse_cron_schedule(spec: &str) -> Result<(), String> {
         ("nov", 11),
         ("dec", 12),
     ];
-    let days: &[(&str, u32)] = &[
-        ("sun", 0),
-        ("mon", 1),
-        ("tue", 2),
-        ("wed", 3),
-        ("thu", 4),
-        ("fri", 5),
-        ("sat", 6),
-    ];
+    let days: &[(&str, u32)] = &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)];
     type Names<'a> = &'a [(&'a str, u32)];
-    let bounds: [(u32, u32, Names); 5] = [
-        (0, 59, &[]),
-        (0, 23, &[]),
-        (1, 31, &[]),
-        (1, 12, months),
-        (0, 6, days),
-    ];
+    let bounds: [(u32, u32, Names); 5] = [(0, 59, &[]), (0, 23, &[]), (1, 31, &[]), (1, 12, months), (0, 6, days)];
     for (field, (min, max, names)) in fields.iter().zip(bounds.iter()) {
         for expr in field.split(',').filter(|s| !s.is_empty()) {
             cron_range(expr, *min, *max, names)?;
@@ -5220,10 +4264,7 @@ fn cron_int(expr: &str, names: &[(&str, u32)]) -> Result<u32, String> {
         return Ok(*v);
     }
     match expr.parse::<i64>() {
-        Err(_) => Err(format!(
-            "failed to parse int from {expr}: strconv.Atoi: parsing {}: invalid syntax",
-            q(expr)
-        )),
+        Err(_) => Err(format!("failed to parse int from {expr}: strconv.Atoi: parsing {}: invalid syntax", q(expr))),
         Ok(n) if n < 0 => Err(format!("negative number ({n}) not allowed: {expr}")),
         Ok(n) => Ok(n.min(u32::MAX as i64) as u32),
     }
@@ -5255,19 +4296,13 @@ fn cron_range(expr: &str, min: u32, max: u32, names: &[(&str, u32)]) -> Result<(
         _ => return Err(format!("too many slashes: {expr}")),
     };
     if start < min {
-        return Err(format!(
-            "beginning of range ({start}) below minimum ({min}): {expr}"
-        ));
+        return Err(format!("beginning of range ({start}) below minimum ({min}): {expr}"));
     }
     if end > max {
-        return Err(format!(
-            "end of range ({end}) above maximum ({max}): {expr}"
-        ));
+        return Err(format!("end of range ({end}) above maximum ({max}): {expr}"));
     }
     if start > end {
-        return Err(format!(
-            "beginning of range ({start}) beyond end of range ({end}): {expr}"
-        ));
+        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
     }
     if step == 0 {
         return Err(format!("step of range should be a positive number: {expr}"));
@@ -5284,16 +4319,12 @@ fn parse_go_duration(s: &str) -> bool {
         return true;
     }
     while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if n == 0 {
             return false;
         }
         rest = &rest[n..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .iter()
-            .find(|u| rest.starts_with(**u));
+        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u));
         match unit {
             Some(u) => rest = &rest[u.len()..],
             None => return false,
@@ -5329,30 +4360,17 @@ fn validate_service(obj: &Value, e: &mut Errs) {
     }
     match ty {
         "LoadBalancer" | "NodePort" if headless => {
-            e.invalid_str(
-                "spec.clusterIPs[0]",
-                "None",
-                &format!("may not be set to 'None' for {ty} services"),
-            );
+            e.invalid_str("spec.clusterIPs[0]", "None", &format!("may not be set to 'None' for {ty} services"));
         }
         "ExternalName" => {
             if !ga(spec, "clusterIPs").is_empty() {
-                e.forbidden(
-                    "spec.clusterIPs",
-                    "may not be set for ExternalName services",
-                );
+                e.forbidden("spec.clusterIPs", "may not be set for ExternalName services");
             }
             if !ga(spec, "ipFamilies").is_empty() {
-                e.forbidden(
-                    "spec.ipFamilies",
-                    "may not be set for ExternalName services",
-                );
+                e.forbidden("spec.ipFamilies", "may not be set for ExternalName services");
             }
             if present(spec, "ipFamilyPolicy") {
-                e.forbidden(
-                    "spec.ipFamilyPolicy",
-                    "may not be set for ExternalName services",
-                );
+                e.forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services");
             }
             let en = gs(spec, "externalName");
             let cname = en.strip_suffix('.').unwrap_or(en);
@@ -5404,15 +4422,9 @@ fn validate_service(obj: &Value, e: &mut Errs) {
         match cfg {
             None => e.required(cp, "when session affinity type is ClientIP"),
             Some(c) => match c.get("clientIP").filter(|v| v.is_object()) {
-                None => e.required(
-                    &child(cp, "clientIP"),
-                    "when session affinity type is ClientIP",
-                ),
+                None => e.required(&child(cp, "clientIP"), "when session affinity type is ClientIP"),
                 Some(ci) => match gi(ci, "timeoutSeconds") {
-                    None => e.required(
-                        &child(cp, "clientIP.timeoutSeconds"),
-                        "when session affinity type is ClientIP",
-                    ),
+                    None => e.required(&child(cp, "clientIP.timeoutSeconds"), "when session affinity type is ClientIP"),
                     Some(t) if t <= 0 || t > 86400 => e.invalid_int(
                         &child(cp, "clientIP.timeoutSeconds"),
                         t,
@@ -5423,10 +4435,7 @@ fn validate_service(obj: &Value, e: &mut Errs) {
             },
         }
     } else if affinity == "None" && present(spec, "sessionAffinityConfig") {
-        e.forbidden(
-            "spec.sessionAffinityConfig",
-            "must not be set when session affinity is None",
-        );
+        e.forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None");
     }
     validate_cluster_ips_related(spec, e);
     for (i, ip) in ga(spec, "externalIPs").iter().enumerate() {
@@ -5444,19 +4453,12 @@ fn validate_service(obj: &Value, e: &mut Errs) {
     match ty {
         "" => e.required("spec.type", ""),
         "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort" => {}
-        other => e.not_supported_str(
-            "spec.type",
-            other,
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        ),
+        other => e.not_supported_str("spec.type", other, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]),
     }
     if ty == "ClusterIP" {
         for (i, p) in ports.iter().enumerate() {
             if gi(p, "nodePort").unwrap_or(0) != 0 {
-                e.forbidden(
-                    &child(&idx("spec.ports", i), "nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
-                );
+                e.forbidden(&child(&idx("spec.ports", i), "nodePort"), "may not be used when `type` is 'ClusterIP'");
             }
         }
     }
@@ -5492,35 +4494,24 @@ fn validate_service(obj: &Value, e: &mut Errs) {
         }
     }
     if present(spec, "allocateLoadBalancerNodePorts") && ty != "LoadBalancer" {
-        e.forbidden(
-            "spec.allocateLoadBalancerNodePorts",
-            "may only be used when `type` is 'LoadBalancer'",
-        );
+        e.forbidden("spec.allocateLoadBalancerNodePorts", "may only be used when `type` is 'LoadBalancer'");
     }
     if ty == "LoadBalancer" && !present(spec, "allocateLoadBalancerNodePorts") {
         e.required("allocateLoadBalancerNodePorts", "");
     }
     if let Some(lbc) = spec.get("loadBalancerClass").and_then(Value::as_str) {
         if ty != "LoadBalancer" {
-            e.forbidden(
-                "spec.loadBalancerClass",
-                "may only be used when `type` is 'LoadBalancer'",
-            );
+            e.forbidden("spec.loadBalancerClass", "may only be used when `type` is 'LoadBalancer'");
         } else {
             validate_qualified_name(lbc, "spec.loadBalancerClass", e);
         }
     }
-    let externally_accessible = ty == "LoadBalancer"
-        || ty == "NodePort"
-        || (ty == "ClusterIP" && !ga(spec, "externalIPs").is_empty());
+    let externally_accessible =
+        ty == "LoadBalancer" || ty == "NodePort" || (ty == "ClusterIP" && !ga(spec, "externalIPs").is_empty());
     let etp = gs(spec, "externalTrafficPolicy");
     if !externally_accessible {
         if !etp.is_empty() {
-            e.invalid_str(
-                "spec.externalTrafficPolicy",
-                etp,
-                "may only be set for externally-accessible services",
-            );
+            e.invalid_str("spec.externalTrafficPolicy", etp, "may only be set for externally-accessible services");
         }
     } else if etp.is_empty() {
         e.required("spec.externalTrafficPolicy", "");
@@ -5547,9 +4538,7 @@ fn validate_service(obj: &Value, e: &mut Errs) {
             }
         }
         Some("Cluster") | Some("Local") => {}
-        Some(other) => {
-            e.not_supported_str("spec.internalTrafficPolicy", other, &["Cluster", "Local"])
-        }
+        Some(other) => e.not_supported_str("spec.internalTrafficPolicy", other, &["Cluster", "Local"]),
     }
     if let Some(td) = spec.get("trafficDistribution").and_then(Value::as_str) {
         if td != "PreferClose" {
@@ -5567,35 +4556,21 @@ fn validate_non_special_ip(ip: &str, path: &str, e: &mut Errs) {
         e.invalid_str(path, ip, &format!("may not be unspecified ({ip})"));
     }
     if addr.is_loopback() {
-        e.invalid_str(
-            path,
-            ip,
-            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
-        );
+        e.invalid_str(path, ip, "may not be in the loopback range (127.0.0.0/8, ::1/128)");
     }
     let link_local = match addr {
         std::net::IpAddr::V4(v4) => v4.is_link_local(),
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     };
     if link_local {
-        e.invalid_str(
-            path,
-            ip,
-            "may not be in the link-local range (169.254.0.0/16, fe80::/10)",
-        );
+        e.invalid_str(path, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)");
     }
     let ll_multicast = match addr {
-        std::net::IpAddr::V4(v4) => {
-            v4.octets()[0] == 224 && v4.octets()[1] == 0 && v4.octets()[2] == 0
-        }
+        std::net::IpAddr::V4(v4) => v4.octets()[0] == 224 && v4.octets()[1] == 0 && v4.octets()[2] == 0,
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xff0f) == 0xff02,
     };
     if ll_multicast {
-        e.invalid_str(
-            path,
-            ip,
-            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
-        );
+        e.invalid_str(path, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)");
     }
 }
 
@@ -5610,18 +4585,10 @@ fn validate_cluster_ips_related(spec: &Value, e: &mut Errs) {
         if cips.is_empty() {
             e.required("spec.clusterIPs", "");
         } else if cips[0].as_str() != Some(cip) {
-            e.invalid(
-                "spec.clusterIPs",
-                cips_rendered.clone(),
-                "first value must match `clusterIP`",
-            );
+            e.invalid("spec.clusterIPs", cips_rendered.clone(), "first value must match `clusterIP`");
         }
     } else if !cips.is_empty() {
-        e.invalid(
-            "spec.clusterIPs",
-            cips_rendered.clone(),
-            "must be empty when `clusterIP` is not specified",
-        );
+        e.invalid("spec.clusterIPs", cips_rendered.clone(), "must be empty when `clusterIP` is not specified");
     }
     let mut seen = BTreeSet::new();
     for (i, f) in ga(spec, "ipFamilies").iter().enumerate() {
@@ -5636,11 +4603,7 @@ fn validate_cluster_ips_related(spec: &Value, e: &mut Errs) {
     }
     if let Some(pol) = spec.get("ipFamilyPolicy").and_then(Value::as_str) {
         if !["PreferDualStack", "RequireDualStack", "SingleStack"].contains(&pol) {
-            e.not_supported_str(
-                "spec.ipFamilyPolicy",
-                pol,
-                &["PreferDualStack", "RequireDualStack", "SingleStack"],
-            );
+            e.not_supported_str("spec.ipFamilyPolicy", pol, &["PreferDualStack", "RequireDualStack", "SingleStack"]);
         }
     }
     let mut invalid_ips = false;
@@ -5649,11 +4612,7 @@ fn validate_cluster_ips_related(spec: &Value, e: &mut Errs) {
         if i == 0 && ip == "None" {
             if cips.len() > 1 {
                 invalid_ips = true;
-                e.invalid(
-                    "spec.clusterIPs",
-                    cips_rendered.clone(),
-                    "'None' must be the first and only value",
-                );
+                e.invalid("spec.clusterIPs", cips_rendered.clone(), "'None' must be the first and only value");
             }
             continue;
         }
@@ -5666,26 +4625,15 @@ fn validate_cluster_ips_related(spec: &Value, e: &mut Errs) {
         }
     }
     if cips.len() > 2 {
-        e.invalid(
-            "spec.clusterIPs",
-            cips_rendered.clone(),
-            "may only hold up to 2 values",
-        );
+        e.invalid("spec.clusterIPs", cips_rendered.clone(), "may only hold up to 2 values");
     }
     if invalid_ips {
         return;
     }
     if cips.len() > 1 {
-        let v6: Vec<bool> = cips
-            .iter()
-            .map(|c| c.as_str().unwrap_or("").contains(':'))
-            .collect();
+        let v6: Vec<bool> = cips.iter().map(|c| c.as_str().unwrap_or("").contains(':')).collect();
         if v6.iter().all(|x| *x) || v6.iter().all(|x| !*x) || cips.len() > 2 {
-            e.invalid(
-                "spec.clusterIPs",
-                cips_rendered.clone(),
-                "may specify no more than one IP for each IP family",
-            );
+            e.invalid("spec.clusterIPs", cips_rendered.clone(), "may specify no more than one IP for each IP family");
         }
     }
     let fams = ga(spec, "ipFamilies");
@@ -5719,46 +4667,25 @@ fn validate_service_update(obj: &Value, old: &Value, e: &mut Errs) {
     let old_spec = old.get("spec").unwrap_or(&empty);
     let ty = gs(spec, "type");
     let old_ty = gs(old_spec, "type");
-    if ty != "ExternalName"
-        && old_ty != "ExternalName"
-        && !(is_headless(spec) && is_headless(old_spec))
-    {
+    if ty != "ExternalName" && old_ty != "ExternalName" && !(is_headless(spec) && is_headless(old_spec)) {
         let new_c = ga(spec, "clusterIPs");
         let old_c = ga(old_spec, "clusterIPs");
         let rendered = go_strings(spec.get("clusterIPs"));
         if new_c.len() == old_c.len() {
             for (i, ip) in old_c.iter().enumerate() {
                 if Some(ip) != new_c.get(i) {
-                    e.invalid(
-                        &idx("spec.clusterIPs", i),
-                        rendered.clone(),
-                        "may not change once set",
-                    );
+                    e.invalid(&idx("spec.clusterIPs", i), rendered.clone(), "may not change once set");
                 }
             }
         } else if old_c.len() > new_c.len() {
             if new_c.is_empty() {
-                e.invalid(
-                    "spec.clusterIPs[0]",
-                    rendered.clone(),
-                    "primary clusterIP can not be unset",
-                );
+                e.invalid("spec.clusterIPs[0]", rendered.clone(), "primary clusterIP can not be unset");
             }
             if !new_c.is_empty() && new_c[0] != old_c[0] {
-                e.invalid(
-                    "spec.clusterIPs[0]",
-                    rendered.clone(),
-                    "may not change once set",
-                );
+                e.invalid("spec.clusterIPs[0]", rendered.clone(), "may not change once set");
             }
-            if new_c.len() == 1
-                && spec.get("ipFamilyPolicy").and_then(Value::as_str) != Some("SingleStack")
-            {
-                let pol = spec
-                    .get("ipFamilyPolicy")
-                    .and_then(Value::as_str)
-                    .map(q)
-                    .unwrap_or("null".into());
+            if new_c.len() == 1 && spec.get("ipFamilyPolicy").and_then(Value::as_str) != Some("SingleStack") {
+                let pol = spec.get("ipFamilyPolicy").and_then(Value::as_str).map(q).unwrap_or("null".into());
                 e.invalid(
                     "spec.ipFamilyPolicy",
                     pol,
@@ -5782,11 +4709,7 @@ fn validate_service_update(obj: &Value, old: &Value, e: &mut Errs) {
                 e.invalid("spec.ipFamilies[0]", rendered, "may not change once set");
             }
         } else if !nf.is_empty() && !of.is_empty() && nf[0] != of[0] {
-            e.invalid(
-                "spec.ipFamilies[0]",
-                go_strings(spec.get("clusterIPs")),
-                "may not change once set",
-            );
+            e.invalid("spec.ipFamilies[0]", go_strings(spec.get("clusterIPs")), "may not change once set");
         }
     }
     if old_ty == "LoadBalancer" && ty == "LoadBalancer" {
@@ -5794,19 +4717,11 @@ fn validate_service_update(obj: &Value, old: &Value, e: &mut Errs) {
         let n = spec.get("loadBalancerClass").filter(|v| !v.is_null());
         if o != n {
             let rendered = n.and_then(Value::as_str).map(q).unwrap_or("null".into());
-            e.invalid(
-                "spec.loadBalancerClass",
-                rendered,
-                "may not change once set",
-            );
+            e.invalid("spec.loadBalancerClass", rendered, "may not change once set");
         }
     }
-    let needs =
-        |s: &Value| gs(s, "type") == "LoadBalancer" && gs(s, "externalTrafficPolicy") == "Local";
-    if needs(old_spec)
-        && needs(spec)
-        && gi(spec, "healthCheckNodePort") != gi(old_spec, "healthCheckNodePort")
-    {
+    let needs = |s: &Value| gs(s, "type") == "LoadBalancer" && gs(s, "externalTrafficPolicy") == "Local";
+    if needs(old_spec) && needs(spec) && gi(spec, "healthCheckNodePort") != gi(old_spec, "healthCheckNodePort") {
         e.forbidden("spec.healthCheckNodePort", IMMUTABLE);
     }
     validate_service(obj, e);
@@ -5819,10 +4734,7 @@ const MAX_SECRET_SIZE: usize = 1024 * 1024;
 
 fn b64_len(s: &str) -> usize {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map(|b| b.len())
-        .unwrap_or(s.len())
+    base64::engine::general_purpose::STANDARD.decode(s).map(|b| b.len()).unwrap_or(s.len())
 }
 
 fn validate_config_map(obj: &Value, e: &mut Errs) {
@@ -5894,24 +4806,16 @@ fn validate_secret(obj: &Value, e: &mut Errs) {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if sa.is_empty() {
-                e.required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                );
+                e.required("metadata.annotations[kubernetes.io/service-account.name]", "");
             }
         }
         "kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson" => {
-            let k = if gs(obj, "type") == "kubernetes.io/dockercfg" {
-                ".dockercfg"
-            } else {
-                ".dockerconfigjson"
-            };
+            let k = if gs(obj, "type") == "kubernetes.io/dockercfg" { ".dockercfg" } else { ".dockerconfigjson" };
             if !has(k) {
                 e.required(&key("data", k), "");
             } else {
-                let ok = decoded(k)
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .is_some_and(|v| v.is_object());
+                let ok =
+                    decoded(k).and_then(|b| serde_json::from_slice::<Value>(&b).ok()).is_some_and(|v| v.is_object());
                 if !ok {
                     e.invalid_str(
                         &key("data", k),
@@ -5943,18 +4847,10 @@ fn validate_secret(obj: &Value, e: &mut Errs) {
 fn validate_pvc_spec(spec: &Value, path: &str, e: &mut Errs) {
     let modes = ga(spec, "accessModes");
     if modes.is_empty() {
-        e.required(
-            &child(path, "accessModes"),
-            "at least 1 access mode is required",
-        );
+        e.required(&child(path, "accessModes"), "at least 1 access mode is required");
     }
     validate_label_selector(spec.get("selector"), &child(path, "selector"), e);
-    let supported = [
-        "ReadOnlyMany",
-        "ReadWriteMany",
-        "ReadWriteOnce",
-        "ReadWriteOncePod",
-    ];
+    let supported = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
     let (mut rwop, mut other) = (false, false);
     for m in modes {
         let m = m.as_str().unwrap_or("");
@@ -5968,10 +4864,7 @@ fn validate_pvc_spec(spec: &Value, path: &str, e: &mut Errs) {
         }
     }
     if rwop && other {
-        e.forbidden(
-            &child(path, "accessModes"),
-            "may not use ReadWriteOncePod with other access modes",
-        );
+        e.forbidden(&child(path, "accessModes"), "may not use ReadWriteOncePod with other access modes");
     }
     let sp = key(&child(path, "resources"), "storage");
     match spec.pointer("/resources/requests/storage") {
@@ -5984,11 +4877,7 @@ fn validate_pvc_spec(spec: &Value, path: &str, e: &mut Errs) {
             }
         }
     }
-    if let Some(sc) = spec
-        .get("storageClassName")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(sc) = spec.get("storageClassName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         validate_dns1123_subdomain(sc, &child(path, "storageClassName"), e);
     }
     if let Some(vm) = spec.get("volumeMode").and_then(Value::as_str) {
@@ -6028,10 +4917,8 @@ fn validate_pvc_update(obj: &Value, old: &Value, e: &mut Errs) {
     if bound {
         if let Some(n) = new_c.as_object_mut() {
             if let Some(s) = old_spec.pointer("/resources/requests/storage") {
-                if let Some(r) = n
-                    .get_mut("resources")
-                    .and_then(|r| r.get_mut("requests"))
-                    .and_then(Value::as_object_mut)
+                if let Some(r) =
+                    n.get_mut("resources").and_then(|r| r.get_mut("requests")).and_then(Value::as_object_mut)
                 {
                     r.insert("storage".into(), s.clone());
                 }
@@ -6053,11 +4940,7 @@ fn validate_pvc_update(obj: &Value, old: &Value, e: &mut Errs) {
             &format!("spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n{diff}"),
         );
     }
-    let q_of = |v: &Value| {
-        v.pointer("/resources/requests/storage")
-            .and_then(Value::as_str)
-            .and_then(parse_quantity)
-    };
+    let q_of = |v: &Value| v.pointer("/resources/requests/storage").and_then(Value::as_str).and_then(parse_quantity);
     if let (Some(n), Some(o)) = (q_of(spec), q_of(old_spec)) {
         if n.nanos < o.nanos {
             let status_cap = old
@@ -6067,19 +4950,12 @@ fn validate_pvc_update(obj: &Value, old: &Value, e: &mut Errs) {
                 .map(|q| q.nanos)
                 .unwrap_or(0);
             if n.nanos <= status_cap {
-                e.forbidden(
-                    "spec.resources.requests.storage",
-                    "field can not be less than status.capacity",
-                );
+                e.forbidden("spec.resources.requests.storage", "field can not be less than status.capacity");
             }
         }
     }
     if spec.get("volumeMode") != old_spec.get("volumeMode") {
-        let rendered = spec
-            .get("volumeMode")
-            .and_then(Value::as_str)
-            .map(q)
-            .unwrap_or("null".into());
+        let rendered = spec.get("volumeMode").and_then(Value::as_str).map(q).unwrap_or("null".into());
         e.invalid("volumeMode", rendered, IMMUTABLE);
     }
 }
@@ -6117,12 +4993,7 @@ fn validate_pv(obj: &Value, e: &mut Errs) {
     if modes.is_empty() {
         e.required("spec.accessModes", "");
     }
-    let supported = [
-        "ReadOnlyMany",
-        "ReadWriteMany",
-        "ReadWriteOnce",
-        "ReadWriteOncePod",
-    ];
+    let supported = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
     let (mut rwop, mut other) = (false, false);
     for m in modes {
         let m = m.as_str().unwrap_or("");
@@ -6136,10 +5007,7 @@ fn validate_pv(obj: &Value, e: &mut Errs) {
         }
     }
     if rwop && other {
-        e.forbidden(
-            "spec.accessModes",
-            "may not use ReadWriteOncePod with other access modes",
-        );
+        e.forbidden("spec.accessModes", "may not use ReadWriteOncePod with other access modes");
     }
     let cap = gm(spec, "capacity");
     if cap.is_none_or(Map::is_empty) {
@@ -6151,21 +5019,13 @@ fn validate_pv(obj: &Value, e: &mut Errs) {
     for (k, v) in sorted_entries(cap) {
         if let Some(qv) = v.as_str().and_then(parse_quantity) {
             if qv.nanos <= 0 {
-                e.invalid_str(
-                    &key("spec.capacity", k),
-                    &canonical_quantity(&qv),
-                    "must be greater than zero",
-                );
+                e.invalid_str(&key("spec.capacity", k), &canonical_quantity(&qv), "must be greater than zero");
             }
         }
     }
     let rp = gs(spec, "persistentVolumeReclaimPolicy");
     if !rp.is_empty() && !["Delete", "Recycle", "Retain"].contains(&rp) {
-        e.not_supported_str(
-            "spec.persistentVolumeReclaimPolicy",
-            rp,
-            &["Delete", "Recycle", "Retain"],
-        );
+        e.not_supported_str("spec.persistentVolumeReclaimPolicy", rp, &["Delete", "Recycle", "Retain"]);
     }
     let mut n = 0;
     for s in PV_SOURCES {
@@ -6198,10 +5058,7 @@ fn validate_pv(obj: &Value, e: &mut Errs) {
                 } else {
                     validate_path_no_backsteps(p, "spec.local.path", e);
                 }
-                if spec
-                    .pointer("/nodeAffinity/required")
-                    .is_none_or(Value::is_null)
-                {
+                if spec.pointer("/nodeAffinity/required").is_none_or(Value::is_null) {
                     e.required("spec.nodeAffinity", "Local volume requires node affinity");
                 }
             }
@@ -6239,11 +5096,7 @@ fn validate_pv_update(obj: &Value, old: &Value, e: &mut Errs) {
     let pick = |s: &Value| -> Map<String, Value> {
         PV_SOURCES
             .iter()
-            .filter_map(|k| {
-                s.get(*k)
-                    .filter(|v| !v.is_null())
-                    .map(|v| (k.to_string(), v.clone()))
-            })
+            .filter_map(|k| s.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
             .collect()
     };
     let (mut ns, os) = (pick(spec), pick(old_spec));
@@ -6256,22 +5109,14 @@ fn validate_pv_update(obj: &Value, old: &Value, e: &mut Errs) {
         }
     }
     if ns != os {
-        let diff = json_diff(
-            "core.PersistentVolumeSource",
-            &Value::Object(os),
-            &Value::Object(ns),
-        );
+        let diff = json_diff("core.PersistentVolumeSource", &Value::Object(os), &Value::Object(ns));
         e.forbidden(
             "spec.persistentvolumesource",
             &format!("spec.persistentvolumesource is immutable after creation\n{diff}"),
         );
     }
     if spec.get("volumeMode") != old_spec.get("volumeMode") {
-        let rendered = spec
-            .get("volumeMode")
-            .and_then(Value::as_str)
-            .map(q)
-            .unwrap_or("null".into());
+        let rendered = spec.get("volumeMode").and_then(Value::as_str).map(q).unwrap_or("null".into());
         e.invalid("volumeMode", rendered, IMMUTABLE);
     }
 }
@@ -6281,20 +5126,11 @@ fn validate_pv_update(obj: &Value, old: &Value, e: &mut Errs) {
 
 fn validate_namespace(obj: &Value, e: &mut Errs) {
     validate_object_meta(obj, "", "Namespace", e);
-    for f in obj
-        .pointer("/spec/finalizers")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
+    for f in obj.pointer("/spec/finalizers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
         let f = f.as_str().unwrap_or("");
         validate_qualified_name(f, "spec.finalizers", e);
         if !f.contains('/') && !is_standard_finalizer(f) {
-            e.invalid_str(
-                "spec.finalizers",
-                f,
-                "name is neither a standard finalizer name nor is it fully qualified",
-            );
+            e.invalid_str("spec.finalizers", f, "name is neither a standard finalizer name nor is it fully qualified");
         }
     }
 }
@@ -6314,25 +5150,15 @@ fn validate_taints(taints: &[Value], path: &str, e: &mut Errs) {
         if effect.is_empty() {
             e.required(&child(&p, "effect"), "");
         } else if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
-            e.not_supported_str(
-                &child(&p, "effect"),
-                effect,
-                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
-            );
+            e.not_supported_str(&child(&p, "effect"), effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]);
         }
         if !unique.insert((effect.to_string(), k.to_string())) {
-            let rendered = format!(
-                "core.Taint{{Key:{}, Value:{}, Effect:{}, TimeAdded:(*v1.Time)(nil)}}",
-                q(k),
-                q(v),
-                q(effect)
-            );
+            let rendered =
+                format!("core.Taint{{Key:{}, Value:{}, Effect:{}, TimeAdded:(*v1.Time)(nil)}}", q(k), q(v), q(effect));
             e.push(cause(
                 "FieldValueDuplicate",
                 &p,
-                format!(
-                    "Duplicate value: {rendered}: taints must be unique by key and effect pair"
-                ),
+                format!("Duplicate value: {rendered}: taints must be unique by key and effect pair"),
             ));
         }
     }
@@ -6340,10 +5166,7 @@ fn validate_taints(taints: &[Value], path: &str, e: &mut Errs) {
 
 fn validate_node_resources(obj: &Value, e: &mut Errs) {
     for f in ["capacity", "allocatable"] {
-        for (k, v) in sorted_entries(
-            obj.pointer(&format!("/status/{f}"))
-                .and_then(Value::as_object),
-        ) {
+        for (k, v) in sorted_entries(obj.pointer(&format!("/status/{f}")).and_then(Value::as_object)) {
             validate_resource_quantity_value(k, v, &format!("status.{f}.{k}"), e);
         }
     }
@@ -6363,10 +5186,7 @@ fn validate_node(obj: &Value, e: &mut Errs) {
         }
     }
     if cidrs.len() > 1 {
-        let v6: Vec<bool> = cidrs
-            .iter()
-            .map(|c| c.as_str().unwrap_or("").contains(':'))
-            .collect();
+        let v6: Vec<bool> = cidrs.iter().map(|c| c.as_str().unwrap_or("").contains(':')).collect();
         if cidrs.len() > 2 || v6[0] == v6[1] {
             e.invalid(
                 "spec.podCIDRs",
@@ -6392,17 +5212,11 @@ fn validate_node_update(obj: &Value, old: &Value, e: &mut Errs) {
     let old_spec = old.get("spec").unwrap_or(&empty);
     let old_cidrs = ga(old_spec, "podCIDRs");
     if !old_cidrs.is_empty() && ga(spec, "podCIDRs") != old_cidrs {
-        e.forbidden(
-            "spec.podCIDRs",
-            "node updates may not change podCIDR except from \"\" to valid",
-        );
+        e.forbidden("spec.podCIDRs", "node updates may not change podCIDR except from \"\" to valid");
     }
     let old_pid = gs(old_spec, "providerID");
     if !old_pid.is_empty() && old_pid != gs(spec, "providerID") {
-        e.forbidden(
-            "spec.providerID",
-            "node updates may not change providerID except from \"\" to valid",
-        );
+        e.forbidden("spec.providerID", "node updates may not change providerID except from \"\" to valid");
     }
     validate_taints(ga(spec, "taints"), "metadata.taints", e);
     if spec.get("externalID") != old_spec.get("externalID") {
@@ -6480,13 +5294,8 @@ fn validate_resource_quota(obj: &Value, e: &mut Errs) {
 fn validate_limit_range(obj: &Value, e: &mut Errs) {
     validate_object_meta(obj, "", "LimitRange", e);
     let mut types = BTreeSet::new();
-    for (i, l) in obj
-        .pointer("/spec/limits")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-        .iter()
-        .enumerate()
+    for (i, l) in
+        obj.pointer("/spec/limits").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]).iter().enumerate()
     {
         let p = idx("spec.limits", i);
         let t = gs(l, "type");
@@ -6496,31 +5305,16 @@ fn validate_limit_range(obj: &Value, e: &mut Errs) {
         }
         if t == "Pod" {
             if gm(l, "default").is_some_and(|m| !m.is_empty()) {
-                e.forbidden(
-                    &child(&p, "default"),
-                    "may not be specified when `type` is 'Pod'",
-                );
+                e.forbidden(&child(&p, "default"), "may not be specified when `type` is 'Pod'");
             }
             if gm(l, "defaultRequest").is_some_and(|m| !m.is_empty()) {
-                e.forbidden(
-                    &child(&p, "defaultRequest"),
-                    "may not be specified when `type` is 'Pod'",
-                );
+                e.forbidden(&child(&p, "defaultRequest"), "may not be specified when `type` is 'Pod'");
             }
         }
-        let qv = |f: &str, k: &str| {
-            l.get(f)
-                .and_then(|m| m.get(k))
-                .and_then(Value::as_str)
-                .and_then(parse_quantity)
-        };
+        let qv = |f: &str, k: &str| l.get(f).and_then(|m| m.get(k)).and_then(Value::as_str).and_then(parse_quantity);
         let keys: BTreeSet<String> = ["max", "min", "default", "defaultRequest"]
             .iter()
-            .flat_map(|f| {
-                gm(l, f)
-                    .map(|m| m.keys().cloned().collect::<Vec<_>>())
-                    .unwrap_or_default()
-            })
+            .flat_map(|f| gm(l, f).map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default())
             .collect();
         for k in keys {
             if let (Some(mn), Some(mx)) = (qv("min", &k), qv("max", &k)) {
@@ -6584,10 +5378,7 @@ fn validate_policy_rules(obj: &Value, namespaced: bool, e: &mut Errs) {
                     "namespaced rules cannot apply to non-resource URLs",
                 );
             }
-            if !ga(r, "apiGroups").is_empty()
-                || !ga(r, "resources").is_empty()
-                || !ga(r, "resourceNames").is_empty()
-            {
+            if !ga(r, "apiGroups").is_empty() || !ga(r, "resources").is_empty() || !ga(r, "resourceNames").is_empty() {
                 e.invalid(
                     &child(&p, "nonResourceURLs"),
                     go_strings(r.get("nonResourceURLs")),
@@ -6597,22 +5388,13 @@ fn validate_policy_rules(obj: &Value, namespaced: bool, e: &mut Errs) {
             continue;
         }
         if ga(r, "apiGroups").is_empty() {
-            e.required(
-                &child(&p, "apiGroups"),
-                "resource rules must supply at least one api group",
-            );
+            e.required(&child(&p, "apiGroups"), "resource rules must supply at least one api group");
         }
         if ga(r, "resources").is_empty() {
-            e.required(
-                &child(&p, "resources"),
-                "resource rules must supply at least one resource",
-            );
+            e.required(&child(&p, "resources"), "resource rules must supply at least one resource");
         }
         if !ga(r, "resourceNames").is_empty() && ga(r, "resources").len() > 1 {
-            e.required(
-                &child(&p, "resourceNames"),
-                "resource names cannot apply to multiple resources",
-            );
+            e.required(&child(&p, "resourceNames"), "resource names cannot apply to multiple resources");
         }
     }
 }
@@ -6622,11 +5404,7 @@ fn validate_binding(obj: &Value, cluster: bool, e: &mut Errs) {
     let rr = obj.get("roleRef").unwrap_or(&empty);
     let api_group = gs(rr, "apiGroup");
     if api_group != "rbac.authorization.k8s.io" {
-        e.not_supported_str(
-            "roleRef.apiGroup",
-            api_group,
-            &["rbac.authorization.k8s.io"],
-        );
+        e.not_supported_str("roleRef.apiGroup", api_group, &["rbac.authorization.k8s.io"]);
     }
     let k = gs(rr, "kind");
     if cluster {
@@ -6667,26 +5445,14 @@ fn validate_binding(obj: &Value, cluster: bool, e: &mut Errs) {
             }
             "User" | "Group" => {
                 if name.is_empty() {
-                    let what = if gs(s, "kind") == "User" {
-                        "user"
-                    } else {
-                        "group"
-                    };
-                    e.invalid_str(
-                        &child(&p, "name"),
-                        name,
-                        &format!("{what} name cannot be empty"),
-                    );
+                    let what = if gs(s, "kind") == "User" { "user" } else { "group" };
+                    e.invalid_str(&child(&p, "name"), name, &format!("{what} name cannot be empty"));
                 }
                 if ag != "rbac.authorization.k8s.io" {
                     e.not_supported_str(&child(&p, "apiGroup"), ag, &["rbac.authorization.k8s.io"]);
                 }
             }
-            other => e.not_supported_str(
-                &child(&p, "kind"),
-                other,
-                &["ServiceAccount", "User", "Group"],
-            ),
+            other => e.not_supported_str(&child(&p, "kind"), other, &["ServiceAccount", "User", "Group"]),
         }
     }
 }
@@ -6694,12 +5460,7 @@ fn validate_binding(obj: &Value, cluster: bool, e: &mut Errs) {
 fn go_role_ref(v: Option<&Value>) -> String {
     let empty = Value::Object(Map::new());
     let v = v.unwrap_or(&empty);
-    format!(
-        "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
-        q(gs(v, "apiGroup")),
-        q(gs(v, "kind")),
-        q(gs(v, "name"))
-    )
+    format!("rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}", q(gs(v, "apiGroup")), q(gs(v, "kind")), q(gs(v, "name")))
 }
 
 // =============================================================================================
@@ -6779,17 +5540,10 @@ fn validate_ingress(obj: &Value, create: bool, e: &mut Errs) {
         let host = gs(r, "host");
         if !host.is_empty() {
             if host.parse::<std::net::IpAddr>().is_ok() {
-                e.invalid_str(
-                    &child(&p, "host"),
-                    host,
-                    "must be a DNS name, not an IP address",
-                );
+                e.invalid_str(&child(&p, "host"), host, "must be a DNS name, not an IP address");
             }
-            let msgs = if host.contains('*') {
-                is_wildcard_dns1123_subdomain(host)
-            } else {
-                is_dns1123_subdomain(host)
-            };
+            let msgs =
+                if host.contains('*') { is_wildcard_dns1123_subdomain(host) } else { is_dns1123_subdomain(host) };
             for m in msgs {
                 e.invalid_str(&child(&p, "host"), host, &m);
             }
@@ -6815,20 +5569,12 @@ fn validate_ingress(obj: &Value, create: bool, e: &mut Errs) {
                         if !path_s.is_empty() {
                             for seq in ["//", "/./", "/../", "%2f", "%2F"] {
                                 if path_s.contains(seq) {
-                                    e.invalid_str(
-                                        &child(&pp, "path"),
-                                        path_s,
-                                        &format!("must not contain '{seq}'"),
-                                    );
+                                    e.invalid_str(&child(&pp, "path"), path_s, &format!("must not contain '{seq}'"));
                                 }
                             }
                             for suf in ["/..", "/."] {
                                 if path_s.ends_with(suf) {
-                                    e.invalid_str(
-                                        &child(&pp, "path"),
-                                        path_s,
-                                        &format!("cannot end with '{suf}'"),
-                                    );
+                                    e.invalid_str(&child(&pp, "path"), path_s, &format!("cannot end with '{suf}'"));
                                 }
                             }
                         }
@@ -6844,11 +5590,7 @@ fn validate_ingress(obj: &Value, create: bool, e: &mut Errs) {
                         &["Exact", "ImplementationSpecific", "Prefix"],
                     ),
                 }
-                validate_ingress_backend(
-                    pa.get("backend").unwrap_or(&empty),
-                    &child(&pp, "backend"),
-                    e,
-                );
+                validate_ingress_backend(pa.get("backend").unwrap_or(&empty), &child(&pp, "backend"), e);
             }
         }
     }
@@ -6856,11 +5598,7 @@ fn validate_ingress(obj: &Value, create: bool, e: &mut Errs) {
         let tp = idx("spec.tls", i);
         for (j, h) in ga(t, "hosts").iter().enumerate() {
             let h = h.as_str().unwrap_or("");
-            let msgs = if h.contains('*') {
-                is_wildcard_dns1123_subdomain(h)
-            } else {
-                is_dns1123_subdomain(h)
-            };
+            let msgs = if h.contains('*') { is_wildcard_dns1123_subdomain(h) } else { is_dns1123_subdomain(h) };
             for m in msgs {
                 e.invalid_str(&idx(&child(&tp, "hosts"), j), h, &m);
             }
@@ -6912,11 +5650,7 @@ fn validate_network_policy(obj: &Value, e: &mut Errs) {
             for (j, peer) in ga(r, peers).iter().enumerate() {
                 let pp = idx(&child(&rp, peers), j);
                 validate_label_selector(peer.get("podSelector"), &child(&pp, "podSelector"), e);
-                validate_label_selector(
-                    peer.get("namespaceSelector"),
-                    &child(&pp, "namespaceSelector"),
-                    e,
-                );
+                validate_label_selector(peer.get("namespaceSelector"), &child(&pp, "namespaceSelector"), e);
                 if let Some(ipb) = peer.get("ipBlock").filter(|v| v.is_object()) {
                     let cidr = gs(ipb, "cidr");
                     if cidr.is_empty() {
@@ -6932,11 +5666,7 @@ fn validate_network_policy(obj: &Value, e: &mut Errs) {
     }
     let types = ga(spec, "policyTypes");
     if types.len() > 2 {
-        e.invalid(
-            "spec.policyTypes",
-            go_strings(spec.get("policyTypes")),
-            "may not specify more than two policyTypes",
-        );
+        e.invalid("spec.policyTypes", go_strings(spec.get("policyTypes")), "may not specify more than two policyTypes");
     }
     for (i, t) in types.iter().enumerate() {
         let t = t.as_str().unwrap_or("");
@@ -6970,17 +5700,9 @@ fn validate_event(obj: &Value, events_api: bool, e: &mut Errs) {
     let meta = obj.get("metadata").unwrap_or(&empty);
     let ns = gs(meta, "namespace");
     let (involved, controller_field, message) = if events_api {
-        (
-            obj.get("regarding").unwrap_or(&empty),
-            "reportingController",
-            gs(obj, "note"),
-        )
+        (obj.get("regarding").unwrap_or(&empty), "reportingController", gs(obj, "note"))
     } else {
-        (
-            obj.get("involvedObject").unwrap_or(&empty),
-            "reportingComponent",
-            gs(obj, "message"),
-        )
+        (obj.get("involvedObject").unwrap_or(&empty), "reportingComponent", gs(obj, "message"))
     };
     let involved_path = "involvedObject.namespace";
     let event_time = gs(obj, "eventTime");
@@ -7065,23 +5787,12 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, e: &mut Errs) {
     let empty = Value::Object(Map::new());
     validate_object_meta(obj, "autoscaling", "HorizontalPodAutoscaler", e);
     let spec = obj.get("spec").unwrap_or(&empty);
-    let min_bound = if old
-        .and_then(|o| o.pointer("/spec/minReplicas"))
-        .and_then(Value::as_i64)
-        == Some(0)
-    {
-        0
-    } else {
-        1
-    };
+    let min_bound =
+        if old.and_then(|o| o.pointer("/spec/minReplicas")).and_then(Value::as_i64) == Some(0) { 0 } else { 1 };
     let min = gi(spec, "minReplicas");
     if let Some(m) = min {
         if m < min_bound {
-            e.invalid_int(
-                "spec.minReplicas",
-                m,
-                &format!("must be greater than or equal to {min_bound}"),
-            );
+            e.invalid_int("spec.minReplicas", m, &format!("must be greater than or equal to {min_bound}"));
         }
     }
     let max = gi(spec, "maxReplicas").unwrap_or(0);
@@ -7089,11 +5800,7 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, e: &mut Errs) {
         e.invalid_int("spec.maxReplicas", max, "must be greater than 0");
     }
     if min.is_some_and(|m| max < m) {
-        e.invalid_int(
-            "spec.maxReplicas",
-            max,
-            "must be greater than or equal to `minReplicas`",
-        );
+        e.invalid_int("spec.maxReplicas", max, "must be greater than or equal to `minReplicas`");
     }
     let r = spec.get("scaleTargetRef").unwrap_or(&empty);
     for f in ["kind", "name"] {
@@ -7107,13 +5814,7 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, e: &mut Errs) {
             }
         }
     }
-    let types = [
-        "ContainerResource",
-        "External",
-        "Object",
-        "Pods",
-        "Resource",
-    ];
+    let types = ["ContainerResource", "External", "Object", "Pods", "Resource"];
     for (i, m) in ga(spec, "metrics").iter().enumerate() {
         let p = idx("spec.metrics", i);
         let t = gs(m, "type");
@@ -7132,10 +5833,7 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, e: &mut Errs) {
             _ => "",
         };
         if !field.is_empty() && !present(m, field) {
-            e.required(
-                &child(&p, field),
-                "must populate information for the given metric source",
-            );
+            e.required(&child(&p, field), "must populate information for the given metric source");
         }
     }
     if let Some(b) = spec.get("behavior").filter(|v| v.is_object()) {
@@ -7153,20 +5851,12 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, e: &mut Errs) {
                     );
                 }
                 if w > 3600 {
-                    e.invalid_int(
-                        &child(&rp, "stabilizationWindowSeconds"),
-                        w,
-                        "must be less than or equal to 3600",
-                    );
+                    e.invalid_int(&child(&rp, "stabilizationWindowSeconds"), w, "must be less than or equal to 3600");
                 }
             }
             if let Some(sp) = rules.get("selectPolicy").and_then(Value::as_str) {
                 if !["Disabled", "Max", "Min"].contains(&sp) {
-                    e.not_supported_str(
-                        &child(&rp, "selectPolicy"),
-                        sp,
-                        &["Disabled", "Max", "Min"],
-                    );
+                    e.not_supported_str(&child(&rp, "selectPolicy"), sp, &["Disabled", "Max", "Min"]);
                 }
             }
             let pols = ga(rules, "policies");
@@ -7185,18 +5875,10 @@ fn validate_hpa(obj: &Value, old: Option<&Value>, e: &mut Errs) {
                 }
                 let ps = gi(pol, "periodSeconds").unwrap_or(0);
                 if ps <= 0 {
-                    e.invalid_int(
-                        &child(&pp, "periodSeconds"),
-                        ps,
-                        "must be greater than zero",
-                    );
+                    e.invalid_int(&child(&pp, "periodSeconds"), ps, "must be greater than zero");
                 }
                 if ps > 1800 {
-                    e.invalid_int(
-                        &child(&pp, "periodSeconds"),
-                        ps,
-                        "must be less than or equal to 1800",
-                    );
+                    e.invalid_int(&child(&pp, "periodSeconds"), ps, "must be less than or equal to 1800");
                 }
             }
         }
@@ -7210,11 +5892,7 @@ fn validate_pdb(obj: &Value, e: &mut Errs) {
     let min = spec.get("minAvailable").filter(|v| !v.is_null());
     let max = spec.get("maxUnavailable").filter(|v| !v.is_null());
     if min.is_some() && max.is_some() {
-        e.invalid(
-            "spec",
-            go_json(Some(spec)),
-            "minAvailable and maxUnavailable cannot be both set",
-        );
+        e.invalid("spec", go_json(Some(spec)), "minAvailable and maxUnavailable cannot be both set");
     }
     for (f, v) in [("minAvailable", min), ("maxUnavailable", max)] {
         if v.is_some() {
@@ -7224,39 +5902,23 @@ fn validate_pdb(obj: &Value, e: &mut Errs) {
         }
     }
     validate_label_selector(spec.get("selector"), "spec.selector", e);
-    if let Some(p) = spec
-        .get("unhealthyPodEvictionPolicy")
-        .and_then(Value::as_str)
-    {
+    if let Some(p) = spec.get("unhealthyPodEvictionPolicy").and_then(Value::as_str) {
         if p != "IfHealthyBudget" && p != "AlwaysAllow" {
-            e.not_supported_str(
-                "spec.unhealthyPodEvictionPolicy",
-                p,
-                &["AlwaysAllow", "IfHealthyBudget"],
-            );
+            e.not_supported_str("spec.unhealthyPodEvictionPolicy", p, &["AlwaysAllow", "IfHealthyBudget"]);
         }
     }
 }
 
 fn validate_priority_class(obj: &Value, e: &mut Errs) {
     validate_object_meta(obj, "scheduling.k8s.io", "PriorityClass", e);
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     let system = ["system-node-critical", "system-cluster-critical"];
     if name.starts_with("system-") && !system.contains(&name) {
-        e.forbidden(
-            "metadata.name",
-            "priority class names with 'system-' prefix are reserved",
-        );
+        e.forbidden("metadata.name", "priority class names with 'system-' prefix are reserved");
     }
     if let Some(v) = gi(obj, "value") {
         if v > 1_000_000_000 && !system.contains(&name) {
-            e.forbidden(
-                "value",
-                "maximum allowed value of a user defined priority is 1000000000",
-            );
+            e.forbidden("value", "maximum allowed value of a user defined priority is 1000000000");
         }
     }
     if let Some(pp) = obj.get("preemptionPolicy").and_then(Value::as_str) {
@@ -7281,11 +5943,7 @@ fn validate_storage_class(obj: &Value, e: &mut Errs) {
     }
     if let Some(m) = obj.get("volumeBindingMode").and_then(Value::as_str) {
         if m != "Immediate" && m != "WaitForFirstConsumer" {
-            e.not_supported_str(
-                "volumeBindingMode",
-                m,
-                &["Immediate", "WaitForFirstConsumer"],
-            );
+            e.not_supported_str("volumeBindingMode", m, &["Immediate", "WaitForFirstConsumer"]);
         }
     }
 }
@@ -7295,8 +5953,7 @@ fn validate_storage_class(obj: &Value, e: &mut Errs) {
 
 fn spec_of(obj: &Value) -> &Value {
     static EMPTY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    obj.get("spec")
-        .unwrap_or_else(|| EMPTY.get_or_init(|| Value::Object(Map::new())))
+    obj.get("spec").unwrap_or_else(|| EMPTY.get_or_init(|| Value::Object(Map::new())))
 }
 
 fn create_errs(group: &str, kind: &str, obj: &Value, e: &mut Errs) {
@@ -7342,10 +5999,7 @@ fn create_errs(group: &str, kind: &str, obj: &Value, e: &mut Errs) {
         ("batch", "CronJob") => {
             validate_object_meta(obj, group, kind, e);
             validate_cron_job_spec(spec_of(obj), None, e);
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
             if name.len() > 52 {
                 e.invalid_str("metadata.name", name, "must be no more than 52 characters");
             }
@@ -7476,25 +6130,14 @@ pub fn validate_update(group: &str, kind: &str, obj: &Value, old: &Value) -> Vec
             validate_object_meta_update(obj, old, &mut e);
             validate_cron_job_spec(spec_of(obj), Some(spec_of(old)), &mut e);
         }
-        ("rbac.authorization.k8s.io", "RoleBinding")
-        | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+        ("rbac.authorization.k8s.io", "RoleBinding") | ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
             create_errs(group, kind, obj, &mut e);
             validate_object_meta_update(obj, old, &mut e);
             let norm = |v: Option<&Value>| {
-                v.map(|r| {
-                    (
-                        gs(r, "apiGroup").to_string(),
-                        gs(r, "kind").to_string(),
-                        gs(r, "name").to_string(),
-                    )
-                })
+                v.map(|r| (gs(r, "apiGroup").to_string(), gs(r, "kind").to_string(), gs(r, "name").to_string()))
             };
             if norm(obj.get("roleRef")) != norm(old.get("roleRef")) {
-                e.invalid(
-                    "roleRef",
-                    go_role_ref(obj.get("roleRef")),
-                    "cannot change roleRef",
-                );
+                e.invalid("roleRef", go_role_ref(obj.get("roleRef")), "cannot change roleRef");
             }
         }
         ("networking.k8s.io", "Ingress") => {
@@ -7529,11 +6172,7 @@ mod tests {
 
     #[track_caller]
     fn assert_has(causes: &[Cause], expected: &str) {
-        assert!(
-            has(causes, expected),
-            "missing {expected:?} in {:#?}",
-            msgs(causes)
-        );
+        assert!(has(causes, expected), "missing {expected:?} in {:#?}", msgs(causes));
     }
 
     #[track_caller]
@@ -7559,24 +6198,12 @@ mod tests {
     #[test]
     fn dns_names_and_messages() {
         assert!(is_dns1123_subdomain("my-app.example.com").is_empty());
-        assert_eq!(
-            is_dns1123_subdomain("Bad_Name"),
-            vec![SUBDOMAIN_MSG.to_string()]
-        );
-        assert_eq!(
-            is_dns1123_subdomain(&"a".repeat(254))[0],
-            "must be no more than 253 characters"
-        );
+        assert_eq!(is_dns1123_subdomain("Bad_Name"), vec![SUBDOMAIN_MSG.to_string()]);
+        assert_eq!(is_dns1123_subdomain(&"a".repeat(254))[0], "must be no more than 253 characters");
         assert!(is_dns1123_label("web-1").is_empty());
         assert_eq!(is_dns1123_label("Web"), vec![LABEL_MSG.to_string()]);
-        assert_eq!(
-            is_dns1123_label("a.b"),
-            vec!["must not contain dots".to_string()]
-        );
-        assert_eq!(
-            is_dns1123_label(&"a".repeat(64))[0],
-            "must be no more than 63 characters"
-        );
+        assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots".to_string()]);
+        assert_eq!(is_dns1123_label(&"a".repeat(64))[0], "must be no more than 63 characters");
         assert_eq!(
             is_dns1035_label("1abc"),
             vec!["a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string()]
@@ -7591,14 +6218,8 @@ mod tests {
             is_qualified_name("-bad"),
             vec!["name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string()]
         );
-        assert_eq!(
-            is_qualified_name("/a"),
-            vec!["prefix part must be non-empty".to_string()]
-        );
-        assert_eq!(
-            is_qualified_name("Example.com/a")[0],
-            format!("prefix part {SUBDOMAIN_MSG}")
-        );
+        assert_eq!(is_qualified_name("/a"), vec!["prefix part must be non-empty".to_string()]);
+        assert_eq!(is_qualified_name("Example.com/a")[0], format!("prefix part {SUBDOMAIN_MSG}"));
         assert!(is_qualified_name("a/b/c")[0].starts_with("a qualified name must consist of"));
         assert_eq!(is_qualified_name("a/").len(), 2);
         assert!(is_valid_label_value("").is_empty());
@@ -7607,34 +6228,18 @@ mod tests {
             is_valid_label_value("bad value"),
             vec!["a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string()]
         );
-        assert_eq!(
-            is_valid_label_value(&"a".repeat(64))[0],
-            "must be no more than 63 characters"
-        );
+        assert_eq!(is_valid_label_value(&"a".repeat(64))[0], "must be no more than 63 characters");
     }
 
     #[test]
     fn name_rules_per_kind() {
         assert!(validate_name("", "ConfigMap", "a.b").is_empty());
-        assert_eq!(
-            validate_name("", "Namespace", "a.b"),
-            vec!["must not contain dots".to_string()]
-        );
+        assert_eq!(validate_name("", "Namespace", "a.b"), vec!["must not contain dots".to_string()]);
         assert!(validate_name("", "Service", "1web")[0].starts_with("a DNS-1035 label"));
-        assert!(
-            validate_name("apps", "StatefulSet", "db.x")[0].starts_with("must not contain dots")
-        );
+        assert!(validate_name("apps", "StatefulSet", "db.x")[0].starts_with("must not contain dots"));
         assert!(validate_name("apps", "Deployment", "web.v1").is_empty());
-        assert!(validate_name(
-            "rbac.authorization.k8s.io",
-            "ClusterRole",
-            "system:aggregate-to-view"
-        )
-        .is_empty());
-        assert_eq!(
-            validate_name("rbac.authorization.k8s.io", "Role", "a/b"),
-            vec!["may not contain '/'".to_string()]
-        );
+        assert!(validate_name("rbac.authorization.k8s.io", "ClusterRole", "system:aggregate-to-view").is_empty());
+        assert_eq!(validate_name("rbac.authorization.k8s.io", "Role", "a/b"), vec!["may not contain '/'".to_string()]);
         assert_eq!(
             validate_name("rbac.authorization.k8s.io", "RoleBinding", ".."),
             vec!["may not be '..'".to_string()]
@@ -7665,18 +6270,9 @@ mod tests {
         assert!(parse_cron_schedule("0 3 * * mon-fri").is_ok());
         assert!(parse_cron_schedule("@hourly").is_ok());
         assert!(parse_cron_schedule("@every 1h30m").is_ok());
-        assert_eq!(
-            parse_cron_schedule("* * *").unwrap_err(),
-            "expected exactly 5 fields, found 3: [* * *]"
-        );
-        assert_eq!(
-            parse_cron_schedule("61 * * * *").unwrap_err(),
-            "end of range (61) above maximum (59): 61"
-        );
-        assert_eq!(
-            parse_cron_schedule("@sometimes").unwrap_err(),
-            "unrecognized descriptor: @sometimes"
-        );
+        assert_eq!(parse_cron_schedule("* * *").unwrap_err(), "expected exactly 5 fields, found 3: [* * *]");
+        assert_eq!(parse_cron_schedule("61 * * * *").unwrap_err(), "end of range (61) above maximum (59): 61");
+        assert_eq!(parse_cron_schedule("@sometimes").unwrap_err(), "unrecognized descriptor: @sometimes");
         assert_eq!(
             parse_cron_schedule("x * * * *").unwrap_err(),
             "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
@@ -7693,34 +6289,16 @@ mod tests {
             json!({ "metadata": { "name": "Bad_Name", "namespace": "My_NS",
                                   "labels": { "ok": "fine", "bad key!": "v", "k": "bad value" } } }),
         );
-        assert_has(
-            &c,
-            &format!("metadata.name: Invalid value: \"Bad_Name\": {SUBDOMAIN_MSG}"),
-        );
-        assert_has(
-            &c,
-            &format!("metadata.namespace: Invalid value: \"My_NS\": {LABEL_MSG}"),
-        );
+        assert_has(&c, &format!("metadata.name: Invalid value: \"Bad_Name\": {SUBDOMAIN_MSG}"));
+        assert_has(&c, &format!("metadata.namespace: Invalid value: \"My_NS\": {LABEL_MSG}"));
         assert!(has(&c, "metadata.labels: Invalid value: \"bad key!\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"));
-        assert!(msgs(&c).iter().any(|m| m
-            .starts_with("metadata.labels: Invalid value: \"bad value\": a valid label must be")));
-        assert_eq!(
-            c.iter()
-                .find(|c| c.field == "metadata.name")
-                .unwrap()
-                .reason,
-            "FieldValueInvalid"
-        );
+        assert!(msgs(&c)
+            .iter()
+            .any(|m| m.starts_with("metadata.labels: Invalid value: \"bad value\": a valid label must be")));
+        assert_eq!(c.iter().find(|c| c.field == "metadata.name").unwrap().reason, "FieldValueInvalid");
 
-        let c = create(
-            "",
-            "ConfigMap",
-            json!({ "metadata": { "namespace": "default" } }),
-        );
-        assert_has(
-            &c,
-            "metadata.name: Required value: name or generateName is required",
-        );
+        let c = create("", "ConfigMap", json!({ "metadata": { "namespace": "default" } }));
+        assert_has(&c, "metadata.name: Required value: name or generateName is required");
         let c = create("", "ConfigMap", json!({ "metadata": { "name": "x" } }));
         assert_has(&c, "metadata.namespace: Required value");
 
@@ -7730,38 +6308,29 @@ mod tests {
             "ConfigMap",
             json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { "a": big } } }),
         );
-        assert_has(
-            &c,
-            "metadata.annotations: Too long: may not be more than 262144 bytes",
-        );
+        assert_has(&c, "metadata.annotations: Too long: may not be more than 262144 bytes");
         let c = create(
             "",
             "ConfigMap",
             json!({ "metadata": { "name": "x", "namespace": "d", "annotations": { "a/b/c": "1" } } }),
         );
-        assert!(msgs(&c)[0].starts_with(
-            "metadata.annotations: Invalid value: \"a/b/c\": a qualified name must consist"
-        ));
-
-        let c = create(
-            "",
-            "ConfigMap",
-            json!({ "metadata": { "name": "x", "namespace": "d", "generateName": "Web-" } }),
+        assert!(
+            msgs(&c)[0].starts_with("metadata.annotations: Invalid value: \"a/b/c\": a qualified name must consist")
         );
-        assert!(msgs(&c)[0].starts_with(
-            "metadata.generateName: Invalid value: \"Web-\": a lowercase RFC 1123 subdomain"
-        ));
+
+        let c =
+            create("", "ConfigMap", json!({ "metadata": { "name": "x", "namespace": "d", "generateName": "Web-" } }));
+        assert!(
+            msgs(&c)[0].starts_with("metadata.generateName: Invalid value: \"Web-\": a lowercase RFC 1123 subdomain")
+        );
         assert_clean(&create(
             "",
             "ConfigMap",
             json!({ "metadata": { "name": "web-x1", "namespace": "d", "generateName": "web-" } }),
         ));
 
-        let c = create(
-            "",
-            "ConfigMap",
-            json!({ "metadata": { "name": "x", "namespace": "d", "finalizers": ["custom"] } }),
-        );
+        let c =
+            create("", "ConfigMap", json!({ "metadata": { "name": "x", "namespace": "d", "finalizers": ["custom"] } }));
         assert_has(&c, "metadata.finalizers[0]: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified");
     }
 
@@ -7783,10 +6352,8 @@ mod tests {
             "livenessProbe": { "httpGet": { "path": "/healthz", "port": "http" } },
             "volumeMounts": [{ "name": "data", "mountPath": "/data" }, { "name": "cfg", "mountPath": "/etc/cfg" }]
         }]));
-        p["spec"]["volumes"] =
-            json!([{ "name": "data" }, { "name": "cfg", "configMap": { "name": "cfg" } }]);
-        p["spec"]["tolerations"] =
-            json!([{ "key": "k", "operator": "Exists", "effect": "NoSchedule" }]);
+        p["spec"]["volumes"] = json!([{ "name": "data" }, { "name": "cfg", "configMap": { "name": "cfg" } }]);
+        p["spec"]["tolerations"] = json!([{ "key": "k", "operator": "Exists", "effect": "NoSchedule" }]);
         assert_clean(&create("", "Pod", p));
     }
 
@@ -7796,19 +6363,9 @@ mod tests {
         assert_has(&c, "spec.containers: Required value");
         assert_eq!(c[0].reason, "FieldValueRequired");
 
-        let c = create(
-            "",
-            "Pod",
-            pod(json!([{ "name": "a", "image": "x:1" }, { "name": "a", "image": "x:1" }])),
-        );
+        let c = create("", "Pod", pod(json!([{ "name": "a", "image": "x:1" }, { "name": "a", "image": "x:1" }])));
         assert_has(&c, "spec.containers[1].name: Duplicate value: \"a\"");
-        assert_eq!(
-            c.iter()
-                .find(|c| c.field == "spec.containers[1].name")
-                .unwrap()
-                .reason,
-            "FieldValueDuplicate"
-        );
+        assert_eq!(c.iter().find(|c| c.field == "spec.containers[1].name").unwrap().reason, "FieldValueDuplicate");
 
         let c = create("", "Pod", pod(json!([{ "name": "a" }])));
         assert_has(&c, "spec.containers[0].image: Required value");
@@ -7817,10 +6374,7 @@ mod tests {
         assert_has(&c, "spec.containers[0].name: Required value");
 
         let c = create("", "Pod", pod(json!([{ "name": "Web_1", "image": "x:1" }])));
-        assert_has(
-            &c,
-            &format!("spec.containers[0].name: Invalid value: \"Web_1\": {LABEL_MSG}"),
-        );
+        assert_has(&c, &format!("spec.containers[0].name: Invalid value: \"Web_1\": {LABEL_MSG}"));
 
         let mut p = pod(json!([{ "name": "a", "image": "x:1" }]));
         p["spec"]["initContainers"] = json!([{ "name": "a", "image": "x:1" }]);
@@ -7828,7 +6382,10 @@ mod tests {
         assert_has(&c, "spec.initContainers[0].name: Duplicate value: \"a\"");
 
         let c = create("", "Pod", pod(json!([{ "name": "a", "image": " x:1" }])));
-        assert_has(&c, "spec.containers[0].image: Invalid value: \" x:1\": must not have leading or trailing whitespace");
+        assert_has(
+            &c,
+            "spec.containers[0].image: Invalid value: \" x:1\": must not have leading or trailing whitespace",
+        );
     }
 
     #[test]
@@ -7840,13 +6397,7 @@ mod tests {
         assert_has(&c, "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"");
         assert_has(&c, "spec.dnsPolicy: Unsupported value: \"Google\": supported values: \"ClusterFirstWithHostNet\", \"ClusterFirst\", \"Default\", \"None\"");
         assert_has(&c, "spec.containers[0].imagePullPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\"");
-        assert_eq!(
-            c.iter()
-                .find(|c| c.field == "spec.restartPolicy")
-                .unwrap()
-                .reason,
-            "FieldValueNotSupported"
-        );
+        assert_eq!(c.iter().find(|c| c.field == "spec.restartPolicy").unwrap().reason, "FieldValueNotSupported");
     }
 
     #[test]
@@ -7864,32 +6415,20 @@ mod tests {
         }]));
         p["spec"]["volumes"] = json!([{ "name": "v" }, { "name": "v" }]);
         let c = create("", "Pod", p);
-        assert_has(&c, "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive");
-        assert_has(&c, "spec.containers[0].ports[1].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"");
-        assert_has(&c, "spec.containers[0].ports[2].name: Invalid value: \"this-name-is-too-long\": must be no more than 15 characters");
         assert_has(
             &c,
-            "spec.containers[0].ports[3].containerPort: Required value",
+            "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
         );
+        assert_has(&c, "spec.containers[0].ports[1].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"");
+        assert_has(&c, "spec.containers[0].ports[2].name: Invalid value: \"this-name-is-too-long\": must be no more than 15 characters");
+        assert_has(&c, "spec.containers[0].ports[3].containerPort: Required value");
         assert_has(&c, "spec.containers[0].env[0].name: Required value");
         assert_has(&c, "spec.containers[0].env[1].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='");
         assert_has(&c, "spec.containers[0].env[2].valueFrom: Invalid value: \"\": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`");
         assert_has(&c, "spec.volumes[1].name: Duplicate value: \"v\"");
-        assert_has(
-            &c,
-            "spec.containers[0].volumeMounts[0].name: Not found: \"missing\"",
-        );
-        assert_has(
-            &c,
-            "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/m\": must be unique",
-        );
-        assert_eq!(
-            c.iter()
-                .find(|c| c.message.starts_with("Not found"))
-                .unwrap()
-                .reason,
-            "FieldValueNotFound"
-        );
+        assert_has(&c, "spec.containers[0].volumeMounts[0].name: Not found: \"missing\"");
+        assert_has(&c, "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/m\": must be unique");
+        assert_eq!(c.iter().find(|c| c.message.starts_with("Not found")).unwrap().reason, "FieldValueNotFound");
     }
 
     #[test]
@@ -7900,8 +6439,14 @@ mod tests {
             pod(json!([{ "name": "a", "image": "x:1",
                 "resources": { "requests": { "cpu": "2", "memory": "-1" }, "limits": { "cpu": "1" } } }])),
         );
-        assert_has(&c, "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1");
-        assert_has(&c, "spec.containers[0].resources.requests[memory]: Invalid value: \"-1\": must be greater than or equal to 0");
+        assert_has(
+            &c,
+            "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
+        );
+        assert_has(
+            &c,
+            "spec.containers[0].resources.requests[memory]: Invalid value: \"-1\": must be greater than or equal to 0",
+        );
 
         let c = create(
             "",
@@ -7912,8 +6457,14 @@ mod tests {
         );
         assert_has(&c, "spec.containers[0].resources.requests[gpu]: Invalid value: \"gpu\": must be a standard resource type or fully qualified");
         assert_has(&c, "spec.containers[0].resources.requests[gpu]: Invalid value: \"gpu\": must be a standard resource for containers");
-        assert_has(&c, "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable resources");
-        assert_has(&c, "spec.containers[0].resources.requests[example.com/dongle]: Invalid value: \"500m\": must be an integer");
+        assert_has(
+            &c,
+            "spec.containers[0].resources.limits: Required value: Limit must be set for non overcommitable resources",
+        );
+        assert_has(
+            &c,
+            "spec.containers[0].resources.requests[example.com/dongle]: Invalid value: \"500m\": must be an integer",
+        );
     }
 
     #[test]
@@ -7925,10 +6476,7 @@ mod tests {
             "resources": { "limits": { "hugepages-2Mi": "1Mi" } } }])),
         );
         assert_has(&c, "spec.containers[0].resources.limits[hugepages-2Mi]: Invalid value: \"1Mi\": 1Mi is not positive integer multiple of hugepages-2Mi");
-        assert_has(
-            &c,
-            "spec.containers[0].resources: Forbidden: HugePages require cpu or memory",
-        );
+        assert_has(&c, "spec.containers[0].resources: Forbidden: HugePages require cpu or memory");
         assert_clean(&create(
             "",
             "Pod",
@@ -7946,14 +6494,8 @@ mod tests {
         p["spec"]["affinity"] = json!({ "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [] } } });
         p["spec"]["activeDeadlineSeconds"] = json!(0);
         let c = create("", "Pod", p);
-        assert_has(
-            &c,
-            "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
-        );
-        assert_has(
-            &c,
-            "spec.containers[0].readinessProbe: Required value: must specify a handler type",
-        );
+        assert_has(&c, "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1");
+        assert_has(&c, "spec.containers[0].readinessProbe: Required value: must specify a handler type");
         assert_has(&c, "spec.tolerations[0].operator: Invalid value: \"Equal\": operator must be Exists when `key` is empty, which means \"match all values and all keys\"");
         assert_has(&c, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Required value: must have at least one node selector term");
         assert_has(&c, "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive");
@@ -7983,15 +6525,9 @@ mod tests {
         assert!(c[0].message.contains("containers[0].ports"));
         // adding a container
         let mut new = old.clone();
-        new["spec"]["containers"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({ "name": "b", "image": "x:1" }));
+        new["spec"]["containers"].as_array_mut().unwrap().push(json!({ "name": "b", "image": "x:1" }));
         let c = validate_update("", "Pod", &new, &old);
-        assert_has(
-            &c,
-            "spec.containers: Forbidden: pod updates may not add or remove containers",
-        );
+        assert_has(&c, "spec.containers: Forbidden: pod updates may not add or remove containers");
         // nodeName: settable once, immutable after
         let mut bound = old.clone();
         bound["spec"]["nodeName"] = json!("node-1");
@@ -7999,29 +6535,30 @@ mod tests {
         let mut moved = bound.clone();
         moved["spec"]["nodeName"] = json!("node-2");
         let c = validate_update("", "Pod", &moved, &bound);
-        assert!(c[0]
-            .message
-            .starts_with("Forbidden: pod updates may not change fields other than"));
+        assert!(c[0].message.starts_with("Forbidden: pod updates may not change fields other than"));
         assert!(c[0].message.contains("node-2"));
         // removing a toleration
         let mut tol = old.clone();
         tol["spec"]["tolerations"] = json!([{ "key": "k", "operator": "Exists" }]);
         let c = validate_update("", "Pod", &old, &tol);
-        assert_has(&c, "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds");
+        assert_has(
+            &c,
+            "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds",
+        );
         // activeDeadlineSeconds may only decrease
         let mut a = old.clone();
         a["spec"]["activeDeadlineSeconds"] = json!(10);
         let mut b = old.clone();
         b["spec"]["activeDeadlineSeconds"] = json!(20);
         assert_clean(&validate_update("", "Pod", &a, &b));
-        assert_has(&validate_update("", "Pod", &b, &a), "spec.activeDeadlineSeconds: Invalid value: 20: must be less than or equal to previous value");
+        assert_has(
+            &validate_update("", "Pod", &b, &a),
+            "spec.activeDeadlineSeconds: Invalid value: 20: must be less than or equal to previous value",
+        );
         // name is immutable
         let mut r = old.clone();
         r["metadata"]["name"] = json!("q");
-        assert_has(
-            &validate_update("", "Pod", &r, &old),
-            "metadata.name: Invalid value: \"q\": field is immutable",
-        );
+        assert_has(&validate_update("", "Pod", &r, &old), "metadata.name: Invalid value: \"q\": field is immutable");
     }
 
     // ---- workloads
@@ -8086,16 +6623,11 @@ mod tests {
         let mut d = deployment();
         d["spec"]["replicas"] = json!(-1);
         d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
-        d["spec"]["template"]["spec"]["containers"][0]
-            .as_object_mut()
-            .unwrap()
-            .remove("image");
-        d["spec"]["strategy"] = json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 0 } });
+        d["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("image");
+        d["spec"]["strategy"] =
+            json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 0 } });
         let c = create("apps", "Deployment", d);
-        assert_has(
-            &c,
-            "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
-        );
+        assert_has(&c, "spec.replicas: Invalid value: -1: must be greater than or equal to 0");
         assert_has(&c, "spec.template.spec.containers[0].image: Required value");
         assert_has(&c, "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"");
         assert_has(&c, "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}: may not be 0 when `maxSurge` is 0");
@@ -8143,8 +6675,7 @@ mod tests {
             o["kind"] = json!(kind);
             let o = defaulted("apps", kind, o);
             let mut n = o.clone();
-            n["spec"]["selector"]["matchExpressions"] =
-                json!([{ "key": "tier", "operator": "Exists" }]);
+            n["spec"]["selector"]["matchExpressions"] = json!([{ "key": "tier", "operator": "Exists" }]);
             let c = validate_update("apps", kind, &n, &o);
             assert_has(&c, "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\"}, MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:\"tier\", Operator:\"Exists\", Values:[]string(nil)}}}: field is immutable");
         }
@@ -8166,9 +6697,13 @@ mod tests {
     fn daemon_set_and_stateful_set_errors() {
         let mut d = deployment();
         d["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
-        d["spec"]["updateStrategy"] = json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 1, "maxSurge": 1 } });
+        d["spec"]["updateStrategy"] =
+            json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 1, "maxSurge": 1 } });
         let c = create("apps", "DaemonSet", d);
-        assert_has(&c, "spec.template.spec.restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"");
+        assert_has(
+            &c,
+            "spec.template.spec.restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+        );
         assert_has(&c, "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: intstr.IntOrString{Type:0, IntVal:1, StrVal:\"\"}: may not be set when maxUnavailable is non-zero");
 
         let mut s = deployment();
@@ -8179,10 +6714,7 @@ mod tests {
         assert_has(&c, "spec.selector: Required value");
         let mut s = deployment();
         s["metadata"]["name"] = json!("db.v1");
-        assert_has(
-            &create("apps", "StatefulSet", s),
-            "metadata.name: Invalid value: \"db.v1\": must not contain dots",
-        );
+        assert_has(&create("apps", "StatefulSet", s), "metadata.name: Invalid value: \"db.v1\": must not contain dots");
     }
 
     fn job() -> Value {
@@ -8196,10 +6728,7 @@ mod tests {
     fn jobs() {
         assert_clean(&create("batch", "Job", job()));
         let mut j = job();
-        j["spec"]["template"]["spec"]
-            .as_object_mut()
-            .unwrap()
-            .remove("restartPolicy");
+        j["spec"]["template"]["spec"].as_object_mut().unwrap().remove("restartPolicy");
         let c = create("batch", "Job", j);
         assert_has(&c, "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"");
         let mut j = job();
@@ -8212,14 +6741,8 @@ mod tests {
         j["spec"]["parallelism"] = json!(-1);
         j["spec"]["completions"] = json!(-2);
         let c = create("batch", "Job", j);
-        assert_has(
-            &c,
-            "spec.parallelism: Invalid value: -1: must be greater than or equal to 0",
-        );
-        assert_has(
-            &c,
-            "spec.completions: Invalid value: -2: must be greater than or equal to 0",
-        );
+        assert_has(&c, "spec.parallelism: Invalid value: -1: must be greater than or equal to 0");
+        assert_has(&c, "spec.completions: Invalid value: -2: must be greater than or equal to 0");
         let mut j = job();
         j["spec"]["manualSelector"] = json!(true);
         let c = create("batch", "Job", j);
@@ -8235,8 +6758,7 @@ mod tests {
     fn job_update_immutables() {
         let old = defaulted("batch", "Job", job());
         let mut new = old.clone();
-        new["spec"]["selector"] =
-            json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": "9999" } });
+        new["spec"]["selector"] = json!({ "matchLabels": { "batch.kubernetes.io/controller-uid": "9999" } });
         let c = validate_update("batch", "Job", &new, &old);
         assert_has(&c, "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"batch.kubernetes.io/controller-uid\":\"9999\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable");
         let mut new = old.clone();
@@ -8248,9 +6770,7 @@ mod tests {
         let mut new = old.clone();
         new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("perl:6");
         let c = validate_update("batch", "Job", &new, &old);
-        assert!(c
-            .iter()
-            .any(|c| c.field == "spec.template" && c.message.ends_with(": field is immutable")));
+        assert!(c.iter().any(|c| c.field == "spec.template" && c.message.ends_with(": field is immutable")));
         // suspend and parallelism are mutable
         let mut new = old.clone();
         new["spec"]["suspend"] = json!(true);
@@ -8270,10 +6790,7 @@ mod tests {
         assert_clean(&create("batch", "CronJob", cron()));
         let mut c = cron();
         c["spec"]["schedule"] = json!("");
-        assert_has(
-            &create("batch", "CronJob", c),
-            "spec.schedule: Required value",
-        );
+        assert_has(&create("batch", "CronJob", c), "spec.schedule: Required value");
         let mut c = cron();
         c["spec"]["schedule"] = json!("every minute");
         assert_has(
@@ -8282,16 +6799,13 @@ mod tests {
         );
         let mut c = cron();
         c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
-        c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-            .as_object_mut()
-            .unwrap()
-            .remove("image");
+        c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].as_object_mut().unwrap().remove("image");
         let errs = create("batch", "CronJob", c);
-        assert_has(&errs, "spec.jobTemplate.spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"");
         assert_has(
             &errs,
-            "spec.jobTemplate.spec.template.spec.containers[0].image: Required value",
+            "spec.jobTemplate.spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
         );
+        assert_has(&errs, "spec.jobTemplate.spec.template.spec.containers[0].image: Required value");
         let mut c = cron();
         c["spec"]["concurrencyPolicy"] = json!("Sometimes");
         assert_has(
@@ -8308,55 +6822,27 @@ mod tests {
 
     #[test]
     fn services() {
-        assert_clean(&create(
-            "",
-            "Service",
-            svc(json!({ "selector": { "app": "web" }, "ports": [{ "port": 80 }] })),
-        ));
-        assert_clean(&create(
-            "",
-            "Service",
-            svc(json!({ "clusterIP": "None", "selector": { "app": "web" } })),
-        ));
-        assert_clean(&create(
-            "",
-            "Service",
-            svc(json!({ "type": "ExternalName", "externalName": "db.example.com." })),
-        ));
+        assert_clean(&create("", "Service", svc(json!({ "selector": { "app": "web" }, "ports": [{ "port": 80 }] }))));
+        assert_clean(&create("", "Service", svc(json!({ "clusterIP": "None", "selector": { "app": "web" } }))));
+        assert_clean(&create("", "Service", svc(json!({ "type": "ExternalName", "externalName": "db.example.com." }))));
         assert_clean(&create(
             "",
             "Service",
             svc(json!({ "type": "NodePort", "ports": [{ "port": 80, "nodePort": 30080 }] })),
         ));
-        assert_clean(&create(
-            "",
-            "Service",
-            svc(json!({ "type": "LoadBalancer", "ports": [{ "port": 443 }] })),
-        ));
+        assert_clean(&create("", "Service", svc(json!({ "type": "LoadBalancer", "ports": [{ "port": 443 }] }))));
 
         let c = create("", "Service", svc(json!({ "selector": { "app": "web" } })));
         assert_has(&c, "spec.ports: Required value");
-        let c = create(
-            "",
-            "Service",
-            svc(json!({ "ports": [{ "port": 0 }, { "port": 80 }], "type": "Mesh" })),
-        );
-        assert_has(
-            &c,
-            "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
-        );
+        let c = create("", "Service", svc(json!({ "ports": [{ "port": 0 }, { "port": 80 }], "type": "Mesh" })));
+        assert_has(&c, "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive");
         assert_has(&c, "spec.ports[0].name: Required value");
         assert_has(&c, "spec.ports[1].name: Required value");
         assert_has(&c, "spec.type: Unsupported value: \"Mesh\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"");
-        let c = create(
-            "",
-            "Service",
-            svc(json!({ "ports": [{ "name": "a", "port": 80 }, { "name": "a", "port": 80 }] })),
-        );
+        let c =
+            create("", "Service", svc(json!({ "ports": [{ "name": "a", "port": 80 }, { "name": "a", "port": 80 }] })));
         assert_has(&c, "spec.ports[1].name: Duplicate value: \"a\"");
-        assert!(msgs(&c)
-            .iter()
-            .any(|m| m.starts_with("spec.ports[1]: Duplicate value: core.ServicePort{")));
+        assert!(msgs(&c).iter().any(|m| m.starts_with("spec.ports[1]: Duplicate value: core.ServicePort{")));
         let mut bad = svc(json!({ "ports": [{ "port": 80 }] }));
         bad["metadata"]["name"] = json!("1web");
         assert!(msgs(&create("", "Service", bad))[0]
@@ -8367,19 +6853,12 @@ mod tests {
 
     #[test]
     fn service_cluster_ip_is_immutable() {
-        let old = defaulted(
-            "",
-            "Service",
-            svc(json!({ "clusterIP": "10.0.0.10", "ports": [{ "port": 80 }] })),
-        );
+        let old = defaulted("", "Service", svc(json!({ "clusterIP": "10.0.0.10", "ports": [{ "port": 80 }] })));
         let mut new = old.clone();
         new["spec"]["clusterIP"] = json!("10.0.0.11");
         new["spec"]["clusterIPs"] = json!(["10.0.0.11"]);
         let c = validate_update("", "Service", &new, &old);
-        assert_has(
-            &c,
-            "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.11\"}: may not change once set",
-        );
+        assert_has(&c, "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.11\"}: may not change once set");
         // unchanged is fine
         let mut same = old.clone();
         same["spec"]["ports"] = json!([{ "port": 8080, "protocol": "TCP", "targetPort": 8080 }]);
@@ -8405,16 +6884,9 @@ mod tests {
             json!({ "metadata": { "name": "c", "namespace": "d" }, "data": { "bad key": "x", "..x": "y" } }),
         );
         assert_has(&c, "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')");
-        assert_has(
-            &c,
-            "data[..x]: Invalid value: \"..x\": must not start with '..'",
-        );
+        assert_has(&c, "data[..x]: Invalid value: \"..x\": must not start with '..'");
         let big = "x".repeat(1024 * 1024 + 1);
-        let c = create(
-            "",
-            "ConfigMap",
-            json!({ "metadata": { "name": "c", "namespace": "d" }, "data": { "a": big } }),
-        );
+        let c = create("", "ConfigMap", json!({ "metadata": { "name": "c", "namespace": "d" }, "data": { "a": big } }));
         assert_has(&c, ": Too long: may not be more than 1048576 bytes");
 
         let old = defaulted(
@@ -8441,10 +6913,7 @@ mod tests {
         let mut new = old.clone();
         new["type"] = json!("kubernetes.io/tls");
         let c = validate_update("", "Secret", &new, &old);
-        assert_has(
-            &c,
-            "type: Invalid value: \"kubernetes.io/tls\": field is immutable",
-        );
+        assert_has(&c, "type: Invalid value: \"kubernetes.io/tls\": field is immutable");
         assert_has(&c, "data[tls.crt]: Required value");
         let mut imm = old.clone();
         imm["immutable"] = json!(true);
@@ -8458,16 +6927,9 @@ mod tests {
 
     #[test]
     fn namespaces_nodes_and_volumes() {
-        assert_clean(&create(
-            "",
-            "Namespace",
-            json!({ "metadata": { "name": "team-a" } }),
-        ));
+        assert_clean(&create("", "Namespace", json!({ "metadata": { "name": "team-a" } })));
         let c = create("", "Namespace", json!({ "metadata": { "name": "team.a" } }));
-        assert_has(
-            &c,
-            "metadata.name: Invalid value: \"team.a\": must not contain dots",
-        );
+        assert_has(&c, "metadata.name: Invalid value: \"team.a\": must not contain dots");
         assert_clean(&create(
             "",
             "Node",
@@ -8487,15 +6949,9 @@ mod tests {
             json!({ "metadata": { "name": "c", "namespace": "d" },
             "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } } }),
         ));
-        let c = create(
-            "",
-            "PersistentVolumeClaim",
-            json!({ "metadata": { "name": "c", "namespace": "d" }, "spec": {} }),
-        );
-        assert_has(
-            &c,
-            "spec.accessModes: Required value: at least 1 access mode is required",
-        );
+        let c =
+            create("", "PersistentVolumeClaim", json!({ "metadata": { "name": "c", "namespace": "d" }, "spec": {} }));
+        assert_has(&c, "spec.accessModes: Required value: at least 1 access mode is required");
         assert_has(&c, "spec.resources[storage]: Required value");
         assert_clean(&create(
             "",
@@ -8513,11 +6969,7 @@ mod tests {
             "metadata": { "name": "read:pods", "namespace": "d" },
             "roleRef": { "kind": "ClusterRole", "name": "view" },
             "subjects": [{ "kind": "User", "name": "alice" }, { "kind": "ServiceAccount", "name": "default", "namespace": "d" }] });
-        assert_clean(&create(
-            "rbac.authorization.k8s.io",
-            "RoleBinding",
-            rb.clone(),
-        ));
+        assert_clean(&create("rbac.authorization.k8s.io", "RoleBinding", rb.clone()));
         let old = defaulted("rbac.authorization.k8s.io", "RoleBinding", rb);
         let mut new = old.clone();
         new["roleRef"]["name"] = json!("edit");
@@ -8530,24 +6982,15 @@ mod tests {
             "ClusterRoleBinding",
             json!({ "metadata": { "name": "x" }, "roleRef": {} }),
         );
-        assert_has(
-            &c,
-            "roleRef.kind: Unsupported value: \"\": supported values: \"ClusterRole\"",
-        );
+        assert_has(&c, "roleRef.kind: Unsupported value: \"\": supported values: \"ClusterRole\"");
         assert_has(&c, "roleRef.name: Required value");
         let c = create(
             "rbac.authorization.k8s.io",
             "Role",
             json!({ "metadata": { "name": "r", "namespace": "d" }, "rules": [{ "resources": ["pods"] }] }),
         );
-        assert_has(
-            &c,
-            "rules[0].verbs: Required value: verbs must contain at least one value",
-        );
-        assert_has(
-            &c,
-            "rules[0].apiGroups: Required value: resource rules must supply at least one api group",
-        );
+        assert_has(&c, "rules[0].verbs: Required value: verbs must contain at least one value");
+        assert_has(&c, "rules[0].apiGroups: Required value: resource rules must supply at least one api group");
     }
 
     #[test]
@@ -8562,25 +7005,19 @@ mod tests {
             { "path": "/", "pathType": "Glob", "backend": { "service": { "name": "web", "port": { "name": "http" } } } }
         ] } }] } });
         let c = create("networking.k8s.io", "Ingress", ing);
-        assert_has(
-            &c,
-            "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified",
-        );
-        assert_has(
-            &c,
-            "spec.rules[0].http.paths[1].path: Invalid value: \"api\": must be an absolute path",
-        );
-        assert_has(
-            &c,
-            "spec.rules[0].http.paths[1].backend: Required value: port name or number is required",
-        );
+        assert_has(&c, "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified");
+        assert_has(&c, "spec.rules[0].http.paths[1].path: Invalid value: \"api\": must be an absolute path");
+        assert_has(&c, "spec.rules[0].http.paths[1].backend: Required value: port name or number is required");
         assert_has(&c, "spec.rules[0].http.paths[2].pathType: Unsupported value: \"Glob\": supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"");
         let c = create(
             "networking.k8s.io",
             "Ingress",
             json!({ "metadata": { "name": "i", "namespace": "d" }, "spec": {} }),
         );
-        assert_has(&c, "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified");
+        assert_has(
+            &c,
+            "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified",
+        );
     }
 
     #[test]
@@ -8596,10 +7033,7 @@ mod tests {
             "Lease",
             json!({ "metadata": { "name": "l", "namespace": "d" }, "spec": { "leaseDurationSeconds": 0 } }),
         );
-        assert_has(
-            &c,
-            "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0",
-        );
+        assert_has(&c, "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0");
 
         assert_clean(&create(
             "",
@@ -8613,30 +7047,17 @@ mod tests {
             json!({ "metadata": { "name": "p.123", "namespace": "d" },
             "involvedObject": { "kind": "Pod", "name": "p", "namespace": "other" } }),
         );
-        assert_has(
-            &c,
-            "involvedObject.namespace: Invalid value: \"other\": does not match event.namespace",
-        );
+        assert_has(&c, "involvedObject.namespace: Invalid value: \"other\": does not match event.namespace");
 
         let hpa = json!({ "apiVersion": "autoscaling/v2", "metadata": { "name": "h", "namespace": "d" },
             "spec": { "maxReplicas": 5, "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" } } });
-        assert_clean(&create(
-            "autoscaling",
-            "HorizontalPodAutoscaler",
-            hpa.clone(),
-        ));
+        assert_clean(&create("autoscaling", "HorizontalPodAutoscaler", hpa.clone()));
         let mut bad = hpa;
         bad["spec"]["maxReplicas"] = json!(0);
         bad["spec"]["scaleTargetRef"] = json!({});
         let c = create("autoscaling", "HorizontalPodAutoscaler", bad);
-        assert_has(
-            &c,
-            "spec.maxReplicas: Invalid value: 0: must be greater than 0",
-        );
-        assert_has(
-            &c,
-            "spec.maxReplicas: Invalid value: 0: must be greater than or equal to `minReplicas`",
-        );
+        assert_has(&c, "spec.maxReplicas: Invalid value: 0: must be greater than 0");
+        assert_has(&c, "spec.maxReplicas: Invalid value: 0: must be greater than or equal to `minReplicas`");
         assert_has(&c, "spec.scaleTargetRef.kind: Required value");
     }
 
@@ -8662,10 +7083,8 @@ mod tests {
         assert_clean(&create(
             "",
             "Service",
-            svc(
-                json!({ "ports": [{ "port": 80, "protocol": "TCP", "targetPort": 80 }],
-            "selector": { "app": "nginx" } }),
-            ),
+            svc(json!({ "ports": [{ "port": 80, "protocol": "TCP", "targetPort": 80 }],
+            "selector": { "app": "nginx" } })),
         ));
         // `kubectl create job` / `kubectl create cronjob`
         assert_clean(&create(
@@ -8691,33 +7110,17 @@ mod tests {
     #[test]
     fn custom_resources_and_cluster_scope() {
         // unknown kinds: metadata checks only, namespace optional
-        assert_clean(&validate_create(
-            "example.com",
-            "Widget",
-            &json!({ "metadata": { "name": "w" } }),
-        ));
+        assert_clean(&validate_create("example.com", "Widget", &json!({ "metadata": { "name": "w" } })));
         assert_clean(&validate_create(
             "example.com",
             "Widget",
             &json!({ "metadata": { "name": "w", "namespace": "d" } }),
         ));
-        let c = validate_create(
-            "example.com",
-            "Widget",
-            &json!({ "metadata": { "name": "W" } }),
-        );
-        assert!(msgs(&c)[0]
-            .starts_with("metadata.name: Invalid value: \"W\": a lowercase RFC 1123 subdomain"));
+        let c = validate_create("example.com", "Widget", &json!({ "metadata": { "name": "W" } }));
+        assert!(msgs(&c)[0].starts_with("metadata.name: Invalid value: \"W\": a lowercase RFC 1123 subdomain"));
         // cluster-scoped built-ins refuse a namespace
-        let c = validate_create(
-            "",
-            "Namespace",
-            &json!({ "metadata": { "name": "a", "namespace": "b" } }),
-        );
-        assert_has(
-            &c,
-            "metadata.namespace: Forbidden: not allowed on this type",
-        );
+        let c = validate_create("", "Namespace", &json!({ "metadata": { "name": "a", "namespace": "b" } }));
+        assert_has(&c, "metadata.namespace: Forbidden: not allowed on this type");
     }
 
     #[test]
@@ -8735,23 +7138,15 @@ mod tests {
         assert_has(&c, "type: Invalid value: \"\": has invalid value: Info");
 
         let mut p = pod(json!([{ "name": "a", "image": "x:1" }]));
-        p["metadata"]["annotations"] =
-            json!({ "controller.kubernetes.io/pod-deletion-cost": "lots" });
+        p["metadata"]["annotations"] = json!({ "controller.kubernetes.io/pod-deletion-cost": "lots" });
         assert_has(&create("", "Pod", p), "metadata.annotations[controller.kubernetes.io/pod-deletion-cost]: Invalid value: \"lots\": must be a 32bit integer");
 
         let ep = json!({ "metadata": { "name": "e", "namespace": "d" },
             "subsets": [{ "addresses": [{ "ip": "127.0.0.1" }], "ports": [{ "port": 80 }] }] });
         assert_has(&create("", "Endpoints", ep), "subsets[0].addresses[0].ip: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)");
 
-        let c = create(
-            "",
-            "Service",
-            svc(json!({ "ports": [{ "port": 80, "nodePort": 30001 }] })),
-        );
-        assert_has(
-            &c,
-            "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'",
-        );
+        let c = create("", "Service", svc(json!({ "ports": [{ "port": 80, "nodePort": 30001 }] })));
+        assert_has(&c, "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'");
 
         // a Job update body without uid is not given a bogus generated selector
         let old = defaulted("batch", "Job", job());

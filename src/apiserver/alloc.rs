@@ -31,11 +31,7 @@ async fn in_use(api: &ApiServer, exclude_key: &str) -> (HashSet<IpAddr>, HashSet
     let def = registry::find("", "v1", "services").expect("services are registered");
     let mut ips = HashSet::new();
     let mut ports = HashSet::new();
-    let Ok(listing) = api
-        .cache
-        .list(&def.prefix(None), None, 0, None, &|_| true)
-        .await
-    else {
+    let Ok(listing) = api.cache.list(&def.prefix(None), None, 0, None, &|_| true).await else {
         return (ips, ports);
     };
     for o in &listing.objects {
@@ -43,22 +39,12 @@ async fn in_use(api: &ApiServer, exclude_key: &str) -> (HashSet<IpAddr>, HashSet
             continue;
         }
         let Ok(v) = o.value() else { continue };
-        for ip in v
-            .pointer("/spec/clusterIPs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for ip in v.pointer("/spec/clusterIPs").and_then(Value::as_array).into_iter().flatten() {
             if let Some(ip) = ip.as_str().and_then(|s| s.parse().ok()) {
                 ips.insert(ip);
             }
         }
-        for p in v
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for p in v.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
             if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
                 ports.insert(n as u16);
             }
@@ -68,32 +54,16 @@ async fn in_use(api: &ApiServer, exclude_key: &str) -> (HashSet<IpAddr>, HashSet
 }
 
 /// Allocate (or keep) a Service's ClusterIP and NodePorts. `old` is the stored Service on update.
-pub async fn allocate_service(
-    api: &ApiServer,
-    svc: &mut Value,
-    old: Option<&Value>,
-) -> Result<(), Vec<Cause>> {
+pub async fn allocate_service(api: &ApiServer, svc: &mut Value, old: Option<&Value>) -> Result<(), Vec<Cause>> {
     let def = registry::find("", "v1", "services").expect("services are registered");
-    let ns = svc
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let name = svc
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let ns = svc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let key = def.key(Some(&ns), &name);
     let (used_ips, used_ports) = in_use(api, &key).await;
     let cidr = api.config.service_cidr;
     let (lo, hi) = api.config.node_port_range;
     let mut causes = Vec::new();
-    let ty = svc
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
+    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
     let spec = svc.get_mut("spec").and_then(Value::as_object_mut);
     let Some(spec) = spec else { return Ok(()) };
 
@@ -103,25 +73,15 @@ pub async fn allocate_service(
         spec.remove("ipFamilies");
         spec.remove("ipFamilyPolicy");
     } else {
-        let mut wanted = spec
-            .get("clusterIP")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let mut wanted = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
         if wanted.is_empty() {
-            if let Some(first) = spec
-                .get("clusterIPs")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(Value::as_str)
+            if let Some(first) =
+                spec.get("clusterIPs").and_then(Value::as_array).and_then(|a| a.first()).and_then(Value::as_str)
             {
                 wanted = first.to_string();
             }
         }
-        let old_ip = old
-            .and_then(|o| o.pointer("/spec/clusterIP"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).unwrap_or_default();
         if wanted.is_empty() && !old_ip.is_empty() {
             wanted = old_ip.to_string();
         }
@@ -177,23 +137,12 @@ pub async fn allocate_service(
     }
 
     let wants_node_ports = ty == "NodePort"
-        || (ty == "LoadBalancer"
-            && spec
-                .get("allocateLoadBalancerNodePorts")
-                .and_then(Value::as_bool)
-                .unwrap_or(true));
-    let old_ports: Vec<Value> = old
-        .and_then(|o| o.pointer("/spec/ports"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        || (ty == "LoadBalancer" && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true));
+    let old_ports: Vec<Value> =
+        old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
     let mut taken: HashSet<u16> = used_ports;
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        let kept = |n: u64| {
-            old_ports
-                .iter()
-                .any(|o| o.get("nodePort").and_then(Value::as_u64) == Some(n))
-        };
+        let kept = |n: u64| old_ports.iter().any(|o| o.get("nodePort").and_then(Value::as_u64) == Some(n));
         // First the ports asked for by number, so that random picks avoid them.
         for (i, p) in ports.iter_mut().enumerate() {
             let Some(p) = p.as_object_mut() else { continue };
@@ -213,13 +162,13 @@ pub async fn allocate_service(
             }
             let field = format!("spec.ports[{i}].nodePort");
             if want < lo as u64 || want > hi as u64 {
-                causes.push(Cause::invalid(field, &json!(want), format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}")));
-            } else if taken.contains(&(want as u16)) && !kept(want) {
                 causes.push(Cause::invalid(
                     field,
                     &json!(want),
-                    "provided port is already allocated",
+                    format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"),
                 ));
+            } else if taken.contains(&(want as u16)) && !kept(want) {
+                causes.push(Cause::invalid(field, &json!(want), "provided port is already allocated"));
             } else {
                 taken.insert(want as u16);
             }
@@ -242,11 +191,7 @@ pub async fn allocate_service(
                     taken.insert(n);
                     p.insert("nodePort".into(), json!(n));
                 }
-                None => causes.push(Cause::invalid(
-                    format!("spec.ports[{i}].nodePort"),
-                    &json!(0),
-                    "range is full",
-                )),
+                None => causes.push(Cause::invalid(format!("spec.ports[{i}].nodePort"), &json!(0), "range is full")),
             }
         }
     }

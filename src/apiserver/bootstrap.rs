@@ -13,8 +13,7 @@ use serde_json::json;
 
 use super::ServerError;
 
-pub const SYSTEM_NAMESPACES: &[&str] =
-    &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 async fn ensure<K>(api: &Api<K>, obj: serde_json::Value) -> Result<(), ServerError>
 where
@@ -29,19 +28,10 @@ where
 }
 
 /// Make the objects every cluster has; idempotent. `endpoint` is where the API server listens.
-pub async fn run(
-    client: Client,
-    service_ip: IpAddr,
-    endpoint: IpAddr,
-    port: u16,
-) -> Result<(), ServerError> {
+pub async fn run(client: Client, service_ip: IpAddr, endpoint: IpAddr, port: u16) -> Result<(), ServerError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in SYSTEM_NAMESPACES {
-        ensure(
-            &namespaces,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )
-        .await?;
+        ensure(&namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
     }
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     ensure(
@@ -56,7 +46,12 @@ pub async fn run(
         }),
     )
     .await?;
-    // Endpoints follow the address this server runs at now.
+    // Endpoints follow the address this server runs at now. Loopback is no endpoint (upstream
+    // validation refuses it): a host with no other address has none for the service.
+    if endpoint.is_loopback() || endpoint.is_unspecified() {
+        tracing::warn!(message = "no routable address: the kubernetes service gets no endpoints", address = %endpoint);
+        return Ok(());
+    }
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let ep = json!({
         "apiVersion": "v1", "kind": "Endpoints",
@@ -76,28 +71,13 @@ pub async fn run(
     replace_or_create(&slices, "kubernetes", slice).await
 }
 
-async fn replace_or_create<K>(
-    api: &Api<K>,
-    name: &str,
-    obj: serde_json::Value,
-) -> Result<(), ServerError>
+async fn replace_or_create<K>(api: &Api<K>, name: &str, obj: serde_json::Value) -> Result<(), ServerError>
 where
     K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    let mut k: K =
-        serde_json::from_value(obj).map_err(|e| ServerError::Bootstrap(e.to_string()))?;
-    match api
-        .get_opt(name)
-        .await
-        .map_err(|e| ServerError::Bootstrap(e.to_string()))?
-    {
-        None => {
-            ensure(
-                api,
-                serde_json::to_value(&k).map_err(|e| ServerError::Bootstrap(e.to_string()))?,
-            )
-            .await
-        }
+    let mut k: K = serde_json::from_value(obj).map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    match api.get_opt(name).await.map_err(|e| ServerError::Bootstrap(e.to_string()))? {
+        None => ensure(api, serde_json::to_value(&k).map_err(|e| ServerError::Bootstrap(e.to_string()))?).await,
         Some(existing) => {
             k.meta_mut().resource_version = existing.meta().resource_version.clone();
             api.replace(name, &PostParams::default(), &k)

@@ -16,16 +16,10 @@ pub fn in_process_client_as(api: Arc<ApiServer>, user: UserInfo) -> kube::Client
         let user = user.clone();
         async move {
             let (parts, body) = req.into_parts();
-            let len = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
+            let len =
+                parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
             let resp: Response<Body> = match read_body(body, len).await {
-                Ok(bytes) => {
-                    api.handle(Request::from_parts(parts, bytes), Some(user))
-                        .await
-                }
+                Ok(bytes) => api.handle(Request::from_parts(parts, bytes), Some(user)).await,
                 Err(e) => error_response(&e),
             };
             Ok::<_, std::convert::Infallible>(resp)

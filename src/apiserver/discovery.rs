@@ -24,11 +24,7 @@ fn aggregated_version(req: &Request<Bytes>) -> Option<&'static str> {
             }
         }
         // A plain JSON entry before any aggregated one: the client prefers the old form.
-        if params
-            .first()
-            .is_some_and(|m| *m == "application/json" || *m == "*/*")
-            && params.len() == 1
-        {
+        if params.first().is_some_and(|m| *m == "application/json" || *m == "*/*") && params.len() == 1 {
             return None;
         }
     }
@@ -44,11 +40,7 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
         .subresources
         .iter()
         .map(|s| {
-            let (g, v, k) = if s.response.2.is_empty() {
-                (def.group, def.version, def.kind)
-            } else {
-                s.response
-            };
+            let (g, v, k) = if s.response.2.is_empty() { (def.group, def.version, def.kind) } else { s.response };
             json!({
                 "subresource": s.name,
                 "responseKind": { "group": g, "version": v, "kind": k },
@@ -79,10 +71,8 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let mut defs: Vec<&ResourceDef> = registry::all()
-                .iter()
-                .filter(|d| d.group == group && d.version == *v)
-                .collect();
+            let mut defs: Vec<&ResourceDef> =
+                registry::all().iter().filter(|d| d.group == group && d.version == *v).collect();
             defs.sort_by_key(|d| d.plural);
             json!({
                 "version": v,
@@ -122,10 +112,7 @@ fn sorted_versions(mut vs: Vec<&'static str>) -> Vec<&'static str> {
 /// Kubernetes version priority: GA > beta > alpha, then by number.
 fn version_priority(v: &str) -> (u8, u32, u32) {
     let rest = v.trim_start_matches('v');
-    let (major, tail) = rest.split_at(
-        rest.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len()),
-    );
+    let (major, tail) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
     let major: u32 = major.parse().unwrap_or(0);
     if tail.is_empty() {
         (3, major, 0)
@@ -139,10 +126,8 @@ fn version_priority(v: &str) -> (u8, u32, u32) {
 }
 
 fn group_json(group: &str, versions: &[&str]) -> Value {
-    let vs: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
-        .collect();
+    let vs: Vec<Value> =
+        versions.iter().map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v })).collect();
     json!({
         "name": group,
         "versions": vs,
@@ -151,10 +136,7 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 }
 
 fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry::all()
-        .iter()
-        .filter(|d| d.group == group && d.version == version)
-        .collect();
+    let defs: Vec<&ResourceDef> = registry::all().iter().filter(|d| d.group == group && d.version == version).collect();
     if defs.is_empty() {
         return None;
     }
@@ -176,11 +158,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         resources.push(r);
         for s in d.subresources {
-            let (g, v, k) = if s.response.2.is_empty() {
-                (d.group, d.version, d.kind)
-            } else {
-                s.response
-            };
+            let (g, v, k) = if s.response.2.is_empty() { (d.group, d.version, d.kind) } else { s.response };
             let mut sr = json!({
                 "name": format!("{}/{}", d.plural, s.name),
                 "singularName": "",
@@ -195,14 +173,8 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(sr);
         }
     }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    Some(
-        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
-    )
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
 }
 
 pub fn serve(
@@ -212,13 +184,7 @@ pub fn serve(
     legacy: bool,
     config: &ApiConfig,
 ) -> Result<Response<Body>, StatusError> {
-    let not_found = || {
-        StatusError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    };
+    let not_found = || StatusError::new(404, "NotFound", "the server could not find the requested resource");
     match (group.as_deref(), version.as_deref()) {
         (None, None) => {
             if let Some(v) = aggregated_version(req) {
@@ -242,25 +208,16 @@ pub fn serve(
                 .filter(|(g, _)| !g.is_empty())
                 .map(|(g, vs)| group_json(g, &sorted_versions(vs)))
                 .collect();
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }),
-            ))
+            Ok(json_response(StatusCode::OK, &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })))
         }
         (Some(g), None) => {
-            let (_, vs) = registry::group_versions()
-                .into_iter()
-                .find(|(x, _)| *x == g)
-                .ok_or_else(not_found)?;
+            let (_, vs) = registry::group_versions().into_iter().find(|(x, _)| *x == g).ok_or_else(not_found)?;
             let mut body = group_json(g, &sorted_versions(vs));
             body["kind"] = json!("APIGroup");
             body["apiVersion"] = json!("v1");
             Ok(json_response(StatusCode::OK, &body))
         }
-        (Some(g), Some(v)) => Ok(json_response(
-            StatusCode::OK,
-            &resource_list(g, v).ok_or_else(not_found)?,
-        )),
+        (Some(g), Some(v)) => Ok(json_response(StatusCode::OK, &resource_list(g, v).ok_or_else(not_found)?)),
         (None, Some(_)) => Err(not_found()),
     }
 }
@@ -271,35 +228,27 @@ mod tests {
 
     #[test]
     fn version_order() {
-        assert_eq!(
-            sorted_versions(vec!["v1", "v2", "v2beta1"]),
-            vec!["v2", "v1", "v2beta1"]
-        );
+        assert_eq!(sorted_versions(vec!["v1", "v2", "v2beta1"]), vec!["v2", "v1", "v2beta1"]);
     }
 
     #[test]
     fn aggregated_accept() {
-        let mk = |a: &str| {
-            Request::builder()
-                .header("accept", a)
-                .body(Bytes::new())
-                .unwrap()
-        };
+        let mk = |a: &str| Request::builder().header("accept", a).body(Bytes::new()).unwrap();
         let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(aggregated_version(&mk(v2)), Some("v2"));
-        assert_eq!(aggregated_version(&mk("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")), Some("v2beta1"));
+        assert_eq!(
+            aggregated_version(&mk(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            )),
+            Some("v2beta1")
+        );
         assert_eq!(aggregated_version(&mk("application/json")), None);
     }
 
     #[test]
     fn resource_list_has_subresources() {
         let l = resource_list("apps", "v1").unwrap();
-        let names: Vec<&str> = l["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r["name"].as_str())
-            .collect();
+        let names: Vec<&str> = l["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
         assert!(names.contains(&"deployments/scale"));
     }
 }

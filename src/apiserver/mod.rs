@@ -42,10 +42,7 @@ pub const KUBERNETES_VERSION: &str = "v1.33.0";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("binding {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("bootstrap: {0}")]
@@ -62,10 +59,7 @@ pub struct UserInfo {
 impl UserInfo {
     /// The identity of in-process components (scheduler, controllers, local agent).
     pub fn internal() -> UserInfo {
-        UserInfo {
-            name: "system:kelp".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        }
+        UserInfo { name: "system:kelp".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
     }
 }
 
@@ -91,16 +85,9 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub async fn new(
-        backend: Arc<dyn Backend>,
-        config: ApiConfig,
-    ) -> Result<Arc<ApiServer>, ServerError> {
-        let cache = Cache::start_with(
-            backend.clone(),
-            Arc::new(objects::ApiDecoder),
-            config.watch_buffer_events,
-        )
-        .await?;
+    pub async fn new(backend: Arc<dyn Backend>, config: ApiConfig) -> Result<Arc<ApiServer>, ServerError> {
+        let cache =
+            Cache::start_with(backend.clone(), Arc::new(objects::ApiDecoder), config.watch_buffer_events).await?;
         Ok(Arc::new(ApiServer {
             cache,
             backend,
@@ -115,11 +102,7 @@ impl ApiServer {
     }
 
     /// Handle one request whose body has been read.
-    pub async fn handle(
-        self: &Arc<Self>,
-        req: Request<Bytes>,
-        user: Option<UserInfo>,
-    ) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Bytes>, user: Option<UserInfo>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let result = self.route(req, user).await;
@@ -148,17 +131,13 @@ impl ApiServer {
         };
         // Authorization: every authenticated user may do everything until RBAC lands.
         match target {
-            Target::Discovery {
-                group,
-                version,
-                legacy,
-            } => discovery::serve(&req, group, version, legacy, &self.config),
+            Target::Discovery { group, version, legacy } => {
+                discovery::serve(&req, group, version, legacy, &self.config)
+            }
             Target::Resource(r) => objects::serve(self, r, req, query).await,
-            Target::Other(_) => Err(StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )),
+            Target::Other(_) => {
+                Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
+            }
         }
     }
 
@@ -214,9 +193,7 @@ pub fn go_arch() -> &'static str {
 }
 
 pub fn full_body(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
@@ -229,19 +206,11 @@ pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Resp
 }
 
 pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
-    bytes_response(
-        code,
-        "application/json",
-        Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
-    )
+    bytes_response(code, "application/json", Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
 }
 
 pub fn text_response(code: StatusCode, s: &str) -> Response<Body> {
-    bytes_response(
-        code,
-        "text/plain; charset=utf-8",
-        Bytes::from(s.to_string()),
-    )
+    bytes_response(code, "text/plain; charset=utf-8", Bytes::from(s.to_string()))
 }
 
 pub fn error_response(e: &StatusError) -> Response<Body> {
@@ -270,9 +239,7 @@ where
     let mut buf = bytes::BytesMut::new();
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            StatusError::bad_request(format!("reading the request body: {}", e.into()))
-        })?;
+        let frame = frame.map_err(|e| StatusError::bad_request(format!("reading the request body: {}", e.into())))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -310,12 +277,7 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
         let acceptor = acceptor.clone();
         let api = api.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(tcp),
-            )
-            .await
-            {
+            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(message = "TLS handshake failed", %peer, error = %e);

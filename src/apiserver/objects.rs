@@ -26,11 +26,8 @@ impl Decoder for ApiDecoder {
     fn decode(&self, key: &str, revision: Revision, value: &[u8]) -> Result<CachedObject, String> {
         let mut v: Value = serde_json::from_slice(value).map_err(|e| e.to_string())?;
         set_resource_version(&mut v, revision);
-        let def =
-            registry::parse_key(key).and_then(|(storage, _, _)| registry::by_storage(storage));
-        let fields = def
-            .map(|d| selector::selectable_fields(d.group, d.plural, &v))
-            .unwrap_or_default();
+        let def = registry::parse_key(key).and_then(|(storage, _, _)| registry::by_storage(storage));
+        let fields = def.map(|d| selector::selectable_fields(d.group, d.plural, &v)).unwrap_or_default();
         Ok(CachedObject {
             key: key.to_string(),
             revision,
@@ -47,16 +44,18 @@ pub(crate) fn store_error(e: StoreError, def: &ResourceDef, name: &str) -> Statu
         StoreError::AlreadyExists(_) => StatusError::already_exists(def.group, def.plural, name),
         StoreError::NotFound(_) => StatusError::not_found(def.group, def.plural, name),
         StoreError::Conflict { .. } => StatusError::stale(def.group, def.plural, name),
-        StoreError::Compacted { requested, compacted } => {
-            StatusError::gone(format!("The resourceVersion for the provided list is too old. (requested {requested}, compacted {compacted})"))
-        }
+        StoreError::Compacted { requested, compacted } => StatusError::gone(format!(
+            "The resourceVersion for the provided list is too old. (requested {requested}, compacted {compacted})"
+        )),
         StoreError::FutureRevision { requested, current } => {
             let mut e = StatusError::new(
                 504,
                 "Timeout",
                 format!("Too large resource version: {requested}, current: {current}"),
             );
-            e.details = Some(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
+            e.details = Some(
+                json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+            );
             e.retry_after = Some(1);
             e
         }
@@ -76,36 +75,17 @@ pub async fn serve(
     req: Request<Bytes>,
     query: Query,
 ) -> Result<Response<Body>, StatusError> {
-    let def = registry::find(&r.group, &r.version, &r.resource).ok_or_else(|| {
-        StatusError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    })?;
+    let def = registry::find(&r.group, &r.version, &r.resource)
+        .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))?;
     if !def.namespaced && r.namespace.is_some() {
-        return Err(StatusError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ));
+        return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
     }
     if let Some(sub) = r.subresource.as_deref() {
         if !def.has_subresource(sub) {
-            return Err(StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
+            return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
-    let ctx = Ctx {
-        api: api.clone(),
-        def,
-        ns: r.namespace.clone(),
-        query,
-        accept: header_str(&req, header::ACCEPT),
-    };
+    let ctx = Ctx { api: api.clone(), def, ns: r.namespace.clone(), query, accept: header_str(&req, header::ACCEPT) };
     let name = r.name.clone().unwrap_or_default();
     match (r.verb, r.subresource.as_deref()) {
         (Verb::Get, None) | (Verb::Get, Some("status")) => ctx.get(&name).await,
@@ -118,24 +98,17 @@ pub async fn serve(
         (Verb::Patch, Some("status")) => ctx.patch(&name, &req, Part::Status).await,
         (Verb::Delete, None) => ctx.delete(&name, req.body()).await,
         (Verb::DeleteCollection, None) => ctx.delete_collection(req.body()).await,
-        (Verb::Get | Verb::Update | Verb::Patch, Some("scale")) => {
-            ctx.scale(&name, r.verb, &req).await
-        }
+        (Verb::Get | Verb::Update | Verb::Patch, Some("scale")) => ctx.scale(&name, r.verb, &req).await,
         (Verb::Create, Some("binding")) => ctx.bind(&name, req.body()).await,
         (Verb::Update, Some("finalize")) => ctx.finalize_namespace(&name, req.body()).await,
-        (_, Some(sub)) => Err(StatusError::new(
-            404,
-            "NotFound",
-            format!("{}/{sub} is not served by this kelp version", def.plural),
-        )),
+        (_, Some(sub)) => {
+            Err(StatusError::new(404, "NotFound", format!("{}/{sub} is not served by this kelp version", def.plural)))
+        }
     }
 }
 
 fn header_str(req: &Request<Bytes>, h: header::HeaderName) -> Option<String> {
-    req.headers()
-        .get(h)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    req.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// Which part of an object a write may change.
@@ -158,20 +131,13 @@ pub struct Ctx {
 
 /// Parse a request body: JSON, or YAML when the content type says so.
 pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, StatusError> {
-    let media = content_type
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let media =
+        content_type.unwrap_or("application/json").split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match media.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| StatusError::bad_request(format!("error decoding request body: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
-            .map_err(|e| {
-                StatusError::bad_request(format!("error decoding YAML request body: {e}"))
-            }),
+            .map_err(|e| StatusError::bad_request(format!("error decoding YAML request body: {e}"))),
         _ => Err(StatusError::unsupported_media_type(&media)),
     }
 }
@@ -184,16 +150,11 @@ fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
     if !v.get("metadata").is_some_and(Value::is_object) {
         v["metadata"] = json!({});
     }
-    v["metadata"]
-        .as_object_mut()
-        .expect("metadata is an object")
+    v["metadata"].as_object_mut().expect("metadata is an object")
 }
 
 fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
-    meta(v)
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+    meta(v).and_then(|m| m.get(field)).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// The JSON bytes stored for an object: without resourceVersion (the revision is its version).
@@ -224,48 +185,7 @@ fn spec_part(v: &Value) -> Value {
 fn random_suffix() -> String {
     // Upstream's alphabet: no vowels, no confusable characters.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-/// Compute a pod's QoS class as upstream does.
-fn qos_class(pod: &Value) -> &'static str {
-    let mut requests_any = false;
-    let mut guaranteed = true;
-    let containers = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(
-            pod["spec"]["initContainers"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-        );
-    for c in containers {
-        let req = &c["resources"]["requests"];
-        let lim = &c["resources"]["limits"];
-        for r in ["cpu", "memory"] {
-            let rq = req.get(r).filter(|v| !v.is_null());
-            let lm = lim.get(r).filter(|v| !v.is_null());
-            if rq.is_some() || lm.is_some() {
-                requests_any = true;
-            }
-            match (rq, lm) {
-                (_, None) => guaranteed = false,
-                (Some(a), Some(b)) if a != b => guaranteed = false,
-                _ => {}
-            }
-        }
-    }
-    if !requests_any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+    (0..5).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
 }
 
 impl Ctx {
@@ -283,9 +203,7 @@ impl Ctx {
 
     /// A cached object in this request's version.
     fn versioned(&self, o: &CachedObject) -> Result<Value, StatusError> {
-        let v = o
-            .value()
-            .map_err(|e| StatusError::internal(e.to_string()))?;
+        let v = o.value().map_err(|e| StatusError::internal(e.to_string()))?;
         Ok(registry::from_storage(self.def, v))
     }
 
@@ -299,17 +217,10 @@ impl Ctx {
     }
 
     /// Respond with one object in the representation asked for.
-    pub fn respond_object(
-        &self,
-        code: StatusCode,
-        obj: &Value,
-    ) -> Result<Response<Body>, StatusError> {
+    pub fn respond_object(&self, code: StatusCode, obj: &Value) -> Result<Response<Body>, StatusError> {
         match self.representation()? {
             Representation::Object => Ok(json_response(code, obj)),
-            Representation::Table => Ok(json_response(
-                code,
-                &self.table(std::slice::from_ref(obj), true, None),
-            )),
+            Representation::Table => Ok(json_response(code, &self.table(std::slice::from_ref(obj), true, None))),
             Representation::Metadata => Ok(json_response(code, &partial_metadata(obj))),
         }
     }
@@ -326,8 +237,7 @@ impl Ctx {
                     "Object" => o.clone(),
                     _ => partial_metadata(o),
                 };
-                let mut row =
-                    json!({ "cells": table::cells(self.def.group, self.def.plural, o, now) });
+                let mut row = json!({ "cells": table::cells(self.def.group, self.def.plural, o, now) });
                 if !object.is_null() {
                     row["object"] = object;
                 }
@@ -341,8 +251,7 @@ impl Ctx {
             "rows": rows,
         });
         if with_columns {
-            t["columnDefinitions"] =
-                table::column_definitions(&table::columns(self.def.group, self.def.plural));
+            t["columnDefinitions"] = table::column_definitions(&table::columns(self.def.group, self.def.plural));
         } else {
             t["columnDefinitions"] = Value::Null;
         }
@@ -353,21 +262,9 @@ impl Ctx {
         let o = match self.query.get("resourceVersion") {
             Some(rv) if rv != "0" => {
                 let rev = parse_rv(rv)?;
-                let current = self
-                    .api
-                    .cache
-                    .sync()
-                    .await
-                    .map_err(|e| store_error(e, self.def, name))?;
+                let current = self.api.cache.sync().await.map_err(|e| store_error(e, self.def, name))?;
                 if rev > current {
-                    return Err(store_error(
-                        StoreError::FutureRevision {
-                            requested: rev,
-                            current,
-                        },
-                        self.def,
-                        name,
-                    ));
+                    return Err(store_error(StoreError::FutureRevision { requested: rev, current }, self.def, name));
                 }
                 self.current(name).await?
             }
@@ -377,18 +274,14 @@ impl Ctx {
         self.respond_object(StatusCode::OK, &v)
     }
 
-    /// Label and field selectors of the request, checked.
+    /// Label and field selectors of the request, checked and with field names converted as
+    /// upstream does (e.g. a pod's legacy `spec.host`).
     pub fn selectors(&self) -> Result<(LabelSelector, FieldSelector), StatusError> {
-        let labels =
-            LabelSelector::parse(self.query.get("labelSelector").unwrap_or("")).map_err(|e| {
-                StatusError::bad_request(format!("unable to parse requirement: {e}").replace(
-                    "unable to parse requirement: unable to parse requirement: ",
-                    "unable to parse requirement: ",
-                ))
-            })?;
+        let labels = LabelSelector::parse(self.query.get("labelSelector").unwrap_or(""))
+            .map_err(|e| StatusError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(self.query.get("fieldSelector").unwrap_or(""))
             .map_err(|e| StatusError::bad_request(e.to_string()))?;
-        selector::check_supported(self.def.group, self.def.plural, &fields)
+        let fields = selector::convert_field_selector(self.def.group, self.def.plural, &fields)
             .map_err(|e| StatusError::bad_request(e.to_string()))?;
         Ok((labels, fields))
     }
@@ -399,36 +292,24 @@ impl Ctx {
         labels: LabelSelector,
         fields: FieldSelector,
     ) -> impl Fn(&CachedObject) -> bool + Send + Sync + 'static {
-        let events_group = self.def.group == "events.k8s.io";
-        let fields = if events_group {
-            let s: Vec<String> = fields.fields().map(|f| f.to_string()).collect();
-            let _ = s;
-            // Rewrite events.k8s.io names to the stored (core) names.
-            let text = self.query.get("fieldSelector").unwrap_or("").to_string();
-            let mapped: Vec<String> = text
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let cut = p.find(['=', '!']).unwrap_or(p.len());
-                    format!("{}{}", registry::events_field_to_core(&p[..cut]), &p[cut..])
-                })
-                .collect();
-            FieldSelector::parse(&mapped.join(",")).unwrap_or(fields)
+        // The cache holds events.k8s.io events in their stored (core) form, with core field names.
+        let fields = if self.def.group == "events.k8s.io" {
+            FieldSelector::from_requirements(
+                fields
+                    .requirements()
+                    .iter()
+                    .map(|r| selector::FieldRequirement {
+                        field: registry::events_field_to_core(&r.field),
+                        op: r.op,
+                        value: r.value.clone(),
+                    })
+                    .collect(),
+            )
         } else {
             fields
         };
         move |o: &CachedObject| {
-            if !labels.is_empty() && !labels.matches(&o.labels) {
-                return false;
-            }
-            if !fields.is_empty() {
-                let f: Vec<(&str, String)> =
-                    o.fields.iter().map(|(k, v)| (*k, v.clone())).collect();
-                if !fields.matches(&f) {
-                    return false;
-                }
-            }
-            true
+            (labels.is_empty() || labels.matches(&o.labels)) && (fields.is_empty() || fields.matches(&o.fields))
         }
     }
 
@@ -445,9 +326,7 @@ impl Ctx {
             ));
         }
         if cont.is_some() && rv.is_some_and(|r| r != "0") {
-            return Err(StatusError::bad_request(
-                "specifying resource version is not allowed when using continue",
-            ));
+            return Err(StatusError::bad_request("specifying resource version is not allowed when using continue"));
         }
         let (at, start_after) = match (cont, rv, rv_match) {
             (Some(token), _, _) => {
@@ -466,7 +345,11 @@ impl Ctx {
                     None | Some("NotOlderThan") => {
                         let current = self.api.cache.sync().await.map_err(|e| store_error(e, self.def, ""))?;
                         if rev > current {
-                            return Err(store_error(StoreError::FutureRevision { requested: rev, current }, self.def, ""));
+                            return Err(store_error(
+                                StoreError::FutureRevision { requested: rev, current },
+                                self.def,
+                                "",
+                            ));
                         }
                         // Legacy: a limit with a resourceVersion and no match lists exactly at it.
                         if m.is_none() && limit > 0 {
@@ -497,21 +380,14 @@ impl Ctx {
         let mut list_meta = json!({ "resourceVersion": listing.revision.to_string() });
         if listing.more {
             if let Some(last) = listing.objects.last() {
-                list_meta["continue"] =
-                    json!(encode_continue(listing.revision, &last.key[prefix.len()..]));
+                list_meta["continue"] = json!(encode_continue(listing.revision, &last.key[prefix.len()..]));
                 list_meta["remainingItemCount"] = json!(listing.remaining);
             }
         }
         let repr = self.representation()?;
         if repr == Representation::Object && self.def.storage_version {
             // Fast path: splice the cached JSON.
-            let mut out = Vec::with_capacity(
-                64 + listing
-                    .objects
-                    .iter()
-                    .map(|o| o.json.len() + 1)
-                    .sum::<usize>(),
-            );
+            let mut out = Vec::with_capacity(64 + listing.objects.iter().map(|o| o.json.len() + 1).sum::<usize>());
             out.extend_from_slice(
                 format!(
                     "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
@@ -528,17 +404,9 @@ impl Ctx {
                 out.extend_from_slice(&o.json);
             }
             out.extend_from_slice(b"]}");
-            return Ok(bytes_response(
-                StatusCode::OK,
-                "application/json",
-                Bytes::from(out),
-            ));
+            return Ok(bytes_response(StatusCode::OK, "application/json", Bytes::from(out)));
         }
-        let items: Vec<Value> = listing
-            .objects
-            .iter()
-            .map(|o| self.versioned(o))
-            .collect::<Result<_, _>>()?;
+        let items: Vec<Value> = listing.objects.iter().map(|o| self.versioned(o)).collect::<Result<_, _>>()?;
         let body = match repr {
             Representation::Table => self.table(&items, true, Some(list_meta)),
             Representation::Metadata => json!({
@@ -567,9 +435,7 @@ impl Ctx {
 
     fn decode_value(&self, mut v: Value) -> Result<Value, StatusError> {
         if !v.is_object() {
-            return Err(StatusError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(StatusError::bad_request("the request body must be a JSON object"));
         }
         let want_av = self.def.api_version();
         match v.get("apiVersion").and_then(Value::as_str) {
@@ -607,21 +473,12 @@ impl Ctx {
         };
         let nsdef = registry::find("", "v1", "namespaces").expect("namespaces are registered");
         let key = nsdef.key(None, ns);
-        let o = self
-            .api
-            .cache
-            .get(&key)
-            .await
-            .map_err(|e| store_error(e, nsdef, ns))?;
+        let o = self.api.cache.get(&key).await.map_err(|e| store_error(e, nsdef, ns))?;
         let Some(o) = o else {
             return Err(StatusError::not_found("", "namespaces", ns));
         };
-        let v = o
-            .value()
-            .map_err(|e| StatusError::internal(e.to_string()))?;
-        if v.pointer("/metadata/deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
-        {
+        let v = o.value().map_err(|e| StatusError::internal(e.to_string()))?;
+        if v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
             let mut e = StatusError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 if self.def.group.is_empty() { self.def.plural.to_string() } else { format!("{}.{}", self.def.plural, self.def.group) }
@@ -650,12 +507,7 @@ impl Ctx {
             }
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-            for f in [
-                "resourceVersion",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "selfLink",
-            ] {
+            for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
                 m.remove(f);
             }
             if def.generation {
@@ -682,27 +534,15 @@ impl Ctx {
         Ok(v)
     }
 
+    /// A new object starts without status, but for kinds whose status their creator may set
+    /// (nodes register with theirs); defaulting then fills in the initial status (a pod's phase
+    /// and QoS class, a namespace's phase, ...).
     fn reset_status_on_create(&self, v: &mut Value) {
-        let def = self.def;
-        if !def.has_subresource("status") {
+        if !self.def.has_subresource("status") || (self.def.group.is_empty() && self.def.kind == "Node") {
             return;
         }
-        match (def.group, def.kind) {
-            // Nodes register with their status; namespaces get theirs from defaulting.
-            ("", "Node") | ("", "Namespace") => {}
-            ("", "Pod") => {
-                let qos = qos_class(v);
-                v["status"] = json!({ "phase": "Pending", "qosClass": qos });
-            }
-            ("", "PersistentVolume") | ("", "PersistentVolumeClaim") => {
-                v["status"] = json!({ "phase": "Pending" })
-            }
-            ("", "Service") => v["status"] = json!({ "loadBalancer": {} }),
-            _ => {
-                if let Some(m) = v.as_object_mut() {
-                    m.remove("status");
-                }
-            }
+        if let Some(m) = v.as_object_mut() {
+            m.remove("status");
         }
     }
 
@@ -728,24 +568,16 @@ impl Ctx {
         if given_name.is_none() && generate.is_none() {
             return Err(self.invalid(
                 "",
-                vec![Cause::required("metadata.name")
-                    .with_message("Required value: name or generateName is required")],
+                vec![Cause::required("metadata.name").with_message("Required value: name or generateName is required")],
             ));
         }
-        let display = given_name
-            .clone()
-            .or_else(|| generate.clone())
-            .unwrap_or_default();
+        let display = given_name.clone().or_else(|| generate.clone()).unwrap_or_default();
         self.check_namespace(&display).await?;
         let attempts = if given_name.is_none() { 5 } else { 1 };
         for attempt in 0..attempts {
             let name = match &given_name {
                 Some(n) => n.clone(),
-                None => format!(
-                    "{}{}",
-                    generate.clone().unwrap_or_default(),
-                    random_suffix()
-                ),
+                None => format!("{}{}", generate.clone().unwrap_or_default(), random_suffix()),
             };
             let mut obj = self.prepare_create(v.clone(), &name)?;
             let _guard = if def.group.is_empty() && def.kind == "Service" {
@@ -761,23 +593,12 @@ impl Ctx {
                 return Ok(obj);
             }
             let stored = registry::to_storage(def, obj.clone());
-            match self
-                .api
-                .backend
-                .create(self.key(&name), stored_bytes(&stored))
-                .await
-            {
+            match self.api.backend.create(self.key(&name), stored_bytes(&stored)).await {
                 Ok(rev) => return Ok(with_rv(obj, rev)),
-                Err(StoreError::AlreadyExists(_))
-                    if given_name.is_none() && attempt + 1 < attempts =>
-                {
-                    continue
-                }
+                Err(StoreError::AlreadyExists(_)) if given_name.is_none() && attempt + 1 < attempts => continue,
                 Err(StoreError::AlreadyExists(_)) if given_name.is_none() => {
                     let mut e = StatusError::already_exists(def.group, def.plural, &name);
-                    e.message.push_str(
-                        ", the server was not able to generate a unique name for the object",
-                    );
+                    e.message.push_str(", the server was not able to generate a unique name for the object");
                     return Err(e);
                 }
                 Err(e) => return Err(store_error(e, def, &name)),
@@ -786,12 +607,7 @@ impl Ctx {
         Err(StatusError::internal("name generation failed"))
     }
 
-    async fn update(
-        &self,
-        name: &str,
-        req: &Request<Bytes>,
-        part: Part,
-    ) -> Result<Response<Body>, StatusError> {
+    async fn update(&self, name: &str, req: &Request<Bytes>, part: Part) -> Result<Response<Body>, StatusError> {
         let body = self.decode_object(req)?;
         if let Some(n) = meta_str(&body, "name") {
             if n != name {
@@ -807,21 +623,12 @@ impl Ctx {
                 ));
             }
         }
-        let precondition = meta_str(&body, "resourceVersion")
-            .map(parse_rv)
-            .transpose()?;
-        let (code, obj) = self
-            .guaranteed_update(name, part, precondition, &|_cur: &Value| Ok(body.clone()))
-            .await?;
+        let precondition = meta_str(&body, "resourceVersion").map(parse_rv).transpose()?;
+        let (code, obj) = self.guaranteed_update(name, part, precondition, &|_cur: &Value| Ok(body.clone())).await?;
         self.respond_object(code, &obj)
     }
 
-    async fn patch(
-        &self,
-        name: &str,
-        req: &Request<Bytes>,
-        part: Part,
-    ) -> Result<Response<Body>, StatusError> {
+    async fn patch(&self, name: &str, req: &Request<Bytes>, part: Part) -> Result<Response<Body>, StatusError> {
         let ct = header_str(req, header::CONTENT_TYPE).unwrap_or_default();
         let media = ct.split(';').next().unwrap_or_default().trim().to_string();
         let patch = Patch::parse(&media, req.body())?;
@@ -860,16 +667,13 @@ impl Ctx {
                 return Err(StatusError::stale(self.def.group, self.def.plural, name));
             }
             let mut new = self.prepare_update(name, &old, desired, part)?;
-            let _guard =
-                if self.def.group.is_empty() && self.def.kind == "Service" && part == Part::Main {
-                    let g = self.api.alloc_lock.lock().await;
-                    alloc::allocate_service(&self.api, &mut new, Some(&old))
-                        .await
-                        .map_err(|c| self.invalid(name, c))?;
-                    Some(g)
-                } else {
-                    None
-                };
+            let _guard = if self.def.group.is_empty() && self.def.kind == "Service" && part == Part::Main {
+                let g = self.api.alloc_lock.lock().await;
+                alloc::allocate_service(&self.api, &mut new, Some(&old)).await.map_err(|c| self.invalid(name, c))?;
+                Some(g)
+            } else {
+                None
+            };
             let mut old_cmp = old.clone();
             if let Some(m) = old_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
@@ -881,57 +685,29 @@ impl Ctx {
                 return Ok((StatusCode::OK, with_rv(new, cur.revision)));
             }
             // The last finalizer gone from an object being deleted: delete it now.
-            let deleting = new
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null());
-            let no_finalizers = new
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
-            let grace = new
-                .pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let deleting = new.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+            let no_finalizers =
+                new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
+            let grace = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
             if deleting && no_finalizers && grace == 0 {
-                match self
-                    .api
-                    .backend
-                    .delete(self.key(name), Some(cur.revision))
-                    .await
-                {
+                match self.api.backend.delete(self.key(name), Some(cur.revision)).await {
                     Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
                     Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
                     Err(e) => return Err(store_error(e, self.def, name)),
                 }
             }
             let stored = registry::to_storage(self.def, new.clone());
-            match self
-                .api
-                .backend
-                .update(self.key(name), stored_bytes(&stored), cur.revision)
-                .await
-            {
+            match self.api.backend.update(self.key(name), stored_bytes(&stored), cur.revision).await {
                 Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
                 Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
                 Err(e) => return Err(store_error(e, self.def, name)),
             }
         }
-        Err(StatusError::conflict(
-            self.def.group,
-            self.def.plural,
-            name,
-            "too many concurrent updates, please retry",
-        ))
+        Err(StatusError::conflict(self.def.group, self.def.plural, name, "too many concurrent updates, please retry"))
     }
 
     /// Merge an update into the old object: what the client may not change is kept from `old`.
-    fn prepare_update(
-        &self,
-        name: &str,
-        old: &Value,
-        mut new: Value,
-        part: Part,
-    ) -> Result<Value, StatusError> {
+    fn prepare_update(&self, name: &str, old: &Value, mut new: Value, part: Part) -> Result<Value, StatusError> {
         let def = self.def;
         let old_meta = meta(old).cloned().unwrap_or_default();
         if part == Part::Status {
@@ -959,13 +735,7 @@ impl Ctx {
         }
         {
             let m = meta_mut(&mut new);
-            for f in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-            ] {
+            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
                 match old_meta.get(f) {
                     Some(v) => m.insert(f.into(), v.clone()),
                     None => m.remove(f),
@@ -997,11 +767,7 @@ impl Ctx {
             None => meta_mut(&mut new).remove("generation"),
         };
         if def.generation && spec_part(&new) != spec_part(old) {
-            let g = old_meta
-                .get("generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                + 1;
+            let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(g));
         }
         let causes = validation::validate_update(def.group, def.kind, &new, old);
@@ -1026,7 +792,12 @@ impl Ctx {
             if let Some(uid) = &opts.uid {
                 let actual = meta_str(&obj, "uid").unwrap_or_default();
                 if uid != actual {
-                    return Err(StatusError::conflict(def.group, def.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+                    return Err(StatusError::conflict(
+                        def.group,
+                        def.plural,
+                        name,
+                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    ));
                 }
             }
             if let Some(rv) = &opts.resource_version {
@@ -1034,11 +805,8 @@ impl Ctx {
                     return Err(StatusError::conflict(def.group, def.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
                 }
             }
-            let mut finalizers: Vec<Value> = obj
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let mut finalizers: Vec<Value> =
+                obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
             let policy = opts.propagation_policy.as_deref();
             let add = |f: &mut Vec<Value>, name: &str| {
                 if !f.iter().any(|x| x == name) {
@@ -1051,21 +819,14 @@ impl Ctx {
                 _ => {}
             }
             let is_ns = def.group.is_empty() && def.kind == "Namespace";
-            let ns_finalizers = is_ns
-                && obj
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| !f.is_empty());
+            let ns_finalizers =
+                is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
             let grace = self.pod_grace(&obj, opts);
-            let already = obj
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null());
+            let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
             if !finalizers.is_empty() || ns_finalizers || grace > 0 {
                 if already {
-                    let cur_grace = obj
-                        .pointer("/metadata/deletionGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0);
+                    let cur_grace =
+                        obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
                     if grace == 0 || grace >= cur_grace {
                         if grace == 0 && finalizers.is_empty() && !ns_finalizers && cur_grace > 0 {
                             // Force deletion of a terminating pod.
@@ -1079,10 +840,7 @@ impl Ctx {
                     let when = Utc::now() + chrono::Duration::seconds(grace);
                     {
                         let m = meta_mut(&mut new);
-                        m.insert(
-                            "deletionTimestamp".into(),
-                            json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                        );
+                        m.insert("deletionTimestamp".into(), json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)));
                         m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                         if !finalizers.is_empty() {
                             m.insert("finalizers".into(), Value::Array(finalizers.clone()));
@@ -1096,12 +854,7 @@ impl Ctx {
                         return Ok(new);
                     }
                     let stored = registry::to_storage(def, new.clone());
-                    match self
-                        .api
-                        .backend
-                        .update(self.key(name), stored_bytes(&stored), cur.revision)
-                        .await
-                    {
+                    match self.api.backend.update(self.key(name), stored_bytes(&stored), cur.revision).await {
                         Ok(rev) => return Ok(with_rv(new, rev)),
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => return Err(store_error(e, def, name)),
@@ -1111,23 +864,13 @@ impl Ctx {
             if opts.dry_run {
                 return Ok(obj);
             }
-            match self
-                .api
-                .backend
-                .delete(self.key(name), Some(cur.revision))
-                .await
-            {
+            match self.api.backend.delete(self.key(name), Some(cur.revision)).await {
                 Ok(_) => return Ok(obj),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(store_error(e, def, name)),
             }
         }
-        Err(StatusError::conflict(
-            def.group,
-            def.plural,
-            name,
-            "too many concurrent updates, please retry",
-        ))
+        Err(StatusError::conflict(def.group, def.plural, name, "too many concurrent updates, please retry"))
     }
 
     /// The grace period a pod deletion waits for its node (0 = delete now).
@@ -1135,23 +878,14 @@ impl Ctx {
         if !(self.def.group.is_empty() && self.def.kind == "Pod") {
             return 0;
         }
-        let scheduled = obj
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        let phase = obj
-            .pointer("/status/phase")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let scheduled = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
         if !scheduled || phase == "Succeeded" || phase == "Failed" {
             return 0;
         }
         let g = opts
             .grace_period_seconds
-            .or_else(|| {
-                obj.pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
+            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
             .unwrap_or(30);
         // Upstream: a negative grace period means 1 second.
         if g < 0 {
@@ -1166,12 +900,8 @@ impl Ctx {
         let (labels, fields) = self.selectors()?;
         let filter = self.filter(labels, fields);
         let prefix = self.def.prefix(self.ns.as_deref());
-        let listing = self
-            .api
-            .cache
-            .list(&prefix, None, 0, None, &filter)
-            .await
-            .map_err(|e| store_error(e, self.def, ""))?;
+        let listing =
+            self.api.cache.list(&prefix, None, 0, None, &filter).await.map_err(|e| store_error(e, self.def, ""))?;
         let mut items = Vec::new();
         for o in &listing.objects {
             let Some((_, _, name)) = registry::parse_key(&o.key) else {
@@ -1198,20 +928,14 @@ impl Ctx {
     }
 
     /// `scale`: autoscaling/v1 Scale over spec.replicas.
-    async fn scale(
-        &self,
-        name: &str,
-        verb: Verb,
-        req: &Request<Bytes>,
-    ) -> Result<Response<Body>, StatusError> {
+    async fn scale(&self, name: &str, verb: Verb, req: &Request<Bytes>) -> Result<Response<Body>, StatusError> {
+        let plain_map_selector = self.def.kind == "ReplicationController";
         let scale_of = |obj: &Value| -> Value {
             let selector = obj
                 .pointer("/spec/selector")
                 .map(|s| {
-                    if s.is_object() {
-                        LabelSelector::from_label_selector(s)
-                            .map(|l| l.to_string())
-                            .unwrap_or_default()
+                    if !plain_map_selector {
+                        LabelSelector::from_label_selector(s).map(|l| l.to_string()).unwrap_or_default()
                     } else {
                         // ReplicationControllers have a plain map.
                         s.as_object()
@@ -1241,20 +965,13 @@ impl Ctx {
             })
         };
         let replicas_from = |scale: &Value| -> Result<i64, StatusError> {
-            let r = scale
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let r = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
             if r < 0 {
                 return Err(StatusError::invalid(
                     "autoscaling",
                     "Scale",
                     name,
-                    vec![Cause::invalid(
-                        "spec.replicas",
-                        &json!(r),
-                        "must be greater than or equal to 0",
-                    )],
+                    vec![Cause::invalid("spec.replicas", &json!(r), "must be greater than or equal to 0")],
                 ));
             }
             Ok(r)
@@ -1267,9 +984,7 @@ impl Ctx {
             Verb::Update => {
                 let ct = header_str(req, header::CONTENT_TYPE);
                 let body = parse_body(ct.as_deref(), req.body())?;
-                let pre = meta_str(&body, "resourceVersion")
-                    .map(parse_rv)
-                    .transpose()?;
+                let pre = meta_str(&body, "resourceVersion").map(parse_rv).transpose()?;
                 let replicas = replicas_from(&body)?;
                 self.guaranteed_update(name, Part::Main, pre, &|cur: &Value| {
                     let mut n = cur.clone();
@@ -1289,10 +1004,7 @@ impl Ctx {
                     let replicas = replicas_from(&scale)?;
                     let mut n = cur.clone();
                     n["spec"]["replicas"] = json!(replicas);
-                    if let Some(rv) = scale
-                        .pointer("/metadata/resourceVersion")
-                        .filter(|v| !v.is_null())
-                    {
+                    if let Some(rv) = scale.pointer("/metadata/resourceVersion").filter(|v| !v.is_null()) {
                         n["metadata"]["resourceVersion"] = rv.clone();
                     }
                     Ok(n)
@@ -1307,26 +1019,14 @@ impl Ctx {
     /// `pods/binding`: assign a pod to a node.
     async fn bind(&self, name: &str, body: &Bytes) -> Result<Response<Body>, StatusError> {
         let binding = parse_body(Some("application/json"), body)?;
-        let node = binding
-            .pointer("/target/name")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        let node =
+            binding.pointer("/target/name").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let Some(node) = node else {
-            return Err(StatusError::invalid(
-                "",
-                "Binding",
-                name,
-                vec![Cause::required("target.name")],
-            ));
+            return Err(StatusError::invalid("", "Binding", name, vec![Cause::required("target.name")]));
         };
         let node2 = node.clone();
         self.guaranteed_update(name, Part::Main, None, &move |cur: &Value| {
-            if let Some(existing) = cur
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
+            if let Some(existing) = cur.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
                 return Err(StatusError::conflict(
                     "",
                     "pods",
@@ -1334,10 +1034,7 @@ impl Ctx {
                     &format!("pod {name} is already assigned to node \"{existing}\""),
                 ));
             }
-            if cur
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null())
-            {
+            if cur.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
                 return Err(StatusError::conflict(
                     "",
                     "pods",
@@ -1354,45 +1051,29 @@ impl Ctx {
         let now = now_rfc3339();
         self.guaranteed_update(name, Part::Status, None, &|cur: &Value| {
             let mut n = cur.clone();
-            let mut conds: Vec<Value> = n.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut conds: Vec<Value> =
+                n.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
             conds.retain(|c| c["type"] != "PodScheduled");
-            conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+            conds.push(
+                json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+            );
             n["status"]["conditions"] = Value::Array(conds);
             Ok(n)
         })
         .await?;
-        Ok(json_response(
-            StatusCode::CREATED,
-            &super::super::api::status::success("", "pods", name, ""),
-        ))
+        Ok(json_response(StatusCode::CREATED, &super::super::api::status::success("", "pods", name, "")))
     }
 
     /// `namespaces/finalize`: replace spec.finalizers; a terminating namespace with none left goes.
-    async fn finalize_namespace(
-        &self,
-        name: &str,
-        body: &Bytes,
-    ) -> Result<Response<Body>, StatusError> {
+    async fn finalize_namespace(&self, name: &str, body: &Bytes) -> Result<Response<Body>, StatusError> {
         let v = parse_body(Some("application/json"), body)?;
         let finalizers = v.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-        let (_, obj) = self
-            .guaranteed_update(name, Part::Status, None, &|cur: &Value| Ok(cur.clone()))
-            .await?;
-        let _ = obj;
         let cur = self.current(name).await?;
         let mut new = self.versioned(&cur)?;
         new["spec"]["finalizers"] = finalizers;
-        let done = new
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
-            && new
-                .pointer("/spec/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty())
-            && new
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+        let done = new.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+            && new.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty())
+            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
         if self.query.dry_run()? {
             return Ok(json_response(StatusCode::OK, &new));
         }
@@ -1418,40 +1099,22 @@ impl Ctx {
 /// What pod admission adds: the default service account and the not-ready/unreachable tolerations.
 fn admit_pod(v: &mut Value) {
     let spec = &mut v["spec"];
-    if spec
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
+    if spec.get("serviceAccountName").and_then(Value::as_str).is_none_or(str::is_empty) {
         spec["serviceAccountName"] = json!("default");
     }
-    if spec
-        .get("serviceAccount")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
+    if spec.get("serviceAccount").and_then(Value::as_str).is_none_or(str::is_empty) {
         let sa = spec["serviceAccountName"].clone();
         spec["serviceAccount"] = sa;
     }
-    let mut tolerations: Vec<Value> = spec
-        .get("tolerations")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for key in [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ] {
+    let mut tolerations: Vec<Value> = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
         let present = tolerations.iter().any(|t| {
-            (t["key"] == key
-                || (t["operator"] == "Exists"
-                    && t.get("key").is_none_or(|k| k.is_null() || k == "")))
-                && (t
-                    .get("effect")
-                    .is_none_or(|e| e.is_null() || e == "" || e == "NoExecute"))
+            (t["key"] == key || (t["operator"] == "Exists" && t.get("key").is_none_or(|k| k.is_null() || k == "")))
+                && (t.get("effect").is_none_or(|e| e.is_null() || e == "" || e == "NoExecute"))
         });
         if !present {
-            tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            tolerations
+                .push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
     }
     spec["tolerations"] = Value::Array(tolerations);
@@ -1483,11 +1146,11 @@ fn encode_continue(rev: Revision, start_after: &str) -> String {
 
 fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), StatusError> {
     let bad = || {
-        StatusError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        StatusError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
     };
-    let raw = base64::engine::general_purpose::URL_SAFE
-        .decode(token)
-        .map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v["v"] != "meta.k8s.io/v1" {
         return Err(bad());
@@ -1514,28 +1177,18 @@ impl DeleteOptions {
     pub fn parse(body: &Bytes, query: &Query) -> Result<DeleteOptions, StatusError> {
         let mut o = DeleteOptions::default();
         if !body.iter().all(u8::is_ascii_whitespace) {
-            let v: Value = serde_json::from_slice(body).map_err(|e| {
-                StatusError::bad_request(format!("error decoding DeleteOptions: {e}"))
-            })?;
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| StatusError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
             o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-            o.propagation_policy = v
-                .get("propagationPolicy")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            o.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
             if o.propagation_policy.is_none() {
                 if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
-                    o.propagation_policy =
-                        Some(if orphan { "Orphan" } else { "Background" }.into());
+                    o.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.into());
                 }
             }
-            o.uid = v
-                .pointer("/preconditions/uid")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            o.resource_version = v
-                .pointer("/preconditions/resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            o.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+            o.resource_version =
+                v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
             if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
                 for x in d {
                     match x.as_str() {
@@ -1564,11 +1217,7 @@ impl DeleteOptions {
                     "",
                     "DeleteOptions",
                     "",
-                    vec![Cause::not_supported(
-                        "propagationPolicy",
-                        &json!(p),
-                        &["Foreground", "Background", "Orphan"],
-                    )],
+                    vec![Cause::not_supported("propagationPolicy", &json!(p), &["Foreground", "Background", "Orphan"])],
                 ));
             }
         }
@@ -1603,9 +1252,7 @@ impl Patch {
         match self {
             Patch::Merge(p) => {
                 if !p.is_object() {
-                    return Err(StatusError::bad_request(
-                        "a merge patch must be a JSON object",
-                    ));
+                    return Err(StatusError::bad_request("a merge patch must be a JSON object"));
                 }
                 json_patch::merge(target, p);
                 Ok(())
@@ -1639,31 +1286,8 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, "default/x");
-        assert_eq!(
-            decode_continue(&t, "/registry/pods/").unwrap(),
-            (42, "/registry/pods/default/x".to_string())
-        );
+        assert_eq!(decode_continue(&t, "/registry/pods/").unwrap(), (42, "/registry/pods/default/x".to_string()));
         assert_eq!(decode_continue("!!", "/p/").unwrap_err().code, 400);
-    }
-
-    #[test]
-    fn qos_classes() {
-        assert_eq!(
-            qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})),
-            "BestEffort"
-        );
-        assert_eq!(
-            qos_class(
-                &json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]}})
-            ),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(
-                &json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}})
-            ),
-            "Burstable"
-        );
     }
 
     #[test]

@@ -39,11 +39,7 @@ impl Verb {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// `/api`, `/apis`, `/apis/<g>`, `/api/v1`, `/apis/<g>/<v>`.
-    Discovery {
-        group: Option<String>,
-        version: Option<String>,
-        legacy: bool,
-    },
+    Discovery { group: Option<String>, version: Option<String>, legacy: bool },
     /// A resource request.
     Resource(ResourceRequest),
     /// Anything else (`/healthz`, `/version`, `/openapi/...`).
@@ -77,46 +73,16 @@ fn verb_for(method: &Method, has_name: bool, watch: bool) -> Option<Verb> {
 
 /// Parse a request path and method.
 pub fn parse_target(method: &Method, path: &str, query: &Query) -> Result<Target, StatusError> {
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest, legacy) = match segs.as_slice() {
-        ["api"] => {
-            return Ok(Target::Discovery {
-                group: None,
-                version: None,
-                legacy: true,
-            })
-        }
-        ["apis"] => {
-            return Ok(Target::Discovery {
-                group: None,
-                version: None,
-                legacy: false,
-            })
-        }
+        ["api"] => return Ok(Target::Discovery { group: None, version: None, legacy: true }),
+        ["apis"] => return Ok(Target::Discovery { group: None, version: None, legacy: false }),
         ["api", v] => {
-            return Ok(Target::Discovery {
-                group: Some(String::new()),
-                version: Some(v.to_string()),
-                legacy: true,
-            })
+            return Ok(Target::Discovery { group: Some(String::new()), version: Some(v.to_string()), legacy: true })
         }
-        ["apis", g] => {
-            return Ok(Target::Discovery {
-                group: Some(g.to_string()),
-                version: None,
-                legacy: false,
-            })
-        }
+        ["apis", g] => return Ok(Target::Discovery { group: Some(g.to_string()), version: None, legacy: false }),
         ["apis", g, v] => {
-            return Ok(Target::Discovery {
-                group: Some(g.to_string()),
-                version: Some(v.to_string()),
-                legacy: false,
-            })
+            return Ok(Target::Discovery { group: Some(g.to_string()), version: Some(v.to_string()), legacy: false })
         }
         ["api", v, rest @ ..] => ("", *v, rest, true),
         ["apis", g, v, rest @ ..] => (*g, *v, rest, false),
@@ -132,9 +98,7 @@ pub fn parse_target(method: &Method, path: &str, query: &Query) -> Result<Target
     let (namespace, rest) = match rest.as_slice() {
         // /namespaces/<ns>/<resource>... ; /namespaces/<name>[/status|/finalize] is the namespace itself.
         ["namespaces", ns, resource, tail @ ..]
-            if !(group.is_empty()
-                && (*resource == "status" || *resource == "finalize")
-                && tail.is_empty()) =>
+            if !(group.is_empty() && (*resource == "status" || *resource == "finalize") && tail.is_empty()) =>
         {
             (Some(ns.to_string()), [&[*resource][..], tail].concat())
         }
@@ -146,13 +110,7 @@ pub fn parse_target(method: &Method, path: &str, query: &Query) -> Result<Target
         [r, n, s] => (r.to_string(), Some(n.to_string()), Some(s.to_string())),
         // proxy paths carry more segments
         [r, n, s, ..] if *s == "proxy" => (r.to_string(), Some(n.to_string()), Some(s.to_string())),
-        _ => {
-            return Err(StatusError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ))
-        }
+        _ => return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource")),
     };
     let verb = verb_for(method, name.is_some(), watch).ok_or_else(|| {
         StatusError::method_not_allowed(format!(
@@ -197,10 +155,9 @@ impl Query {
     pub fn int(&self, k: &str) -> Result<Option<i64>, StatusError> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| StatusError::bad_request(format!("invalid value for {k}: {v:?}"))),
+            Some(v) => {
+                v.parse().map(Some).map_err(|_| StatusError::bad_request(format!("invalid value for {k}: {v:?}")))
+            }
         }
     }
 
@@ -208,9 +165,9 @@ impl Query {
         match self.get("dryRun") {
             None => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(StatusError::bad_request(format!(
-                "Unsupported value: {other:?}: supported values: \"All\""
-            ))),
+            Some(other) => {
+                Err(StatusError::bad_request(format!("Unsupported value: {other:?}: supported values: \"All\"")))
+            }
         }
     }
 }
@@ -230,9 +187,7 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -281,21 +236,16 @@ pub fn negotiate(accept: Option<&str>) -> Result<Representation, StatusError> {
                 }
             }
         }
-        if !(media == "application/json"
-            || media == "*/*"
-            || media == "application/*"
-            || media == "application/yaml")
-        {
+        if !(media == "application/json" || media == "*/*" || media == "application/*" || media == "application/yaml") {
             saw_any = true;
             continue;
         }
         match (as_, g) {
             (None, _) => return Ok(Representation::Object),
             (Some("Table"), Some("meta.k8s.io")) => return Ok(Representation::Table),
-            (
-                Some("PartialObjectMetadata") | Some("PartialObjectMetadataList"),
-                Some("meta.k8s.io"),
-            ) => return Ok(Representation::Metadata),
+            (Some("PartialObjectMetadata") | Some("PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+                return Ok(Representation::Metadata)
+            }
             _ => saw_any = true,
         }
     }
@@ -322,12 +272,7 @@ mod tests {
         match t(Method::GET, "/api/v1/namespaces/default/pods/p1/log", "") {
             Target::Resource(r) => {
                 assert_eq!(
-                    (
-                        r.namespace.as_deref(),
-                        r.resource.as_str(),
-                        r.name.as_deref(),
-                        r.subresource.as_deref()
-                    ),
+                    (r.namespace.as_deref(), r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()),
                     (Some("default"), "pods", Some("p1"), Some("log"))
                 );
                 assert_eq!(r.verb, Verb::Get);
@@ -343,11 +288,7 @@ mod tests {
         }
         match t(Method::PUT, "/api/v1/namespaces/x/finalize", "") {
             Target::Resource(r) => assert_eq!(
-                (
-                    r.resource.as_str(),
-                    r.name.as_deref(),
-                    r.subresource.as_deref()
-                ),
+                (r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()),
                 ("namespaces", Some("x"), Some("finalize"))
             ),
             other => panic!("{other:?}"),
@@ -357,10 +298,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match t(Method::GET, "/api/v1/watch/namespaces/default/pods", "") {
-            Target::Resource(r) => assert_eq!(
-                (r.verb, r.namespace.as_deref()),
-                (Verb::Watch, Some("default"))
-            ),
+            Target::Resource(r) => assert_eq!((r.verb, r.namespace.as_deref()), (Verb::Watch, Some("default"))),
             other => panic!("{other:?}"),
         }
         match t(Method::DELETE, "/api/v1/namespaces/default/configmaps", "") {
@@ -369,23 +307,14 @@ mod tests {
         }
         assert_eq!(
             t(Method::GET, "/apis/apps", ""),
-            Target::Discovery {
-                group: Some("apps".into()),
-                version: None,
-                legacy: false
-            }
+            Target::Discovery { group: Some("apps".into()), version: None, legacy: false }
         );
-        assert_eq!(
-            t(Method::GET, "/healthz", ""),
-            Target::Other("/healthz".into())
-        );
+        assert_eq!(t(Method::GET, "/healthz", ""), Target::Other("/healthz".into()));
     }
 
     #[test]
     fn query_decoding() {
-        let q = Query::parse(Some(
-            "labelSelector=app%3Dweb%2Ctier+in+%28a%2Cb%29&watch=1&limit=500&dryRun=All",
-        ));
+        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%2Cb%29&watch=1&limit=500&dryRun=All"));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a,b)"));
         assert!(q.flag("watch"));
         assert!(!Query::parse(Some("watch=false")).flag("watch"));
@@ -397,15 +326,9 @@ mod tests {
     fn accept_negotiation() {
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(negotiate(Some(kubectl)).unwrap(), Representation::Table);
+        assert_eq!(negotiate(Some("application/json")).unwrap(), Representation::Object);
         assert_eq!(
-            negotiate(Some("application/json")).unwrap(),
-            Representation::Object
-        );
-        assert_eq!(
-            negotiate(Some(
-                "application/vnd.kubernetes.protobuf, application/json"
-            ))
-            .unwrap(),
+            negotiate(Some("application/vnd.kubernetes.protobuf, application/json")).unwrap(),
             Representation::Object
         );
         assert_eq!(negotiate(None).unwrap(), Representation::Object);

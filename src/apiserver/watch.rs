@@ -65,16 +65,10 @@ impl Encoder {
         }
         let (kind, av) = match self.repr {
             Representation::Table => ("Table".to_string(), "meta.k8s.io/v1".to_string()),
-            Representation::Metadata => (
-                "PartialObjectMetadata".to_string(),
-                "meta.k8s.io/v1".to_string(),
-            ),
+            Representation::Metadata => ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string()),
             Representation::Object => (self.def.kind.to_string(), self.def.api_version()),
         };
-        line(
-            "BOOKMARK",
-            &json!({ "kind": kind, "apiVersion": av, "metadata": meta }),
-        )
+        line("BOOKMARK", &json!({ "kind": kind, "apiVersion": av, "metadata": meta }))
     }
 }
 
@@ -110,15 +104,11 @@ fn classify<'a>(
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
-    let stream =
-        tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| Ok::<_, BoxError>(Frame::data(b)));
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| Ok::<_, BoxError>(Frame::data(b)));
     let body: Body = StreamBody::new(stream).boxed_unsync();
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     r
 }
 
@@ -130,8 +120,7 @@ pub async fn serve(ctx: &Ctx, name: Option<&str>) -> Result<Response<Body>, Stat
         if let Some(f) = ctx.query.get("fieldSelector") {
             text = format!("{f},{text}");
         }
-        fields =
-            FieldSelector::parse(&text).map_err(|e| StatusError::bad_request(e.to_string()))?;
+        fields = FieldSelector::parse(&text).map_err(|e| StatusError::bad_request(e.to_string()))?;
     }
     let filter = ctx.filter(labels, fields);
     let repr = super::request::negotiate(ctx.accept.as_deref())?;
@@ -169,21 +158,9 @@ pub async fn serve(ctx: &Ctx, name: Option<&str>) -> Result<Response<Body>, Stat
         Some(rv) if send_initial => {
             // Initial events at least as new as rv: the current state.
             let rev = parse_rv(rv)?;
-            let current = ctx
-                .api
-                .cache
-                .sync()
-                .await
-                .map_err(|e| store_error(e, ctx.def, ""))?;
+            let current = ctx.api.cache.sync().await.map_err(|e| store_error(e, ctx.def, ""))?;
             if rev > current {
-                return Err(store_error(
-                    StoreError::FutureRevision {
-                        requested: rev,
-                        current,
-                    },
-                    ctx.def,
-                    "",
-                ));
+                return Err(store_error(StoreError::FutureRevision { requested: rev, current }, ctx.def, ""));
             }
             None
         }
@@ -198,10 +175,7 @@ pub async fn serve(ctx: &Ctx, name: Option<&str>) -> Result<Response<Body>, Stat
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let watch = match ctx.api.cache.watch(&prefix, after).await {
         Ok(w) => w,
-        Err(StoreError::Compacted {
-            requested,
-            compacted,
-        }) => {
+        Err(StoreError::Compacted { requested, compacted }) => {
             let _ = tx.try_send(error_line(&StatusError::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             ))));
@@ -209,11 +183,7 @@ pub async fn serve(ctx: &Ctx, name: Option<&str>) -> Result<Response<Body>, Stat
             return Ok(stream_response(rx));
         }
         Err(StoreError::FutureRevision { requested, current }) => {
-            return Err(store_error(
-                StoreError::FutureRevision { requested, current },
-                ctx.def,
-                "",
-            ));
+            return Err(store_error(StoreError::FutureRevision { requested, current }, ctx.def, ""));
         }
         Err(e) => return Err(store_error(e, ctx.def, "")),
     };
@@ -226,12 +196,7 @@ pub async fn serve(ctx: &Ctx, name: Option<&str>) -> Result<Response<Body>, Stat
             accept: ctx.accept.clone(),
         })
     });
-    let mut enc = Encoder {
-        def: ctx.def,
-        repr,
-        ctx_table: table_ctx,
-        sent_columns: false,
-    };
+    let mut enc = Encoder { def: ctx.def, repr, ctx_table: table_ctx, sent_columns: false };
     let initial_rev = watch.after;
     tokio::spawn(async move {
         let mut last_rev = after.unwrap_or(initial_rev);

@@ -70,11 +70,7 @@ impl Decoder for PlainJson {
         let labels = v
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
             .unwrap_or_default();
         Ok(CachedObject {
             key: key.to_string(),
@@ -90,10 +86,7 @@ impl Decoder for PlainJson {
 /// Set `metadata.resourceVersion` of an object to `revision`.
 pub fn set_resource_version(v: &mut Value, revision: Revision) {
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     }
 }
 
@@ -133,10 +126,7 @@ pub struct Listing {
 
 impl Cache {
     /// Load the backend's current state and start following its events.
-    pub async fn start(
-        backend: Arc<dyn Backend>,
-        decoder: Arc<dyn Decoder>,
-    ) -> Result<Arc<Cache>, StoreError> {
+    pub async fn start(backend: Arc<dyn Backend>, decoder: Arc<dyn Decoder>) -> Result<Arc<Cache>, StoreError> {
         Self::start_with(backend, decoder, FANOUT).await
     }
 
@@ -166,12 +156,7 @@ impl Cache {
         let cache = Arc::new(Cache {
             backend,
             decoder,
-            state: RwLock::new(State {
-                objects,
-                revision: at,
-                history: VecDeque::new(),
-                history_floor: at,
-            }),
+            state: RwLock::new(State { objects, revision: at, history: VecDeque::new(), history_floor: at }),
             live,
             applied,
         });
@@ -207,11 +192,8 @@ impl Cache {
 
     fn apply(&self, batch: &[Event]) {
         // Decode outside the lock.
-        let decoded: Vec<(EventKind, Arc<CachedObject>)> = batch
-            .iter()
-            .filter(|e| e.kv.mod_revision > 0)
-            .map(|e| (e.kind, self.decode_kv(&e.kv)))
-            .collect();
+        let decoded: Vec<(EventKind, Arc<CachedObject>)> =
+            batch.iter().filter(|e| e.kv.mod_revision > 0).map(|e| (e.kind, self.decode_kv(&e.kv))).collect();
         let mut last = None;
         {
             let Ok(mut st) = self.state.write() else {
@@ -225,12 +207,7 @@ impl Cache {
                     EventKind::Put => st.objects.insert(obj.key.clone(), obj.clone()),
                     EventKind::Delete => st.objects.remove(&obj.key),
                 };
-                let ev = Arc::new(CacheEvent {
-                    kind,
-                    revision: obj.revision,
-                    object: obj,
-                    prev,
-                });
+                let ev = Arc::new(CacheEvent { kind, revision: obj.revision, object: obj, prev });
                 st.revision = ev.revision;
                 st.history.push_back(ev.clone());
                 // History the store has compacted away is of no use to anyone.
@@ -259,15 +236,12 @@ impl Cache {
     pub async fn sync(&self) -> Result<Revision, StoreError> {
         let want = self.backend.current_revision();
         let mut rx = self.applied.subscribe();
-        let res = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|r| *r >= want))
-            .await
-            .map(|r| r.map(|v| *v));
+        let res =
+            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|r| *r >= want)).await.map(|r| r.map(|v| *v));
         match res {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::Database(format!(
-                "the watch cache did not reach revision {want} in time"
-            ))),
+            Err(_) => Err(StoreError::Database(format!("the watch cache did not reach revision {want} in time"))),
         }
     }
 
@@ -283,16 +257,9 @@ impl Cache {
     }
 
     /// The object at `key` as of an old revision, from the backend.
-    pub async fn get_at(
-        &self,
-        key: &str,
-        at: Revision,
-    ) -> Result<Option<Arc<CachedObject>>, StoreError> {
+    pub async fn get_at(&self, key: &str, at: Revision) -> Result<Option<Arc<CachedObject>>, StoreError> {
         let kvs = self.backend.list(key.to_string(), None, 0, at).await?;
-        Ok(kvs
-            .iter()
-            .find(|kv| kv.key == key)
-            .map(|kv| self.decode_kv(kv)))
+        Ok(kvs.iter().find(|kv| kv.key == key).map(|kv| self.decode_kv(kv)))
     }
 
     /// Objects under `prefix` after `start_after` that `filter` accepts, at most `limit` (0 = all).
@@ -307,9 +274,7 @@ impl Cache {
     ) -> Result<Listing, StoreError> {
         let current = self.sync().await?;
         if let Some(at) = at.filter(|a| *a != current) {
-            return self
-                .list_from_backend(prefix, start_after, limit, at, filter)
-                .await;
+            return self.list_from_backend(prefix, start_after, limit, at, filter).await;
         }
         let st = self.state.read().map_err(|_| StoreError::Closed)?;
         let lower = match start_after {
@@ -333,12 +298,7 @@ impl Cache {
             }
             objects.push(o.clone());
         }
-        Ok(Listing {
-            revision: st.revision,
-            objects,
-            more,
-            remaining,
-        })
+        Ok(Listing { revision: st.revision, objects, more, remaining })
     }
 
     async fn list_from_backend(
@@ -349,10 +309,7 @@ impl Cache {
         at: Revision,
         filter: &(dyn Fn(&CachedObject) -> bool + Sync),
     ) -> Result<Listing, StoreError> {
-        let kvs = self
-            .backend
-            .list(prefix.to_string(), start_after.map(str::to_string), 0, at)
-            .await?;
+        let kvs = self.backend.list(prefix.to_string(), start_after.map(str::to_string), 0, at).await?;
         let mut objects = Vec::new();
         let mut more = false;
         let mut remaining = 0;
@@ -368,12 +325,7 @@ impl Cache {
             }
             objects.push(o);
         }
-        Ok(Listing {
-            revision: at,
-            objects,
-            more,
-            remaining,
-        })
+        Ok(Listing { revision: at, objects, more, remaining })
     }
 
     /// Watch every change under `prefix` after revision `after`. `None` means from now, replaying
@@ -383,17 +335,11 @@ impl Cache {
         if let Some(a) = after {
             let compacted = self.backend.compacted_revision();
             if a < compacted {
-                return Err(StoreError::Compacted {
-                    requested: a,
-                    compacted,
-                });
+                return Err(StoreError::Compacted { requested: a, compacted });
             }
             if a > current {
                 // Upstream waits briefly for a future revision; the cache is synced, so it is bogus.
-                return Err(StoreError::FutureRevision {
-                    requested: a,
-                    current,
-                });
+                return Err(StoreError::FutureRevision { requested: a, current });
             }
         }
         let (replay, live, floor, at) = {
@@ -414,11 +360,7 @@ impl Cache {
                             })
                         })
                         .collect();
-                    return Ok(Watch {
-                        replay,
-                        live,
-                        after: st.revision,
-                    });
+                    return Ok(Watch { replay, live, after: st.revision });
                 }
                 Some(a) if a >= st.history_floor => {
                     let replay = st
@@ -427,11 +369,7 @@ impl Cache {
                         .filter(|e| e.revision > a && e.object.key.starts_with(prefix))
                         .cloned()
                         .collect();
-                    return Ok(Watch {
-                        replay,
-                        live,
-                        after: st.revision,
-                    });
+                    return Ok(Watch { replay, live, after: st.revision });
                 }
                 Some(a) => (Vec::<Arc<CacheEvent>>::new(), live, a, st.revision),
             }
@@ -451,11 +389,7 @@ impl Cache {
                 })
             })
             .collect();
-        Ok(Watch {
-            replay,
-            live,
-            after: at,
-        })
+        Ok(Watch { replay, live, after: at })
     }
 
     /// The revision the cache has applied.
@@ -486,10 +420,8 @@ mod tests {
 
     fn obj(name: &str, v: i32) -> Bytes {
         Bytes::from(
-            serde_json::to_vec(
-                &serde_json::json!({"metadata": {"name": name, "labels": {"v": v.to_string()}}}),
-            )
-            .unwrap(),
+            serde_json::to_vec(&serde_json::json!({"metadata": {"name": name, "labels": {"v": v.to_string()}}}))
+                .unwrap(),
         )
     }
 
@@ -500,10 +432,7 @@ mod tests {
         let rev = b.create("/p/a".into(), obj("a", 1)).await.unwrap();
         let got = c.get("/p/a").await.unwrap().expect("visible at once");
         assert_eq!(got.revision, rev);
-        assert_eq!(
-            got.value().unwrap()["metadata"]["resourceVersion"],
-            rev.to_string()
-        );
+        assert_eq!(got.value().unwrap()["metadata"]["resourceVersion"], rev.to_string());
         for i in 0..5 {
             b.create(format!("/p/b{i}"), obj("b", i)).await.unwrap();
         }
@@ -511,12 +440,8 @@ mod tests {
         assert_eq!(page.objects.len(), 2);
         assert!(page.more);
         assert_eq!(page.remaining, 4);
-        let filtered = c
-            .list("/p/", None, 0, None, &|o| {
-                o.labels.get("v").map(String::as_str) == Some("3")
-            })
-            .await
-            .unwrap();
+        let filtered =
+            c.list("/p/", None, 0, None, &|o| o.labels.get("v").map(String::as_str) == Some("3")).await.unwrap();
         assert_eq!(filtered.objects.len(), 1);
         // An old revision is read from the backend.
         let old = c.list("/p/", None, 0, Some(rev), &|_| true).await.unwrap();
@@ -540,10 +465,7 @@ mod tests {
         let r3 = b.delete("/w/a".into(), None).await.unwrap();
         let ev = w.live.recv().await.unwrap();
         assert_eq!((ev.kind, ev.revision), (EventKind::Delete, r3));
-        assert_eq!(
-            ev.object.value().unwrap()["metadata"]["resourceVersion"],
-            r3.to_string()
-        );
+        assert_eq!(ev.object.value().unwrap()["metadata"]["resourceVersion"], r3.to_string());
         // From "now": the current state first.
         b.create("/w/b".into(), obj("b", 1)).await.unwrap();
         let w = c.watch("/w/", None).await.unwrap();

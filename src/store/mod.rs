@@ -61,15 +61,9 @@ pub enum StoreError {
     #[error("key {key} is at revision {current}, not the expected one")]
     Conflict { key: String, current: Revision },
     #[error("revision {requested} has been compacted (compacted revision {compacted})")]
-    Compacted {
-        requested: Revision,
-        compacted: Revision,
-    },
+    Compacted { requested: Revision, compacted: Revision },
     #[error("revision {requested} is newer than the current revision {current}")]
-    FutureRevision {
-        requested: Revision,
-        current: Revision,
-    },
+    FutureRevision { requested: Revision, current: Revision },
     #[error("the store is shutting down")]
     Closed,
     #[error("database error: {0}")]
@@ -84,18 +78,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Create `key`; fails with `AlreadyExists` if it exists.
     fn create(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<Revision, StoreError>>;
     /// Replace `key`'s value if its mod revision is `expected`; `Conflict` otherwise.
-    fn update(
-        &self,
-        key: String,
-        value: Bytes,
-        expected: Revision,
-    ) -> BoxFuture<'_, Result<Revision, StoreError>>;
+    fn update(&self, key: String, value: Bytes, expected: Revision) -> BoxFuture<'_, Result<Revision, StoreError>>;
     /// Delete `key`, if `expected` is given only when its mod revision is that one.
-    fn delete(
-        &self,
-        key: String,
-        expected: Option<Revision>,
-    ) -> BoxFuture<'_, Result<Revision, StoreError>>;
+    fn delete(&self, key: String, expected: Option<Revision>) -> BoxFuture<'_, Result<Revision, StoreError>>;
     /// Keys under `prefix` as of revision `at`, in key order, after `start_after`, at most `limit`
     /// (0 = no limit).
     fn list(
@@ -106,11 +91,7 @@ pub trait Backend: Send + Sync + 'static {
         at: Revision,
     ) -> BoxFuture<'_, Result<Vec<KeyValue>, StoreError>>;
     /// Every event with a revision in `(after, upto]`, in order.
-    fn events(
-        &self,
-        after: Revision,
-        upto: Revision,
-    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>>;
+    fn events(&self, after: Revision, upto: Revision) -> BoxFuture<'_, Result<Vec<Event>, StoreError>>;
     /// A stream of every event committed from now on, one batch per commit, never lossy.
     fn subscribe(&self) -> mpsc::UnboundedReceiver<EventBatch>;
     /// The newest committed revision.

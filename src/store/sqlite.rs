@@ -58,19 +58,9 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 enum Op {
-    Create {
-        key: String,
-        value: Bytes,
-    },
-    Update {
-        key: String,
-        value: Bytes,
-        expected: Revision,
-    },
-    Delete {
-        key: String,
-        expected: Option<Revision>,
-    },
+    Create { key: String, value: Bytes },
+    Update { key: String, value: Bytes, expected: Revision },
+    Delete { key: String, expected: Option<Revision> },
 }
 
 struct Request {
@@ -137,19 +127,15 @@ impl SqliteBackend {
     /// Open (creating if needed) the database and start the writer thread.
     pub fn open(config: SqliteConfig) -> Result<Arc<SqliteBackend>, StoreError> {
         if let Some(dir) = config.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(format!("{}: {e}", dir.display())))?;
         }
         let conn = open(&config.path)?;
         init_schema(&conn)?;
         // Start from a small WAL: whatever a crash left is checkpointed now.
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-        let max_rev: Revision =
-            conn.query_row("SELECT IFNULL(MAX(rev), 0) FROM kv", [], |r| r.get(0))?;
+        let max_rev: Revision = conn.query_row("SELECT IFNULL(MAX(rev), 0) FROM kv", [], |r| r.get(0))?;
         let compacted: Revision = conn
-            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
-                r.get(0)
-            })
+            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
         let shared = Arc::new(Shared {
@@ -190,10 +176,7 @@ impl SqliteBackend {
     fn submit(&self, op: Op) -> BoxFuture<'_, Result<Revision, StoreError>> {
         let (reply, rx) = oneshot::channel();
         let sent = match self.writer.lock() {
-            Ok(w) => w
-                .as_ref()
-                .map(|w| w.send(Request { op, reply }).is_ok())
-                .unwrap_or(false),
+            Ok(w) => w.as_ref().map(|w| w.send(Request { op, reply }).is_ok()).unwrap_or(false),
             Err(_) => false,
         };
         async move {
@@ -212,9 +195,7 @@ impl SqliteBackend {
         let reader = self.reader.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                let conn = reader
-                    .lock()
-                    .map_err(|_| StoreError::Database("reader lock poisoned".into()))?;
+                let conn = reader.lock().map_err(|_| StoreError::Database("reader lock poisoned".into()))?;
                 f(&conn)
             })
             .await
@@ -226,17 +207,11 @@ impl SqliteBackend {
     fn check_revision(&self, at: Revision) -> Result<(), StoreError> {
         let compacted = self.compacted_revision();
         if at < compacted {
-            return Err(StoreError::Compacted {
-                requested: at,
-                compacted,
-            });
+            return Err(StoreError::Compacted { requested: at, compacted });
         }
         let current = self.current_revision();
         if at > current {
-            return Err(StoreError::FutureRevision {
-                requested: at,
-                current,
-            });
+            return Err(StoreError::FutureRevision { requested: at, current });
         }
         Ok(())
     }
@@ -253,24 +228,11 @@ impl Backend for SqliteBackend {
         self.submit(Op::Create { key, value })
     }
 
-    fn update(
-        &self,
-        key: String,
-        value: Bytes,
-        expected: Revision,
-    ) -> BoxFuture<'_, Result<Revision, StoreError>> {
-        self.submit(Op::Update {
-            key,
-            value,
-            expected,
-        })
+    fn update(&self, key: String, value: Bytes, expected: Revision) -> BoxFuture<'_, Result<Revision, StoreError>> {
+        self.submit(Op::Update { key, value, expected })
     }
 
-    fn delete(
-        &self,
-        key: String,
-        expected: Option<Revision>,
-    ) -> BoxFuture<'_, Result<Revision, StoreError>> {
+    fn delete(&self, key: String, expected: Option<Revision>) -> BoxFuture<'_, Result<Revision, StoreError>> {
         self.submit(Op::Delete { key, expected })
     }
 
@@ -320,15 +282,8 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn events(
-        &self,
-        after: Revision,
-        upto: Revision,
-    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
-        if let Err(e) = self
-            .check_revision(after)
-            .and_then(|_| self.check_revision(upto))
-        {
+    fn events(&self, after: Revision, upto: Revision) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        if let Err(e) = self.check_revision(after).and_then(|_| self.check_revision(upto)) {
             return async move { Err(e) }.boxed();
         }
         let shared = self.shared.clone();
@@ -355,30 +310,15 @@ impl Backend for SqliteBackend {
                 let rev: Revision = row.get(0)?;
                 let create_revision: Revision = row.get(2)?;
                 let (kind, value) = if deleted != 0 {
-                    (
-                        EventKind::Delete,
-                        prev.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
-                    )
+                    (EventKind::Delete, prev.as_ref().map(|p| p.value.clone()).unwrap_or_default())
                 } else {
                     (EventKind::Put, Bytes::from(row.get::<_, Vec<u8>>(4)?))
                 };
-                out.push(Event {
-                    kind,
-                    kv: KeyValue {
-                        key,
-                        value,
-                        create_revision,
-                        mod_revision: rev,
-                    },
-                    prev,
-                });
+                out.push(Event { kind, kv: KeyValue { key, value, create_revision, mod_revision: rev }, prev });
             }
             let compacted = shared.compacted.load(Ordering::SeqCst);
             if after < compacted {
-                return Err(StoreError::Compacted {
-                    requested: after,
-                    compacted,
-                });
+                return Err(StoreError::Compacted { requested: after, compacted });
             }
             Ok(out)
         })
@@ -425,11 +365,7 @@ impl Writer {
         let mut next_sample = Instant::now();
         loop {
             let compacting = self.shared.compacted.load(Ordering::SeqCst) < self.compact_target;
-            let wait = if compacting {
-                Duration::ZERO
-            } else {
-                next_sample.saturating_duration_since(Instant::now())
-            };
+            let wait = if compacting { Duration::ZERO } else { next_sample.saturating_duration_since(Instant::now()) };
             let first = match rx.recv_timeout(wait) {
                 Ok(r) => Some(r),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => None,
@@ -479,10 +415,7 @@ impl Writer {
         }
     }
 
-    fn latest(
-        tx: &rusqlite::Transaction<'_>,
-        key: &str,
-    ) -> Result<Option<Latest>, rusqlite::Error> {
+    fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<Option<Latest>, rusqlite::Error> {
         tx.prepare_cached("SELECT rev, create_rev, deleted, value FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1")?
             .query_row([key], |r| {
                 Ok(Latest {
@@ -506,9 +439,7 @@ impl Writer {
                         subs.retain(|s| s.send(batch_events.clone()).is_ok());
                     }
                 }
-                self.shared
-                    .current
-                    .store(self.next_rev - 1, Ordering::SeqCst);
+                self.shared.current.store(self.next_rev - 1, Ordering::SeqCst);
                 for (req, res) in batch.into_iter().zip(results) {
                     let _ = req.reply.send(res);
                 }
@@ -524,13 +455,8 @@ impl Writer {
     }
 
     #[allow(clippy::type_complexity)]
-    fn apply(
-        &mut self,
-        batch: &[Request],
-    ) -> Result<(Vec<Result<Revision, StoreError>>, Vec<Event>), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn apply(&mut self, batch: &[Request]) -> Result<(Vec<Result<Revision, StoreError>>, Vec<Event>), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         {
@@ -563,10 +489,7 @@ impl Writer {
                     (Op::Create { .. }, Some(_)) => Err(StoreError::AlreadyExists(key.clone())),
                     (_, None) => Err(StoreError::NotFound(key.clone())),
                     (_, Some(l)) if expected.is_some_and(|e| e != l.rev) => {
-                        Err(StoreError::Conflict {
-                            key: key.clone(),
-                            current: l.rev,
-                        })
+                        Err(StoreError::Conflict { key: key.clone(), current: l.rev })
                     }
                     (Op::Update { value, .. }, Some(l)) => {
                         insert.execute(params![rev, key, l.create_rev, l.rev, 0, &value[..]])?;
@@ -624,9 +547,7 @@ impl Writer {
         let from = self.shared.compacted.load(Ordering::SeqCst);
         let target = self.compact_target;
         let to = (from + COMPACTION_STEP).min(target);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Rows superseded by a row of this range (wherever they are), and this range's tombstones.
         tx.execute(
             "DELETE FROM kv WHERE rev IN
@@ -634,19 +555,13 @@ impl Writer {
              OR (rev > ?1 AND rev <= ?2 AND deleted = 1)",
             params![from, to],
         )?;
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?1)",
-            [to],
-        )?;
+        tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?1)", [to])?;
         tx.commit()?;
         self.shared.compacted.store(to, Ordering::SeqCst);
         if to >= target {
             // Done: give freed pages back and keep the WAL small.
-            self.conn
-                .execute_batch("PRAGMA incremental_vacuum(2000);")?;
-            let _ = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            self.conn.execute_batch("PRAGMA incremental_vacuum(2000);")?;
+            let _ = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             tracing::debug!(message = "store compacted", revision = to);
         }
         Ok(())
@@ -665,36 +580,21 @@ mod tests {
     async fn create_update_delete_with_cas() {
         let dir = tempfile::tempdir().unwrap();
         let b = backend(dir.path());
-        let r1 = b
-            .create("/a/x".into(), Bytes::from_static(b"1"))
-            .await
-            .unwrap();
+        let r1 = b.create("/a/x".into(), Bytes::from_static(b"1")).await.unwrap();
         assert_eq!(
             b.create("/a/x".into(), Bytes::from_static(b"1")).await,
             Err(StoreError::AlreadyExists("/a/x".into()))
         );
-        let r2 = b
-            .update("/a/x".into(), Bytes::from_static(b"2"), r1)
-            .await
-            .unwrap();
+        let r2 = b.update("/a/x".into(), Bytes::from_static(b"2"), r1).await.unwrap();
         assert!(r2 > r1);
         assert_eq!(
             b.update("/a/x".into(), Bytes::from_static(b"3"), r1).await,
-            Err(StoreError::Conflict {
-                key: "/a/x".into(),
-                current: r2
-            })
+            Err(StoreError::Conflict { key: "/a/x".into(), current: r2 })
         );
-        assert!(matches!(
-            b.delete("/a/x".into(), Some(r1)).await,
-            Err(StoreError::Conflict { .. })
-        ));
+        assert!(matches!(b.delete("/a/x".into(), Some(r1)).await, Err(StoreError::Conflict { .. })));
         let r3 = b.delete("/a/x".into(), Some(r2)).await.unwrap();
         assert_eq!(b.current_revision(), r3);
-        assert!(matches!(
-            b.update("/a/x".into(), Bytes::new(), r3).await,
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(b.update("/a/x".into(), Bytes::new(), r3).await, Err(StoreError::NotFound(_))));
         // Listing as of r2 still sees the value.
         let at_r2 = b.list("/a/".into(), None, 0, r2).await.unwrap();
         assert_eq!(at_r2.len(), 1);
@@ -702,21 +602,10 @@ mod tests {
         assert_eq!(at_r2[0].create_revision, r1);
         assert!(b.list("/a/".into(), None, 0, r3).await.unwrap().is_empty());
         // Recreate after delete starts a new lifetime.
-        let r4 = b
-            .create("/a/x".into(), Bytes::from_static(b"4"))
-            .await
-            .unwrap();
+        let r4 = b.create("/a/x".into(), Bytes::from_static(b"4")).await.unwrap();
         let events = b.events(0, r4).await.unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                EventKind::Put,
-                EventKind::Put,
-                EventKind::Delete,
-                EventKind::Put
-            ]
-        );
+        assert_eq!(kinds, vec![EventKind::Put, EventKind::Put, EventKind::Delete, EventKind::Put]);
         assert_eq!(events[2].kv.value, Bytes::from_static(b"2"));
         assert!(events[3].prev.is_none());
     }
@@ -729,10 +618,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..200 {
             let b = b.clone();
-            tasks.push(tokio::spawn(async move {
-                b.create(format!("/k/{i:04}"), Bytes::from(vec![b'x'; 100]))
-                    .await
-            }));
+            tasks.push(tokio::spawn(async move { b.create(format!("/k/{i:04}"), Bytes::from(vec![b'x'; 100])).await }));
         }
         let mut revs = Vec::new();
         for t in tasks {
@@ -746,11 +632,7 @@ mod tests {
         while seen < 200 {
             let batch = sub.recv().await.unwrap();
             for (i, e) in batch.iter().enumerate() {
-                assert_eq!(
-                    e.kv.mod_revision,
-                    (seen + i + 1) as i64,
-                    "events arrive in revision order"
-                );
+                assert_eq!(e.kv.mod_revision, (seen + i + 1) as i64, "events arrive in revision order");
             }
             seen += batch.len();
         }
@@ -758,10 +640,7 @@ mod tests {
         drop(b);
         let b = backend(dir.path());
         assert_eq!(b.current_revision(), 200);
-        let page = b
-            .list("/k/".into(), Some("/k/0099".into()), 10, 200)
-            .await
-            .unwrap();
+        let page = b.list("/k/".into(), Some("/k/0099".into()), 10, 200).await.unwrap();
         assert_eq!(page.first().map(|kv| kv.key.as_str()), Some("/k/0100"));
         assert_eq!(page.len(), 10);
         assert_eq!(b.create("/k/new".into(), Bytes::new()).await.unwrap(), 201);
@@ -774,16 +653,10 @@ mod tests {
         cfg.compaction_interval = Duration::from_millis(50);
         cfg.compaction_retention = Duration::ZERO;
         let b = SqliteBackend::open(cfg).unwrap();
-        let r1 = b
-            .create("/c/a".into(), Bytes::from_static(b"1"))
-            .await
-            .unwrap();
+        let r1 = b.create("/c/a".into(), Bytes::from_static(b"1")).await.unwrap();
         let mut last = r1;
         for i in 0..50 {
-            last = b
-                .update("/c/a".into(), Bytes::from(format!("{i}")), last)
-                .await
-                .unwrap();
+            last = b.update("/c/a".into(), Bytes::from(format!("{i}")), last).await.unwrap();
         }
         let gone = b.create("/c/b".into(), Bytes::new()).await.unwrap();
         b.delete("/c/b".into(), Some(gone)).await.unwrap();
@@ -794,26 +667,12 @@ mod tests {
             assert!(Instant::now() < deadline, "compaction did not run");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(matches!(
-            b.events(r1, now).await,
-            Err(StoreError::Compacted { .. })
-        ));
-        assert!(matches!(
-            b.list("/c/".into(), None, 0, r1).await,
-            Err(StoreError::Compacted { .. })
-        ));
-        let current = b
-            .list("/c/".into(), None, 0, b.current_revision())
-            .await
-            .unwrap();
+        assert!(matches!(b.events(r1, now).await, Err(StoreError::Compacted { .. })));
+        assert!(matches!(b.list("/c/".into(), None, 0, r1).await, Err(StoreError::Compacted { .. })));
+        let current = b.list("/c/".into(), None, 0, b.current_revision()).await.unwrap();
         assert_eq!(current.len(), 1);
         assert_eq!(current[0].value, Bytes::from_static(b"49"));
-        let rows: i64 = b
-            .reader
-            .lock()
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0))
-            .unwrap();
+        let rows: i64 = b.reader.lock().unwrap().query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0)).unwrap();
         assert_eq!(rows, 1, "only the live row remains");
     }
 
