@@ -482,6 +482,11 @@ async fn kubectl_prints_real_columns() {
                 && out.contains(&format!("deployment.apps/d-{name} created")),
             "{out}"
         );
+        // replace (PUT) with a changed value.
+        std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("  a: b\n", "  a: c\n")).unwrap();
+        let out = server.kubectl_ok(v, &["replace", "-f", file.to_str().unwrap(), "-n", &ns, "--validate=false"]);
+        assert!(out.contains(&format!("configmap/{name} replaced")), "{out}");
+        assert_eq!(server.kubectl_ok(v, &["get", "cm", &name, "-n", &ns, "-o", "jsonpath={.data.a}"]), "c");
         server.kubectl_ok(v, &["label", "configmap", &name, "-n", &ns, "tier=web"]);
         server.kubectl_ok(v, &["annotate", "configmap", &name, "-n", &ns, "note=hello"]);
         let out = server.kubectl_ok(v, &["get", "cm", "-n", &ns, "-l", "tier=web", "-o", "name"]);
@@ -520,8 +525,7 @@ async fn kubectl_prints_real_columns() {
         let out = server.kubectl_ok(v, &["get", "configmaps", "-n", &ns]);
         assert!(out.lines().next().unwrap().split_whitespace().eq(["NAME", "DATA", "AGE"]), "{out}");
         assert!(out.contains(&name), "{out}");
-        let out = server.kubectl_ok(v, &["get", "cm", &name, "-n", &ns, "-o", "jsonpath={.data.a}"]);
-        assert_eq!(out, "b");
+        server.kubectl_ok(v, &["delete", "deployment", &format!("d-{name}"), "-n", &ns]);
         server.kubectl_ok(v, &["delete", "configmap", &name, "-n", &ns]);
         let out = server.kubectl(v, &["get", "configmap", &name, "-n", &ns]);
         assert!(!out.status.success());
