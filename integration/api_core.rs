@@ -891,3 +891,61 @@ async fn discovery_in_every_form_kubectl_asks_for() {
         assert!(discovery.has_group(g), "group {g:?} missing");
     }
 }
+
+#[tokio::test]
+async fn field_validation_strict_warn_ignore() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "fv").await;
+    let path = |fv: &str| format!("/apis/apps/v1/namespaces/{ns}/deployments?fieldValidation={fv}");
+    let body = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"{name}"}},"spec":{{"replicas":1,"bogus":true,
+            "selector":{{"matchLabels":{{"a":"b"}}}},"template":{{"metadata":{{"labels":{{"a":"b"}}}},
+            "spec":{{"containers":[{{"name":"c","image":"busybox","imagePullPolcy":"Always"}}]}}}}}}}}"#
+        )
+        .into_bytes()
+    };
+    // Strict: 400 naming every unknown field, nothing stored.
+    let (code, s) = raw(&client, "POST", &path("Strict"), "application/json", body("strict")).await;
+    assert_eq!(code, 400, "{s}");
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.contains("strict decoding error"), "{msg}");
+    assert!(
+        msg.contains(r#"unknown field "spec.bogus""#)
+            && msg.contains(r#"unknown field "spec.template.spec.containers[0].imagePullPolcy""#),
+        "{msg}"
+    );
+    // Duplicate fields too.
+    let dup = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"d"},"data":{"a":"1","a":"2"}}"#
+        .to_vec();
+    let (code, s) = raw(
+        &client,
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/configmaps?fieldValidation=Strict"),
+        "application/json",
+        dup,
+    )
+    .await;
+    assert_eq!(code, 400, "{s}");
+    assert!(s["message"].as_str().unwrap().contains(r#"duplicate field "metadata.name""#), "{s}");
+    // Warn (the default): stored without the unknown fields, with Warning headers.
+    let req =
+        http::Request::post(path("Warn")).header("content-type", "application/json").body(body("warned")).unwrap();
+    let resp = client.send(req.map(Into::into)).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let warnings: Vec<String> =
+        resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert!(warnings.iter().any(|w| w.starts_with("299 - ") && w.contains("spec.bogus")), "{warnings:?}");
+    let stored = Api::<Deployment>::namespaced(client.clone(), &ns).get("warned").await.unwrap();
+    assert_eq!(stored.spec.unwrap().replicas, Some(1));
+    // Ignore: no warnings.
+    let req =
+        http::Request::post(path("Ignore")).header("content-type", "application/json").body(body("ignored")).unwrap();
+    let resp = client.send(req.map(Into::into)).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    assert!(resp.headers().get("warning").is_none());
+    // A bad value is a 400.
+    let (code, _) = raw(&client, "POST", &path("Loud"), "application/json", body("loud")).await;
+    assert_eq!(code, 400);
+}

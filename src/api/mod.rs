@@ -6,5 +6,6 @@ pub mod registry;
 pub mod schema;
 pub mod selector;
 pub mod status;
+pub mod strict;
 pub mod table;
 pub mod validation;

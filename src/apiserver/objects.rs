@@ -14,6 +14,7 @@ use super::{alloc, bytes_response, json_response, watch, ApiServer, Body};
 use crate::api::registry::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
 use crate::api::status::{Cause, StatusError};
+use crate::api::strict::{self, FieldValidation};
 use crate::api::{defaults, table, validation};
 use crate::store::cache::{set_resource_version, CachedObject, Decoder};
 use crate::store::{Revision, StoreError};
@@ -85,7 +86,7 @@ pub async fn serve(
             return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
-    let ctx = Ctx { api: api.clone(), def, ns: r.namespace.clone(), query, accept: header_str(&req, header::ACCEPT) };
+    let ctx = Ctx::new(api.clone(), def, r.namespace.clone(), query, header_str(&req, header::ACCEPT))?;
     let name = r.name.clone().unwrap_or_default();
     match (r.verb, r.subresource.as_deref()) {
         (Verb::Get, None) | (Verb::Get, Some("status")) => ctx.get(&name).await,
@@ -127,6 +128,10 @@ pub struct Ctx {
     pub ns: Option<String>,
     pub query: Query,
     pub accept: Option<String>,
+    /// `fieldValidation` of the request.
+    pub field_validation: FieldValidation,
+    /// Warnings for the `Warning` response header.
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// Parse a request body: JSON, or YAML when the content type says so.
@@ -189,6 +194,59 @@ fn random_suffix() -> String {
 }
 
 impl Ctx {
+    pub fn new(
+        api: Arc<ApiServer>,
+        def: &'static ResourceDef,
+        ns: Option<String>,
+        query: Query,
+        accept: Option<String>,
+    ) -> Result<Ctx, StatusError> {
+        let field_validation =
+            FieldValidation::parse(query.get("fieldValidation")).map_err(StatusError::bad_request)?;
+        Ok(Ctx { api, def, ns, query, accept, field_validation, warnings: Default::default() })
+    }
+
+    fn warn(&self, w: String) {
+        if let Ok(mut ws) = self.warnings.lock() {
+            if !ws.contains(&w) {
+                ws.push(w);
+            }
+        }
+    }
+
+    /// Unknown or duplicate fields: an error under Strict, warnings under Warn.
+    fn field_problems(&self, problems: Vec<String>) -> Result<(), StatusError> {
+        if problems.is_empty() {
+            return Ok(());
+        }
+        match self.field_validation {
+            FieldValidation::Ignore => Ok(()),
+            FieldValidation::Warn => {
+                problems.into_iter().for_each(|p| self.warn(p));
+                Ok(())
+            }
+            FieldValidation::Strict => Err(StatusError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                self.def.kind,
+                self.def.version,
+                self.def.kind,
+                problems.join(", ")
+            ))),
+        }
+    }
+
+    /// Add the collected warnings to a response.
+    fn with_warnings(&self, mut resp: Response<Body>) -> Response<Body> {
+        if let Ok(ws) = self.warnings.lock() {
+            for w in ws.iter() {
+                let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+                if let Ok(v) = http::HeaderValue::from_str(&text) {
+                    resp.headers_mut().append(http::header::WARNING, v);
+                }
+            }
+        }
+        resp
+    }
     fn key(&self, name: &str) -> String {
         self.def.key(self.ns.as_deref(), name)
     }
@@ -218,11 +276,12 @@ impl Ctx {
 
     /// Respond with one object in the representation asked for.
     pub fn respond_object(&self, code: StatusCode, obj: &Value) -> Result<Response<Body>, StatusError> {
-        match self.representation()? {
-            Representation::Object => Ok(json_response(code, obj)),
-            Representation::Table => Ok(json_response(code, &self.table(std::slice::from_ref(obj), true, None))),
-            Representation::Metadata => Ok(json_response(code, &partial_metadata(obj))),
-        }
+        let resp = match self.representation()? {
+            Representation::Object => json_response(code, obj),
+            Representation::Table => json_response(code, &self.table(std::slice::from_ref(obj), true, None)),
+            Representation::Metadata => json_response(code, &partial_metadata(obj)),
+        };
+        Ok(self.with_warnings(resp))
     }
 
     /// A meta.k8s.io/v1 Table of objects.
@@ -430,6 +489,10 @@ impl Ctx {
     fn decode_object(&self, req: &Request<Bytes>) -> Result<Value, StatusError> {
         let ct = header_str(req, header::CONTENT_TYPE);
         let v = parse_body(ct.as_deref(), req.body())?;
+        if self.field_validation != FieldValidation::Ignore && v.is_object() {
+            let dups = strict::duplicate_fields(req.body());
+            self.field_problems(dups.into_iter().map(|d| format!("duplicate field \"{d}\"")).collect())?;
+        }
         self.decode_value(v)
     }
 
@@ -459,7 +522,13 @@ impl Ctx {
         v["apiVersion"] = json!(want_av);
         v["kind"] = json!(self.def.kind);
         let name = meta_str(&v, "name").unwrap_or_default().to_string();
-        (self.def.codec)(v).map_err(|e| e.to_status(self.def, &name))
+        let input = (self.field_validation != FieldValidation::Ignore).then(|| v.clone());
+        let decoded = (self.def.codec)(v).map_err(|e| e.to_status(self.def, &name))?;
+        if let Some(input) = input {
+            let unknown = strict::unknown_fields(&input, &decoded);
+            self.field_problems(unknown.into_iter().map(|f| format!("unknown field \"{f}\"")).collect())?;
+        }
+        Ok(decoded)
     }
 
     fn invalid(&self, name: &str, causes: Vec<Cause>) -> StatusError {
@@ -907,13 +976,8 @@ impl Ctx {
             let Some((_, _, name)) = registry::parse_key(&o.key) else {
                 continue;
             };
-            let ctx = Ctx {
-                api: self.api.clone(),
-                def: self.def,
-                ns: registry::parse_key(&o.key).and_then(|(_, ns, _)| ns.map(str::to_string)),
-                query: self.query.clone(),
-                accept: None,
-            };
+            let ns = registry::parse_key(&o.key).and_then(|(_, ns, _)| ns.map(str::to_string));
+            let ctx = Ctx::new(self.api.clone(), self.def, ns, self.query.clone(), None)?;
             match ctx.delete_one(name, &opts).await {
                 Ok(v) => items.push(v),
                 Err(e) if e.code == 404 => {}

@@ -187,15 +187,12 @@ pub async fn serve(ctx: &Ctx, name: Option<&str>) -> Result<Response<Body>, Stat
         }
         Err(e) => return Err(store_error(e, ctx.def, "")),
     };
-    let table_ctx = (repr == Representation::Table).then(|| {
-        Arc::new(Ctx {
-            api: ctx.api.clone(),
-            def: ctx.def,
-            ns: ctx.ns.clone(),
-            query: ctx.query.clone(),
-            accept: ctx.accept.clone(),
-        })
-    });
+    let table_ctx = match repr {
+        Representation::Table => {
+            Some(Arc::new(Ctx::new(ctx.api.clone(), ctx.def, ctx.ns.clone(), ctx.query.clone(), ctx.accept.clone())?))
+        }
+        _ => None,
+    };
     let mut enc = Encoder { def: ctx.def, repr, ctx_table: table_ctx, sent_columns: false };
     let initial_rev = watch.after;
     tokio::spawn(async move {
