@@ -681,6 +681,18 @@ impl Pki {
     /// Loads the PKI from `tls_dir`, creating whatever is missing: the CA on first start,
     /// and the serving / admin certificates whenever they are missing, unreadable, not
     /// issued by the CA, expire within 90 days, or (serving) lack a requested SAN.
+    /// The cluster CA of an existing PKI directory, only to issue certificates from (its leaf
+    /// certificate fields are empty).
+    pub fn load_ca(tls_dir: &Path) -> Result<Pki, PkiError> {
+        let read = |f: &str| {
+            let p = tls_dir.join(f);
+            fs::read_to_string(&p).map_err(io_err(&p))
+        };
+        let ca_cert_pem = read(CA_CERT_FILE)?;
+        let ca_key_pem = read(CA_KEY_FILE)?;
+        Pki::from_ca(tls_dir, ca_cert_pem, &ca_key_pem)
+    }
+
     pub fn load_or_create(tls_dir: &Path, sans: &SanInput) -> Result<Pki, PkiError> {
         let wanted_sans = serving_sans(sans)?;
         fs::create_dir_all(tls_dir).map_err(io_err(tls_dir))?;

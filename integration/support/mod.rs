@@ -126,16 +126,38 @@ impl Server {
 
     /// Run a given kubectl (e.g. "1.27") against this server.
     pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
+        self.kubectl_with(version, &self.kubeconfig(), args)
+    }
+
+    /// Run kubectl with another kubeconfig (another user).
+    pub fn kubectl_with(&self, version: &str, kubeconfig: &Path, args: &[&str]) -> Output {
         let bin = kubectl_path(version);
         let cache = self.dir.path().join(format!("kubectl-cache-{version}"));
         Command::new(bin)
             .arg("--kubeconfig")
-            .arg(self.kubeconfig())
+            .arg(kubeconfig)
             .arg("--cache-dir")
             .arg(&cache)
             .args(args)
             .output()
             .expect("running kubectl")
+    }
+
+    /// A kubeconfig for a user with a client certificate from this cluster's CA.
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let pki = kelp::pki::Pki::load_ca(&self.data_dir().join("server/tls")).expect("cluster CA");
+        let (cert, key) = pki.issue_client_cert(user, groups, 1).expect("client cert");
+        let path = self.dir.path().join(format!("kubeconfig-{user}.yaml"));
+        let url = format!("https://127.0.0.1:{}", self.port);
+        std::fs::write(&path, pki.kubeconfig_for(&url, &cert, &key)).expect("writing kubeconfig");
+        path
+    }
+
+    /// A kube-rs client from a kubeconfig file.
+    pub async fn client_from(&self, kubeconfig: &Path) -> kube::Client {
+        let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("client config");
+        kube::Client::try_from(cfg).expect("client")
     }
 
     /// kubectl that must succeed; returns stdout.

@@ -6,6 +6,9 @@ use serde_json::Value;
 
 use crate::api::status::{Cause, StatusError};
 
+/// The verb of a resource that is only ever created and answered (reviews).
+pub const CREATE_ONLY: &[&str] = &["create"];
+
 /// The verbs of an ordinary stored resource.
 pub const STANDARD_VERBS: &[&str] =
     &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -272,6 +275,12 @@ static RESOURCES: &[ResourceDef] = &[
         storage_version: false,
         ..def!("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], NO, NONE, false, k::events::v1::Event)
     },
+    // authorization.k8s.io/v1 and authentication.k8s.io/v1: reviews, answered and never stored
+    ResourceDef { verbs: CREATE_ONLY, ..def!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", true, NO, NO, NONE, false, k::authorization::v1::LocalSubjectAccessReview) },
+    ResourceDef { verbs: CREATE_ONLY, ..def!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, NO, NO, NONE, false, k::authorization::v1::SelfSubjectAccessReview) },
+    ResourceDef { verbs: CREATE_ONLY, ..def!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, NO, NO, NONE, false, k::authorization::v1::SelfSubjectRulesReview) },
+    ResourceDef { verbs: CREATE_ONLY, ..def!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false, NO, NO, NONE, false, k::authorization::v1::SubjectAccessReview) },
+    ResourceDef { verbs: CREATE_ONLY, ..def!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NO, NO, NONE, false, k::authentication::v1::SelfSubjectReview) },
     // apiextensions.k8s.io/v1
     ResourceDef {
         categories: &["api-extensions"],

@@ -17,7 +17,7 @@
 //!
 //! Typical use in a list/watch handler:
 //!
-//! ```ignore
+//! ```text
 //! let labels = LabelSelector::parse(label_selector_param)?;      // -> 400 on error
 //! let fields = FieldSelector::parse(field_selector_param)?;      // -> 400 on error
 //! let fields = convert_field_selector(group, resource, &fields)?; // -> 400 on error

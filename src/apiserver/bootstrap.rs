@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde::de::DeserializeOwned;
@@ -29,6 +30,14 @@ where
 
 /// Make the objects every cluster has; idempotent. `endpoint` is where the API server listens.
 pub async fn run(client: Client, service_ip: IpAddr, endpoint: IpAddr, port: u16) -> Result<(), ServerError> {
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    for r in super::policy::cluster_roles() {
+        ensure(&roles, r).await?;
+    }
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for b in super::policy::cluster_role_bindings() {
+        ensure(&bindings, b).await?;
+    }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in SYSTEM_NAMESPACES {
         ensure(&namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;

@@ -5,11 +5,14 @@
 //! authorization, then the handler. Only this module touches the store.
 
 pub mod alloc;
+pub mod authz;
 pub mod bootstrap;
 pub mod client;
 pub mod discovery;
 pub mod objects;
+pub mod policy;
 pub mod request;
+pub mod reviews;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -126,15 +129,18 @@ impl ApiServer {
                 return Ok(resp);
             }
         }
-        let Some(_user) = user else {
-            return Err(StatusError::unauthorized());
-        };
-        // Authorization: every authenticated user may do everything until RBAC lands.
+        let Some(user) = user else { return Err(StatusError::unauthorized()) };
+        let user = authz::impersonate(self, req.headers(), user).await?;
+        let attrs =
+            authz::with_selected_name(authz::Attributes::of_target(&target, req.method(), req.uri().path()), &query);
+        if !authz::allowed(self, &user, &attrs).await {
+            return Err(authz::forbidden(&user, &attrs));
+        }
         match target {
             Target::Discovery { group, version, legacy } => {
                 discovery::serve(&req, group, version, legacy, &self.config)
             }
-            Target::Resource(r) => objects::serve(self, r, req, query).await,
+            Target::Resource(r) => objects::serve(self, r, req, query, user).await,
             Target::Other(_) => {
                 Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
             }

@@ -75,6 +75,7 @@ pub async fn serve(
     r: ResourceRequest,
     req: Request<Bytes>,
     query: Query,
+    user: super::UserInfo,
 ) -> Result<Response<Body>, StatusError> {
     let def = registry::find(&r.group, &r.version, &r.resource)
         .ok_or_else(|| StatusError::new(404, "NotFound", "the server could not find the requested resource"))?;
@@ -88,6 +89,14 @@ pub async fn serve(
     }
     let ctx = Ctx::new(api.clone(), def, r.namespace.clone(), query, header_str(&req, header::ACCEPT))?;
     let name = r.name.clone().unwrap_or_default();
+    if super::reviews::is_review(def) {
+        return match r.verb {
+            Verb::Create => super::reviews::create(&ctx, &user, &req).await,
+            other => {
+                Err(StatusError::method_not_allowed(format!("{} is not supported on {}", other.as_str(), def.plural)))
+            }
+        };
+    }
     match (r.verb, r.subresource.as_deref()) {
         (Verb::Get, None) | (Verb::Get, Some("status")) => ctx.get(&name).await,
         (Verb::List, None) => ctx.list().await,
@@ -486,7 +495,7 @@ impl Ctx {
 
     /// Decode a request body into an object of this resource (typed round trip), checking
     /// apiVersion and kind.
-    fn decode_object(&self, req: &Request<Bytes>) -> Result<Value, StatusError> {
+    pub(crate) fn decode_object(&self, req: &Request<Bytes>) -> Result<Value, StatusError> {
         let ct = header_str(req, header::CONTENT_TYPE);
         let v = parse_body(ct.as_deref(), req.body())?;
         if self.field_validation != FieldValidation::Ignore && v.is_object() {

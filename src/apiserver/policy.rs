@@ -1,0 +1,231 @@
+//! The default RBAC policy every cluster starts with: the user-facing roles (`cluster-admin`,
+//! `admin`, `edit`, `view`, built by aggregation as upstream), the discovery and self-review roles
+//! every authenticated user has, and least-privilege roles for kelp's own agents.
+
+use serde_json::{json, Value};
+
+const BOOTSTRAP: &str = "rbac-defaults";
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
+    json!({ "apiGroups": groups, "resources": resources, "verbs": verbs })
+}
+
+fn cluster_role(name: &str, labels: Value, rules: Vec<Value>, aggregate_from: Option<&str>) -> Value {
+    let mut labels = labels;
+    labels["kubernetes.io/bootstrapping"] = json!(BOOTSTRAP);
+    let mut r = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": { "name": name, "labels": labels, "annotations": { "rbac.authorization.kubernetes.io/autoupdate": "true" } },
+        "rules": rules,
+    });
+    if let Some(label) = aggregate_from {
+        r["aggregationRule"] = json!({ "clusterRoleSelectors": [{ "matchLabels": { label: "true" } }] });
+    }
+    r
+}
+
+fn binding(name: &str, role: &str, groups: &[&str]) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": { "name": name, "labels": { "kubernetes.io/bootstrapping": BOOTSTRAP },
+                      "annotations": { "rbac.authorization.kubernetes.io/autoupdate": "true" } },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+        "subjects": groups.iter().map(|g| json!({ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g })).collect::<Vec<_>>(),
+    })
+}
+
+/// The default ClusterRoles.
+pub fn cluster_roles() -> Vec<Value> {
+    let to = |l: &str| format!("rbac.authorization.k8s.io/aggregate-to-{l}");
+    let label = |l: &str| json!({ to(l): "true" });
+    let core_read = &[
+        "configmaps",
+        "endpoints",
+        "persistentvolumeclaims",
+        "persistentvolumeclaims/status",
+        "pods",
+        "replicationcontrollers",
+        "replicationcontrollers/scale",
+        "serviceaccounts",
+        "services",
+        "services/status",
+        "bindings",
+        "events",
+        "limitranges",
+        "namespaces/status",
+        "pods/log",
+        "pods/status",
+        "replicationcontrollers/status",
+        "resourcequotas",
+        "resourcequotas/status",
+        "namespaces",
+    ];
+    let apps = &[
+        "controllerrevisions",
+        "daemonsets",
+        "daemonsets/status",
+        "deployments",
+        "deployments/scale",
+        "deployments/status",
+        "replicasets",
+        "replicasets/scale",
+        "replicasets/status",
+        "statefulsets",
+        "statefulsets/scale",
+        "statefulsets/status",
+    ];
+    let apps_write = &[
+        "daemonsets",
+        "deployments",
+        "deployments/rollback",
+        "deployments/scale",
+        "replicasets",
+        "replicasets/scale",
+        "statefulsets",
+        "statefulsets/scale",
+    ];
+    vec![
+        cluster_role(
+            "cluster-admin",
+            json!({}),
+            vec![rule(&["*"], &["*"], &["*"]), json!({ "nonResourceURLs": ["*"], "verbs": ["*"] })],
+            None,
+        ),
+        cluster_role("admin", json!({}), vec![], Some(&to("admin"))),
+        cluster_role("edit", label("admin"), vec![], Some(&to("edit"))),
+        cluster_role("view", label("edit"), vec![], Some(&to("view"))),
+        cluster_role(
+            "system:aggregate-to-view",
+            label("view"),
+            vec![
+                rule(&[""], core_read, READ),
+                rule(&["apps"], apps, READ),
+                rule(&["autoscaling"], &["horizontalpodautoscalers", "horizontalpodautoscalers/status"], READ),
+                rule(&["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
+                rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+                rule(&["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"], READ),
+                rule(&["networking.k8s.io"], &["ingresses", "ingresses/status", "networkpolicies"], READ),
+                rule(&["metrics.k8s.io"], &["pods", "nodes"], READ),
+            ],
+            None,
+        ),
+        cluster_role(
+            "system:aggregate-to-edit",
+            label("edit"),
+            vec![
+                rule(
+                    &[""],
+                    &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+                    READ,
+                ),
+                rule(&[""], &["serviceaccounts"], &["impersonate"]),
+                rule(&[""], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"], WRITE),
+                rule(&[""], &["pods/eviction"], &["create"]),
+                rule(
+                    &[""],
+                    &[
+                        "configmaps",
+                        "events",
+                        "persistentvolumeclaims",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                        "secrets",
+                        "serviceaccounts",
+                        "services",
+                        "services/proxy",
+                    ],
+                    WRITE,
+                ),
+                rule(&[""], &["serviceaccounts/token"], &["create"]),
+                rule(&["apps"], apps_write, WRITE),
+                rule(&["autoscaling"], &["horizontalpodautoscalers"], WRITE),
+                rule(&["batch"], &["cronjobs", "jobs"], WRITE),
+                rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], WRITE),
+                rule(&["policy"], &["poddisruptionbudgets"], WRITE),
+                rule(&["discovery.k8s.io"], &["endpointslices"], WRITE),
+            ],
+            None,
+        ),
+        cluster_role(
+            "system:aggregate-to-admin",
+            label("admin"),
+            vec![
+                rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
+                rule(
+                    &["rbac.authorization.k8s.io"],
+                    &["rolebindings", "roles"],
+                    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                ),
+            ],
+            None,
+        ),
+        cluster_role(
+            "system:basic-user",
+            json!({}),
+            vec![
+                rule(&["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"], &["create"]),
+                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
+            ],
+            None,
+        ),
+        cluster_role(
+            "system:discovery",
+            json!({}),
+            vec![json!({
+                "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"],
+                "verbs": ["get"],
+            })],
+            None,
+        ),
+        cluster_role(
+            "system:public-info-viewer",
+            json!({}),
+            vec![
+                json!({ "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"] }),
+            ],
+            None,
+        ),
+        // kelp's node agents: their Node and its Lease, the pods bound to them, what those pods use.
+        cluster_role(
+            "system:kelp:agent",
+            json!({}),
+            vec![
+                rule(&[""], &["nodes"], &["create", "get", "list", "watch", "patch", "update"]),
+                rule(&[""], &["nodes/status"], &["patch", "update"]),
+                rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+                rule(&[""], &["pods/status"], &["patch", "update"]),
+                rule(
+                    &[""],
+                    &["configmaps", "secrets", "services", "endpoints", "persistentvolumeclaims", "persistentvolumes"],
+                    READ,
+                ),
+                rule(&[""], &["serviceaccounts/token"], &["create"]),
+                rule(&[""], &["events"], &["create", "patch", "update"]),
+                rule(&["events.k8s.io"], &["events"], &["create", "patch", "update"]),
+                rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "patch", "update"]),
+                rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+                rule(&["storage.k8s.io"], &["csidrivers", "csinodes", "volumeattachments"], READ),
+            ],
+            None,
+        ),
+    ]
+}
+
+/// The default ClusterRoleBindings.
+pub fn cluster_role_bindings() -> Vec<Value> {
+    vec![
+        binding("cluster-admin", "cluster-admin", &[super::authz::MASTERS]),
+        binding("system:basic-user", "system:basic-user", &["system:authenticated"]),
+        binding("system:discovery", "system:discovery", &["system:authenticated"]),
+        binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            &["system:authenticated", "system:unauthenticated"],
+        ),
+        binding("system:kelp:agent", "system:kelp:agent", &["system:nodes"]),
+    ]
+}
