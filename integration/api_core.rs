@@ -1067,3 +1067,102 @@ async fn rbac_roles_bindings_reviews_and_impersonation() {
         assert!(out.lines().any(|l| l.split_whitespace().next() == Some(r)), "{r} missing: {out}");
     }
 }
+
+/// A kubeconfig holding only the cluster CA and a bearer token.
+fn token_kubeconfig(server: &Server, name: &str, token: &str) -> std::path::PathBuf {
+    let admin: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(server.kubeconfig()).unwrap()).unwrap();
+    let ca = admin["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap();
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+        server.port
+    );
+    let path = server.dir.path().join(format!("kubeconfig-token-{name}.yaml"));
+    std::fs::write(&path, kc).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn service_account_tokens() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let server = Server::start();
+    let admin = server.client().await;
+    let ns = make_ns(&admin, "tok").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "robot"}})).unwrap())
+        .await
+        .unwrap();
+
+    // kubectl create token (JSON bodies up to 1.31).
+    let token = server.kubectl_ok("1.31", &["create", "token", "robot", "-n", &ns, "--duration=20m"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let kc = token_kubeconfig(&server, "robot", token);
+    let out = server.kubectl_with("1.31", &kc, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("system:serviceaccount:{ns}:robot"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // RBAC applies to service accounts.
+    let out = server.kubectl_with("1.31", &kc, &["get", "configmaps", "-n", &ns]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("User \"system:serviceaccount:{ns}:robot\" cannot list")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rb: RoleBinding = serde_json::from_value(json!({"metadata": {"name": "robot-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": ns}]}))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &rb).await.unwrap();
+    let out = server.kubectl_with("1.31", &kc, &["get", "configmaps", "-n", &ns]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A token bound to a pod stops working when the pod goes.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    pods.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"serviceAccountName": "robot", "containers": [{"name": "c", "image": "busybox"}]}})).unwrap()).await.unwrap();
+    let tr = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600, "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p"}}});
+    let (code, resp) = raw(
+        &admin,
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts/robot/token"),
+        "application/json",
+        serde_json::to_vec(&tr).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{resp}");
+    let bound = resp["status"]["token"].as_str().unwrap().to_string();
+    let bound_kc = token_kubeconfig(&server, "bound", &bound);
+    assert!(server.kubectl_with("1.31", &bound_kc, &["get", "configmaps", "-n", &ns]).status.success());
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let out = server.kubectl_with("1.31", &bound_kc, &["get", "configmaps", "-n", &ns]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Too short an expiry is invalid; deleting the service account ends its tokens.
+    let short =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 60}});
+    let (code, _) = raw(
+        &admin,
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts/robot/token"),
+        "application/json",
+        serde_json::to_vec(&short).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 422);
+    sas.delete("robot", &DeleteParams::default()).await.unwrap();
+    let out = server.kubectl_with("1.31", &kc, &["get", "configmaps", "-n", &ns]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, _) = raw(
+        &admin,
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts/robot/token"),
+        "application/json",
+        serde_json::to_vec(&tr).unwrap(),
+    )
+    .await;
+    assert_eq!(code, 404);
+}

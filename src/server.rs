@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::apiserver::tokens::TokenSigner;
 use crate::apiserver::{self, alloc, ApiConfig, ApiServer};
 use crate::config::ServerArgs;
 use crate::pki::{self, Pki, SanInput};
@@ -92,6 +93,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let backend =
         SqliteBackend::open(store_cfg).with_context(|| format!("opening the store {}", layout.db().display()))?;
 
+    let signer = TokenSigner::load_or_create(&layout.tls().join("service-account.key"))
+        .context("preparing the service-account signing key")?;
     let api = ApiServer::new(
         backend.clone(),
         ApiConfig {
@@ -101,6 +104,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             port: args.https_listen_port,
             watch_buffer_events: args.watch_buffer_events as usize,
         },
+        Some(signer),
     )
     .await
     .context("starting the API server")?;

@@ -13,6 +13,7 @@ pub mod objects;
 pub mod policy;
 pub mod request;
 pub mod reviews;
+pub mod tokens;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -84,11 +85,17 @@ pub struct ApiServer {
     pub config: ApiConfig,
     /// Serializes ClusterIP / NodePort allocation with the create or update that records it.
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+    /// Signs and checks ServiceAccount tokens.
+    pub tokens: Option<tokens::TokenSigner>,
     ready: AtomicBool,
 }
 
 impl ApiServer {
-    pub async fn new(backend: Arc<dyn Backend>, config: ApiConfig) -> Result<Arc<ApiServer>, ServerError> {
+    pub async fn new(
+        backend: Arc<dyn Backend>,
+        config: ApiConfig,
+        tokens: Option<tokens::TokenSigner>,
+    ) -> Result<Arc<ApiServer>, ServerError> {
         let cache =
             Cache::start_with(backend.clone(), Arc::new(objects::ApiDecoder), config.watch_buffer_events).await?;
         Ok(Arc::new(ApiServer {
@@ -96,6 +103,7 @@ impl ApiServer {
             backend,
             config,
             alloc_lock: tokio::sync::Mutex::new(()),
+            tokens,
             ready: AtomicBool::new(false),
         }))
     }
@@ -129,6 +137,13 @@ impl ApiServer {
                 return Ok(resp);
             }
         }
+        let user = match user {
+            Some(u) => Some(u),
+            None => match bearer_token(req.headers()) {
+                Some(t) => tokens::authenticate(self, t).await,
+                None => None,
+            },
+        };
         let Some(user) = user else { return Err(StatusError::unauthorized()) };
         let user = authz::impersonate(self, req.headers(), user).await?;
         let attrs =
@@ -162,6 +177,13 @@ impl ApiServer {
             _ => None,
         }
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
 /// `/version`.

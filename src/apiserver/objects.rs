@@ -110,6 +110,12 @@ pub async fn serve(
         (Verb::DeleteCollection, None) => ctx.delete_collection(req.body()).await,
         (Verb::Get | Verb::Update | Verb::Patch, Some("scale")) => ctx.scale(&name, r.verb, &req).await,
         (Verb::Create, Some("binding")) => ctx.bind(&name, req.body()).await,
+        (Verb::Create, Some("token")) => {
+            let ct = header_str(&req, header::CONTENT_TYPE);
+            let body = parse_body(ct.as_deref(), req.body())?;
+            let tr = super::tokens::request(&ctx, &name, &body).await?;
+            ctx.respond_object(StatusCode::CREATED, &tr)
+        }
         (Verb::Update, Some("finalize")) => ctx.finalize_namespace(&name, req.body()).await,
         (_, Some(sub)) => {
             Err(StatusError::new(404, "NotFound", format!("{}/{sub} is not served by this kelp version", def.plural)))
