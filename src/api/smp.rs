@@ -567,8 +567,7 @@ impl Merger {
                                 o,
                                 p,
                                 sub,
-                                strategy,
-                                &meta.merge_key,
+                                (strategy, &meta.merge_key),
                                 is_delete_list,
                                 None,
                             )?))
@@ -623,7 +622,7 @@ impl Merger {
                     _ => continue,
                 },
                 (Some(o), Some(p)) => {
-                    self.merge_slice_handler(o, p, sub, strategy, merge_key, false, Some(&mut live))?
+                    self.merge_slice_handler(o, p, sub, (strategy, merge_key), false, Some(&mut live))?
                 }
                 (None, None) => continue,
             };
@@ -641,8 +640,7 @@ impl Merger {
         original: Vec<Value>,
         patch: Vec<Value>,
         node: Node,
-        strategy: &str,
-        merge_key: &str,
+        (strategy, merge_key): (&str, &str),
         is_delete_list: bool,
         live: Option<&mut GoSlice>,
     ) -> Result<Vec<Value>> {
