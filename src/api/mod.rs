@@ -5,6 +5,7 @@ pub mod defaults;
 pub mod registry;
 pub mod schema;
 pub mod selector;
+pub mod smp;
 pub mod status;
 pub mod strict;
 pub mod table;
