@@ -53,6 +53,40 @@ const INLINE: &[(&str, &str)] = &[
     ("deviceConfiguration", "DeviceConfiguration"),
 ];
 
+/// Non-pointer numbers and booleans tagged `omitempty`, which Go writes even when zero: a zero is
+/// omitted, as the JSON serializer would (message simple name, field), in any group and version.
+/// (Other zeros are kept: on the wire they may be explicit pointer values, such as `replicas: 0`.)
+const ZERO_OMITTED: &[(&str, &str)] = &[
+    ("ObjectMeta", "generation"),
+    ("Container", "stdin"),
+    ("Container", "stdinOnce"),
+    ("Container", "tty"),
+    ("EphemeralContainerCommon", "stdin"),
+    ("EphemeralContainerCommon", "stdinOnce"),
+    ("EphemeralContainerCommon", "tty"),
+    ("ContainerPort", "hostPort"),
+    ("ServicePort", "nodePort"),
+    ("DeploymentSpec", "minReadySeconds"),
+    ("DeploymentSpec", "paused"),
+    ("ReplicaSetSpec", "minReadySeconds"),
+    ("DaemonSetSpec", "minReadySeconds"),
+    ("StatefulSetSpec", "minReadySeconds"),
+    ("PodSpec", "hostNetwork"),
+    ("PodSpec", "hostPID"),
+    ("PodSpec", "hostIPC"),
+    ("ServiceSpec", "healthCheckNodePort"),
+    ("ServiceSpec", "publishNotReadyAddresses"),
+    ("ServiceBackendPort", "number"),
+    ("PriorityClass", "globalDefault"),
+];
+
+/// Whether a zero number or `false` is left out: the listed fields, and the counters of `…Status`
+/// messages (observedGeneration, replicas, active: computed by the server, never set by a client).
+fn zero_omitted(message: &MessageDescriptor, field: &FieldDescriptor) -> bool {
+    let name = message.name();
+    ZERO_OMITTED.contains(&(name, field.name())) || (name.ends_with("Status") && name != "SubjectAccessReviewStatus")
+}
+
 /// Proto field names that are not the JSON name (go-to-protobuf derived them from the Go field name).
 const RENAMED: &[(&str, &str)] = &[("uID", "uid"), ("aPIGroup", "apiGroup")];
 /// Capitalised proto field names that are capitalised in JSON too (others are lower-cased: `Webhooks`).
@@ -208,7 +242,10 @@ fn message_json(msg: &DynamicMessage) -> Result<Value, ProtobufError> {
             let seconds = field("seconds").and_then(|v| v.as_i64()).unwrap_or_default();
             let nanos = field("nanos").and_then(|v| v.as_i32()).unwrap_or_default();
             let t = chrono::DateTime::from_timestamp(seconds, nanos.clamp(0, 999_999_999) as u32).ok_or_else(|| {
-                ProtobufError::Malformed { kind: desc.full_name().into(), reason: format!("time {seconds}s out of range") }
+                ProtobufError::Malformed {
+                    kind: desc.full_name().into(),
+                    reason: format!("time {seconds}s out of range"),
+                }
             })?;
             let format = if desc.full_name() == TIME { "%Y-%m-%dT%H:%M:%SZ" } else { "%Y-%m-%dT%H:%M:%S%.6fZ" };
             return Ok(Value::String(t.format(format).to_string()));
@@ -234,7 +271,7 @@ fn message_json(msg: &DynamicMessage) -> Result<Value, ProtobufError> {
             continue;
         }
         let value = field_json(&f, &msg.get_field(&f))?;
-        if omitted(&value) {
+        if omitted(&value) || (is_zero(&value) && zero_omitted(&desc, &f)) {
             continue;
         }
         match value {
@@ -255,6 +292,10 @@ fn omitted(v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         _ => false,
     }
+}
+
+fn is_zero(v: &Value) -> bool {
+    v == &Value::Bool(false) || v.as_f64() == Some(0.0)
 }
 
 /// A RawExtension's bytes: embedded JSON, or a nested Kubernetes protobuf object.
@@ -314,7 +355,9 @@ fn field_json_single(field: &FieldDescriptor, value: &prost_reflect::Value) -> R
 }
 
 fn float(field: &FieldDescriptor, f: f64) -> Result<Value, ProtobufError> {
-    serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| field_error(field, format!("{f} is not a JSON number")))
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .ok_or_else(|| field_error(field, format!("{f} is not a JSON number")))
 }
 
 /// A duration in nanoseconds as Go's `time.Duration.String()` writes it: `1h0m0s`, `1.5s`, `100ms`.
@@ -436,7 +479,7 @@ mod tests {
         assert_eq!(
             decoded("v1", "ConfigMap", &cm),
             json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "cfg", "namespace": "default", "generation": 0},
+                "metadata": {"name": "cfg", "namespace": "default"},
                 "data": {"a": "1", "empty": ""}, "binaryData": {"bin": "AAEC/w=="}})
         );
     }
@@ -452,7 +495,7 @@ mod tests {
         let v = decoded("v1", "Secret", &secret);
         assert_eq!(v["data"], json!({"password": "aHVudGVyMg=="}));
         assert_eq!(v["type"], "Opaque");
-        assert_eq!(v["metadata"], json!({"name": "s", "generation": 0}));
+        assert_eq!(v["metadata"], json!({"name": "s"}));
         assert!(v.get("stringData").is_none() && v.get("immutable").is_none());
     }
 
@@ -480,7 +523,10 @@ mod tests {
             }),
             spec: Some(apps::DeploymentSpec {
                 replicas: Some(0),
-                selector: Some(meta::LabelSelector { match_labels: labels(&[("app", "web")]), match_expressions: vec![] }),
+                selector: Some(meta::LabelSelector {
+                    match_labels: labels(&[("app", "web")]),
+                    match_expressions: vec![],
+                }),
                 template: Some(core::PodTemplateSpec {
                     metadata: Some(meta::ObjectMeta { labels: labels(&[("app", "web")]), ..Default::default() }),
                     spec: Some(core::PodSpec { containers: vec![container], ..Default::default() }),
@@ -500,15 +546,15 @@ mod tests {
         assert_eq!(
             decoded("apps/v1", "Deployment", &d),
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "web", "generation": 0, "creationTimestamp": "2023-11-14T22:13:20Z",
+                "metadata": {"name": "web", "creationTimestamp": "2023-11-14T22:13:20Z",
                     "labels": {"app": "web"}},
                 "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
                         "name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80, "protocol": "TCP"}],
                         "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m"}},
-                        "stdin": false}]}},
+                        }]}},
                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
-                    "minReadySeconds": 0},
+                    },
                 "status": {}})
         );
     }
@@ -526,7 +572,12 @@ mod tests {
                         target_port: int(8080),
                         ..Default::default()
                     },
-                    core::ServicePort { name: s("dns"), port: Some(53), target_port: string("dns"), ..Default::default() },
+                    core::ServicePort {
+                        name: s("dns"),
+                        port: Some(53),
+                        target_port: string("dns"),
+                        ..Default::default()
+                    },
                 ],
                 selector: labels(&[("app", "web")]),
                 r#type: s("ClusterIP"),
@@ -606,7 +657,11 @@ mod tests {
                 name: s("alice"),
                 namespace: s(""),
             }],
-            role_ref: Some(rbac::RoleRef { api_group: s("rbac.authorization.k8s.io"), kind: s("Role"), name: s("reader") }),
+            role_ref: Some(rbac::RoleRef {
+                api_group: s("rbac.authorization.k8s.io"),
+                kind: s("Role"),
+                name: s("reader"),
+            }),
         };
         let v = decoded("rbac.authorization.k8s.io/v1", "RoleBinding", &binding);
         assert_eq!(v["subjects"], json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}]));
@@ -676,14 +731,14 @@ mod tests {
         assert_eq!(
             decoded("scheduling.k8s.io/v1", "PriorityClass", &pc),
             json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                "metadata": {"name": "high", "generation": 0},
-                "value": 0, "globalDefault": false, "description": "d", "preemptionPolicy": "Never"})
+                "metadata": {"name": "high"},
+                "value": 0, "description": "d", "preemptionPolicy": "Never"})
         );
 
         let ns = core::Namespace { metadata: meta("team", ""), spec: Some(Default::default()), status: None };
         assert_eq!(
             decoded("v1", "Namespace", &ns),
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "generation": 0}, "spec": {}})
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}, "spec": {}})
         );
 
         let sa = core::ServiceAccount {
@@ -746,10 +801,7 @@ mod tests {
                 expiration_seconds: Some(3600),
                 bound_object_ref: None,
             }),
-            status: Some(authn::TokenRequestStatus {
-                token: s(""),
-                expiration_timestamp: Some(meta::Time::default()),
-            }),
+            status: Some(authn::TokenRequestStatus { token: s(""), expiration_timestamp: Some(meta::Time::default()) }),
         };
         let v = decoded("authentication.k8s.io/v1", "TokenRequest", &tr);
         assert_eq!(v["spec"], json!({"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}));
@@ -814,10 +866,14 @@ mod tests {
         assert_eq!(v["revision"], 3);
 
         // A RawExtension holding a nested protobuf object.
-        let nested = envelope("v1", "Namespace", core::Namespace { metadata: meta("n", ""), ..Default::default() }.encode_to_vec());
+        let nested = envelope(
+            "v1",
+            "Namespace",
+            core::Namespace { metadata: meta("n", ""), ..Default::default() }.encode_to_vec(),
+        );
         let revision = apps::ControllerRevision { data: Some(RawExtension { raw: Some(nested) }), ..revision };
         let v = decoded("apps/v1", "ControllerRevision", &revision);
-        assert_eq!(v["data"], json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "generation": 0}}));
+        assert_eq!(v["data"], json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}));
 
         for (nanos, want) in [
             (0, "0s"),
@@ -840,7 +896,8 @@ mod tests {
         assert!(matches!(err, ProtobufError::BadMagic), "{err}");
         assert!(err.to_string().contains("magic"));
 
-        let cm = core::ConfigMap { metadata: meta("cfg", "default"), data: labels(&[("a", "1")]), ..Default::default() };
+        let cm =
+            core::ConfigMap { metadata: meta("cfg", "default"), data: labels(&[("a", "1")]), ..Default::default() };
         let body = envelope("v1", "ConfigMap", cm.encode_to_vec());
         for cut in [body.len() - 3, 12, 6] {
             let err = decode(&body[..cut]).unwrap_err();
@@ -882,7 +939,8 @@ mod tests {
                 continue;
             }
             for gvk in def.get("x-kubernetes-group-version-kind").and_then(Value::as_array).into_iter().flatten() {
-                let (g, v, k) = (gvk["group"].as_str().unwrap(), gvk["version"].as_str().unwrap(), gvk["kind"].as_str().unwrap());
+                let (g, v, k) =
+                    (gvk["group"].as_str().unwrap(), gvk["version"].as_str().unwrap(), gvk["kind"].as_str().unwrap());
                 let api_version = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
                 match message_for(&api_version, k) {
                     Ok(m) if format!("io.{}", m.full_name().replacen("k8s.io.", "k8s.", 1)) == *name => kinds += 1,
@@ -894,12 +952,15 @@ mod tests {
         assert!(kinds > 150, "only {kinds} kinds");
         for message in pool.all_messages() {
             let def_name = format!("io.{}", message.full_name().replacen("k8s.io.", "k8s.", 1));
-            let Some(props) = schema.definition(&def_name).and_then(|d| d.get("properties")).and_then(Value::as_object) else {
+            let Some(props) = schema.definition(&def_name).and_then(|d| d.get("properties")).and_then(Value::as_object)
+            else {
                 continue;
             };
             for field in message.fields() {
                 if is_inline(&field) {
-                    let Kind::Message(inner) = field.kind() else { panic!("inline {} is not a message", field.full_name()) };
+                    let Kind::Message(inner) = field.kind() else {
+                        panic!("inline {} is not a message", field.full_name())
+                    };
                     if props.contains_key(&json_name(&field)) {
                         problems.push(format!("{} is a property of {def_name}, not inline", field.full_name()));
                     }
