@@ -891,6 +891,74 @@ mod tests {
     }
 
     #[test]
+    fn inline_embeddings_and_capitalised_proto_names() {
+        use k8s_pb::api::admissionregistration::v1 as admission;
+        let config = admission::ValidatingWebhookConfiguration {
+            metadata: meta("hook", ""),
+            webhooks: vec![admission::ValidatingWebhook {
+                name: s("v.example.com"),
+                rules: vec![admission::RuleWithOperations {
+                    operations: vec!["CREATE".into()],
+                    rule: Some(admission::Rule {
+                        api_groups: vec!["apps".into()],
+                        api_versions: vec!["v1".into()],
+                        resources: vec!["deployments".into()],
+                        scope: s("*"),
+                    }),
+                }],
+                ..Default::default()
+            }],
+        };
+        let v = decoded("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", &config);
+        assert_eq!(
+            v["webhooks"],
+            json!([{"name": "v.example.com", "rules": [{"operations": ["CREATE"], "apiGroups": ["apps"],
+                "apiVersions": ["v1"], "resources": ["deployments"], "scope": "*"}]}])
+        );
+
+        let pod = core::Pod {
+            metadata: meta("p", ""),
+            spec: Some(core::PodSpec {
+                volumes: vec![core::Volume {
+                    name: s("cfg"),
+                    volume_source: Some(core::VolumeSource {
+                        config_map: Some(core::ConfigMapVolumeSource {
+                            local_object_reference: Some(core::LocalObjectReference { name: s("cm") }),
+                            default_mode: Some(0o644),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                }],
+                containers: vec![core::Container {
+                    name: s("c"),
+                    liveness_probe: Some(core::Probe {
+                        handler: Some(core::ProbeHandler {
+                            http_get: Some(core::HttpGetAction {
+                                path: s("/healthz"),
+                                port: int(8080),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        period_seconds: Some(10),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decoded("v1", "Pod", &pod);
+        assert_eq!(v["spec"]["volumes"], json!([{"name": "cfg", "configMap": {"name": "cm", "defaultMode": 420}}]));
+        assert_eq!(
+            v["spec"]["containers"][0]["livenessProbe"],
+            json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 10})
+        );
+    }
+
+    #[test]
     fn errors_say_what_was_wrong() {
         let err = decode(b"{\"kind\":\"ConfigMap\"}").unwrap_err();
         assert!(matches!(err, ProtobufError::BadMagic), "{err}");
