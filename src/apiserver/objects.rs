@@ -158,6 +158,8 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Stat
             .map_err(|e| StatusError::bad_request(format!("error decoding request body: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
             .map_err(|e| StatusError::bad_request(format!("error decoding YAML request body: {e}"))),
+        crate::api::protobuf::MEDIA_TYPE => crate::api::protobuf::decode(body)
+            .map_err(|e| StatusError::bad_request(format!("error decoding protobuf request body: {e}"))),
         _ => Err(StatusError::unsupported_media_type(&media)),
     }
 }
