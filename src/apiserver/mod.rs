@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod discovery;
 pub mod objects;
+pub mod openapi;
 pub mod policy;
 pub mod request;
 pub mod reviews;
@@ -156,6 +157,8 @@ impl ApiServer {
                 discovery::serve(&req, group, version, legacy, &self.config)
             }
             Target::Resource(r) => objects::serve(self, r, req, query, user).await,
+            // Upstream serves OpenAPI to authenticated users only.
+            Target::Other(path) if openapi::handles(&path) => openapi::serve(&req, &path).await,
             Target::Other(_) => {
                 Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
             }
