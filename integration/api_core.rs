@@ -970,8 +970,8 @@ async fn rbac_roles_bindings_reviews_and_impersonation() {
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
     assert_eq!(message, format!("pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"{ns}\""));
     // Discovery and self-reviews work for everyone authenticated.
-    // kubectl 1.32+ sends reviews as protobuf; see kubectl_create.rs for those versions.
-    for v in ["1.27", "1.31"] {
+    // 1.27 and 1.31 send reviews as JSON, 1.33 as protobuf.
+    for v in ["1.27", "1.31", "1.33"] {
         let out = server.kubectl_with(v, &alice_kc, &["auth", "can-i", "list", "pods", "-n", &ns]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
@@ -998,7 +998,7 @@ async fn rbac_roles_bindings_reviews_and_impersonation() {
     );
     let other_ns: Api<ConfigMap> = Api::namespaced(alice.clone(), "default");
     assert_eq!(api_err(other_ns.list(&ListParams::default()).await.unwrap_err()).0, 403, "the binding is namespaced");
-    for v in ["1.27", "1.31"] {
+    for v in ["1.27", "1.31", "1.33"] {
         assert_eq!(
             server.kubectl_with(v, &alice_kc, &["auth", "can-i", "get", "configmaps", "-n", &ns]).stdout,
             b"yes\n"
@@ -1018,8 +1018,15 @@ async fn rbac_roles_bindings_reviews_and_impersonation() {
         let out = server.kubectl_with(v, &alice_kc, &["delete", "configmap", "two", "-n", &ns]);
         assert!(String::from_utf8_lossy(&out.stderr).contains("Forbidden"), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = server.kubectl_with("1.31", &alice_kc, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "alice", "{}", String::from_utf8_lossy(&out.stderr));
+    for v in ["1.31", "1.33"] {
+        let out = server.kubectl_with(v, &alice_kc, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "alice",
+            "kubectl {v}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Aggregation: a role labelled aggregate-to-view extends view at once.
     let extra: ClusterRole = serde_json::from_value(
@@ -1093,7 +1100,27 @@ async fn service_account_tokens() {
         .await
         .unwrap();
 
-    // kubectl create token (JSON bodies up to 1.31).
+    // kubectl create token: JSON bodies up to 1.31, protobuf from 1.32.
+    let t133 = server.kubectl_ok(
+        "1.33",
+        &[
+            "create",
+            "token",
+            "robot",
+            "-n",
+            &ns,
+            "--duration=15m",
+            "--audience=https://kubernetes.default.svc.cluster.local",
+            "--audience=vault",
+        ],
+    );
+    let claims = t133.trim().split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], json!(["https://kubernetes.default.svc.cluster.local", "vault"]));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
     let token = server.kubectl_ok("1.31", &["create", "token", "robot", "-n", &ns, "--duration=20m"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");

@@ -121,8 +121,8 @@ fn kubectl_explain_create_apply_with_openapi() {
         );
         assert!(last.contains("\"greeting\":\"hello\""), "kubectl {v}: {last}");
 
-        // --validate=strict with an unknown field: kubectl either rejects it itself or (when the
-        // PATCH operation lists fieldValidation) sends fieldValidation=Strict to the server.
+        // --validate=strict with an unknown field: the PATCH operation lists fieldValidation, so
+        // kubectl sends fieldValidation=Strict and the server must refuse the object.
         let bad = format!("bad-{}", v.replace('.', "-"));
         let file = dir.path().join(format!("{bad}.yaml"));
         std::fs::write(
@@ -132,12 +132,17 @@ fn kubectl_explain_create_apply_with_openapi() {
         .expect("manifest");
         let out = server.kubectl(v, &["create", "-f", file.to_str().unwrap(), "-n", &ns, "--validate=strict"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            // The server does not implement fieldValidation=Strict yet: nothing rejected the field.
-            eprintln!("NOTE kubectl {v}: unknown field accepted with --validate=strict (server-side strict validation missing)");
-            server.kubectl_ok(v, &["delete", "configmap", &bad, "-n", &ns]);
-        } else {
-            assert!(stderr.contains("bogusField"), "kubectl {v} strict: {stderr}");
-        }
+        assert!(!out.status.success(), "kubectl {v}: an unknown field passed --validate=strict");
+        assert!(stderr.contains("unknown field \"bogusField\""), "kubectl {v} strict: {stderr}");
+        let out = server.kubectl(v, &["get", "configmap", &bad, "-n", &ns]);
+        assert!(!out.status.success(), "kubectl {v}: the refused object was stored");
+        // --validate=warn (the server's Warn) stores it and prints the warning.
+        let out = server.kubectl(v, &["create", "-f", file.to_str().unwrap(), "-n", &ns, "--validate=warn"]);
+        assert!(out.status.success(), "kubectl {v} warn: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown field \"bogusField\""),
+            "kubectl {v} warn: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
