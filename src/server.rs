@@ -114,6 +114,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls = Arc::new(pki.server_config().context("building the TLS configuration")?);
     tokio::spawn(apiserver::serve_tls(api.clone(), listener, tls));
 
+    tokio::spawn(apiserver::crds::run(api.clone()));
     let client = apiserver::client::in_process_client(api.clone());
     apiserver::bootstrap::run(client, service_ip, advertise, args.https_listen_port)
         .await

@@ -64,6 +64,7 @@ const SA_SUBRESOURCES: &[Subresource] =
     &[Subresource { name: "token", response: ("authentication.k8s.io", "v1", "TokenRequest"), verbs: &["create"] }];
 const STATUS_ONLY: &[Subresource] = &[STATUS];
 const STATUS_SCALE: &[Subresource] = &[STATUS, SCALE];
+const SCALE_ONLY: &[Subresource] = &[SCALE];
 const NONE: &[Subresource] = &[];
 
 /// Decodes a JSON object through the kind's typed struct and back: unknown fields are dropped and
@@ -155,6 +156,19 @@ pub struct ResourceDef {
     /// This version is the one objects are stored in.
     pub storage_version: bool,
     pub codec: Codec,
+    /// For a custom resource (a CRD version), what its CustomResourceDefinition says.
+    pub custom: Option<&'static CustomInfo>,
+}
+
+/// A CustomResourceDefinition version's schema and printing.
+#[derive(Debug)]
+pub struct CustomInfo {
+    /// `openAPIV3Schema` (structural), if given.
+    pub schema: Option<Value>,
+    /// `additionalPrinterColumns`.
+    pub printer_columns: Vec<Value>,
+    /// `subresources.scale`: (specReplicasPath, statusReplicasPath, labelSelectorPath).
+    pub scale_paths: Option<(String, String, Option<String>)>,
 }
 
 impl ResourceDef {
@@ -201,6 +215,7 @@ macro_rules! def {
             storage: if $g.is_empty() { $plural } else { concat!($plural, ".", $g) },
             storage_version: true,
             codec: typed_pruned::<$ty>,
+            custom: None,
         }
     };
 }
@@ -288,19 +303,63 @@ static RESOURCES: &[ResourceDef] = &[
     },
 ];
 
-/// Every resource served.
-pub fn all() -> &'static [ResourceDef] {
-    RESOURCES
+/// Custom resources served, from the CustomResourceDefinitions (replaced as a whole).
+static CUSTOM: std::sync::RwLock<Vec<&'static ResourceDef>> = std::sync::RwLock::new(Vec::new());
+
+/// Every resource served: the built-in ones, then the custom ones.
+pub fn all() -> Vec<&'static ResourceDef> {
+    let mut out: Vec<&'static ResourceDef> = RESOURCES.iter().collect();
+    if let Ok(c) = CUSTOM.read() {
+        out.extend(c.iter().copied());
+    }
+    out
+}
+
+/// The subresources a custom resource version has.
+pub fn custom_subresources(status: bool, scale: bool) -> &'static [Subresource] {
+    match (status, scale) {
+        (true, true) => STATUS_SCALE,
+        (true, false) => STATUS_ONLY,
+        (false, true) => SCALE_ONLY,
+        (false, false) => NONE,
+    }
+}
+
+/// Replace the custom resources served.
+pub fn set_custom(defs: Vec<&'static ResourceDef>) {
+    if let Ok(mut c) = CUSTOM.write() {
+        *c = defs;
+    }
+}
+
+/// The custom resources served now.
+pub fn custom() -> Vec<&'static ResourceDef> {
+    CUSTOM.read().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// Is `group` one of the built-in API groups?
+pub fn is_builtin_group(group: &str) -> bool {
+    RESOURCES.iter().any(|d| d.group == group)
+}
+
+/// Is (group, plural) served by a built-in resource?
+pub fn is_builtin(group: &str, plural: &str) -> bool {
+    RESOURCES.iter().any(|d| d.group == group && d.plural == plural)
 }
 
 /// Look up a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural)
+    RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural).or_else(|| {
+        CUSTOM.read().ok()?.iter().copied().find(|d| d.group == group && d.version == version && d.plural == plural)
+    })
 }
 
 /// The version a resource is stored in, by storage name.
 pub fn by_storage(storage: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|d| d.storage == storage && d.storage_version)
+    RESOURCES
+        .iter()
+        .find(|d| d.storage == storage && d.storage_version)
+        .or_else(|| CUSTOM.read().ok()?.iter().copied().find(|d| d.storage == storage && d.storage_version))
 }
 
 /// The stored version of the resource `def` is a version of.
@@ -312,10 +371,15 @@ pub fn storage_def(def: &'static ResourceDef) -> &'static ResourceDef {
     }
 }
 
+/// An object decoded as is (custom resources: their schema is applied separately).
+pub fn untyped(v: Value) -> Result<Value, CodecError> {
+    Ok(v)
+}
+
 /// Group versions served, in discovery order (preferred version first within a group).
 pub fn group_versions() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for d in RESOURCES {
+    for d in all() {
         match out.iter_mut().find(|(g, _)| *g == d.group) {
             Some((_, vs)) => {
                 if !vs.contains(&d.version) {
@@ -368,7 +432,12 @@ pub fn to_storage(def: &ResourceDef, mut obj: Value) -> Value {
             events_to_core_event(&mut obj);
             obj["apiVersion"] = Value::String("v1".into());
         }
-        _ => {}
+        _ => {
+            // Custom resources: versions differ only in apiVersion (conversion strategy None).
+            if let Some(stored) = by_storage(def.storage) {
+                obj["apiVersion"] = Value::String(stored.api_version());
+            }
+        }
     }
     obj
 }

@@ -937,12 +937,6 @@ fn validate_finalizers(fins: &[Value], path: &str, e: &mut Errs) {
         let list: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         e.invalid(path, go_string_list(&list), "finalizer orphan and foregroundDeletion cannot be both set");
     }
-    // core's validateKubeFinalizerName
-    for (i, f) in names.iter().enumerate() {
-        if !f.contains('/') && !is_standard_finalizer(f) {
-            e.invalid_str(&idx(path, i), f, "name is neither a standard finalizer name nor is it fully qualified");
-        }
-    }
 }
 
 fn validate_object_meta(obj: &Value, group: &str, kind: &str, e: &mut Errs) {
@@ -1018,16 +1012,6 @@ fn validate_object_meta_update(obj: &Value, old: &Value, e: &mut Errs) {
     validate_labels(meta.get("labels"), "metadata.labels", e);
     validate_annotations(meta.get("annotations"), "metadata.annotations", e);
     validate_owner_references(ga(meta, "ownerReferences"), "metadata.ownerReferences", e);
-    // core's ValidateObjectMetaUpdate also checks finalizer names
-    for (i, f) in ga(meta, "finalizers").iter().filter_map(Value::as_str).enumerate() {
-        if !f.contains('/') && !is_standard_finalizer(f) {
-            e.invalid_str(
-                &idx("metadata.finalizers", i),
-                f,
-                "name is neither a standard finalizer name nor is it fully qualified",
-            );
-        }
-    }
 }
 
 // =============================================================================================
@@ -6037,7 +6021,27 @@ fn create_errs(group: &str, kind: &str, obj: &Value, e: &mut Errs) {
 pub fn validate_create(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
     let mut e = Errs::default();
     create_errs(group, kind, obj, &mut e);
+    validate_kube_finalizer_names(group, obj, &mut e);
     e.finish()
+}
+
+/// Core's `validateKubeFinalizerName`, which the in-tree API groups apply (apiextensions and
+/// custom resources only need qualified names): a finalizer without a `/` must be a standard one.
+fn validate_kube_finalizer_names(group: &str, obj: &Value, e: &mut Errs) {
+    if group == "apiextensions.k8s.io" || !crate::api::registry::is_builtin_group(group) {
+        return;
+    }
+    let empty = Value::Object(Map::new());
+    let meta = obj.get("metadata").unwrap_or(&empty);
+    for (i, f) in ga(meta, "finalizers").iter().filter_map(Value::as_str).enumerate() {
+        if !f.contains('/') && !is_standard_finalizer(f) {
+            e.invalid_str(
+                &idx("metadata.finalizers", i),
+                f,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            );
+        }
+    }
 }
 
 /// Validation of an update (after defaults), including upstream's immutable-field rules.
@@ -6153,6 +6157,7 @@ pub fn validate_update(group: &str, kind: &str, obj: &Value, old: &Value) -> Vec
             validate_object_meta_update(obj, old, &mut e);
         }
     }
+    validate_kube_finalizer_names(group, obj, &mut e);
     e.finish()
 }
 

@@ -72,7 +72,7 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
         .iter()
         .map(|v| {
             let mut defs: Vec<&ResourceDef> =
-                registry::all().iter().filter(|d| d.group == group && d.version == *v).collect();
+                registry::all().into_iter().filter(|d| d.group == group && d.version == *v).collect();
             defs.sort_by_key(|d| d.plural);
             json!({
                 "version": v,
@@ -136,7 +136,8 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 }
 
 fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = registry::all().iter().filter(|d| d.group == group && d.version == version).collect();
+    let defs: Vec<&ResourceDef> =
+        registry::all().into_iter().filter(|d| d.group == group && d.version == version).collect();
     if defs.is_empty() {
         return None;
     }

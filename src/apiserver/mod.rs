@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod authz;
 pub mod bootstrap;
 pub mod client;
+pub mod crds;
 pub mod discovery;
 pub mod objects;
 pub mod openapi;

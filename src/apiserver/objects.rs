@@ -313,7 +313,11 @@ impl Ctx {
                     "Object" => o.clone(),
                     _ => partial_metadata(o),
                 };
-                let mut row = json!({ "cells": table::cells(self.def.group, self.def.plural, o, now) });
+                let cells = match self.def.custom {
+                    Some(ci) => custom_cells(ci, o, now),
+                    None => table::cells(self.def.group, self.def.plural, o, now),
+                };
+                let mut row = json!({ "cells": cells });
                 if !object.is_null() {
                     row["object"] = object;
                 }
@@ -327,7 +331,10 @@ impl Ctx {
             "rows": rows,
         });
         if with_columns {
-            t["columnDefinitions"] = table::column_definitions(&table::columns(self.def.group, self.def.plural));
+            t["columnDefinitions"] = match self.def.custom {
+                Some(ci) => custom_columns(ci),
+                None => table::column_definitions(&table::columns(self.def.group, self.def.plural)),
+            };
         } else {
             t["columnDefinitions"] = Value::Null;
         }
@@ -1012,11 +1019,24 @@ impl Ctx {
     /// `scale`: autoscaling/v1 Scale over spec.replicas.
     async fn scale(&self, name: &str, verb: Verb, req: &Request<Bytes>) -> Result<Response<Body>, StatusError> {
         let plain_map_selector = self.def.kind == "ReplicationController";
+        // Custom resources say where their replicas and selector are (`.spec.replicas` form).
+        let (spec_ptr, status_ptr, selector_ptr) = match self.def.custom.and_then(|c| c.scale_paths.as_ref()) {
+            Some((spec, status, selector)) => (
+                spec.replace('.', "/"),
+                status.replace('.', "/"),
+                selector.as_ref().map(|p| p.replace('.', "/")).unwrap_or_else(|| "/-".into()),
+            ),
+            None => ("/spec/replicas".into(), "/status/replicas".into(), "/spec/selector".into()),
+        };
+        let custom_selector = self.def.custom.is_some();
         let scale_of = |obj: &Value| -> Value {
             let selector = obj
-                .pointer("/spec/selector")
+                .pointer(&selector_ptr)
                 .map(|s| {
-                    if !plain_map_selector {
+                    if custom_selector {
+                        // A custom resource's labelSelectorPath names a string selector.
+                        s.as_str().unwrap_or_default().to_string()
+                    } else if !plain_map_selector {
                         LabelSelector::from_label_selector(s).map(|l| l.to_string()).unwrap_or_default()
                     } else {
                         // ReplicationControllers have a plain map.
@@ -1039,9 +1059,9 @@ impl Ctx {
                     "name": m.get("name"), "namespace": m.get("namespace"), "uid": m.get("uid"),
                     "resourceVersion": m.get("resourceVersion"), "creationTimestamp": m.get("creationTimestamp"),
                 },
-                "spec": { "replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1)) },
+                "spec": { "replicas": obj.pointer(&spec_ptr).cloned().unwrap_or(json!(1)) },
                 "status": {
-                    "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                    "replicas": obj.pointer(&status_ptr).cloned().unwrap_or(json!(0)),
                     "selector": selector,
                 },
             })
@@ -1070,7 +1090,7 @@ impl Ctx {
                 let replicas = replicas_from(&body)?;
                 self.guaranteed_update(name, Part::Main, pre, &|cur: &Value| {
                     let mut n = cur.clone();
-                    n["spec"]["replicas"] = json!(replicas);
+                    set_pointer(&mut n, &spec_ptr, json!(replicas));
                     Ok(n)
                 })
                 .await?
@@ -1085,7 +1105,7 @@ impl Ctx {
                     patch.apply(("autoscaling", "v1", "Scale"), &mut scale)?;
                     let replicas = replicas_from(&scale)?;
                     let mut n = cur.clone();
-                    n["spec"]["replicas"] = json!(replicas);
+                    set_pointer(&mut n, &spec_ptr, json!(replicas));
                     if let Some(rv) = scale.pointer("/metadata/resourceVersion").filter(|v| !v.is_null()) {
                         n["metadata"]["resourceVersion"] = rv.clone();
                     }
@@ -1203,6 +1223,81 @@ fn admit_pod(v: &mut Value) {
     if spec.get("priority").is_none() {
         spec["priority"] = json!(0);
     }
+}
+
+/// Set the value at a JSON pointer, creating objects on the way.
+fn set_pointer(v: &mut Value, ptr: &str, value: Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        if i + 1 == parts.len() {
+            cur[*p] = value;
+            return;
+        }
+        cur = &mut cur[*p];
+    }
+}
+
+/// A simple JSONPath (`.spec.a.b`, `.status.items[0].name`) as CRD printer columns use them.
+fn json_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        if !name.is_empty() {
+            cur = cur.get(name)?;
+        }
+        if let Some(i) = index {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+/// Table columns of a custom resource: NAME, then its printer columns (or AGE).
+fn custom_columns(ci: &registry::CustomInfo) -> Value {
+    let mut cols = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
+    ];
+    if ci.printer_columns.is_empty() {
+        cols.push(json!({"name": "Age", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
+    }
+    for pc in &ci.printer_columns {
+        cols.push(json!({
+            "name": pc["name"], "type": pc["type"], "format": pc.get("format").cloned().unwrap_or(json!("")),
+            "description": pc.get("description").cloned().unwrap_or(json!("")), "priority": pc.get("priority").cloned().unwrap_or(json!(0)),
+        }));
+    }
+    Value::Array(cols)
+}
+
+fn custom_cells(ci: &registry::CustomInfo, obj: &Value, now: chrono::DateTime<Utc>) -> Vec<Value> {
+    let age = |v: Option<&Value>| -> Value {
+        match v.and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+            Some(t) => json!(table::human_duration(now - t.with_timezone(&Utc))),
+            None => json!("<unknown>"),
+        }
+    };
+    let mut cells = vec![obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
+    if ci.printer_columns.is_empty() {
+        cells.push(age(obj.pointer("/metadata/creationTimestamp")));
+    }
+    for pc in &ci.printer_columns {
+        let v = json_path(obj, pc["jsonPath"].as_str().unwrap_or_default());
+        cells.push(match pc["type"].as_str() {
+            Some("date") => age(v),
+            Some("string") => {
+                v.map(|x| if let Value::String(s) = x { json!(s) } else { json!(x.to_string()) }).unwrap_or(Value::Null)
+            }
+            _ => v.cloned().unwrap_or(Value::Null),
+        });
+    }
+    cells
 }
 
 /// `PartialObjectMetadata` of an object.

@@ -573,7 +573,7 @@ fn subresource_path(
 fn gv_paths(s: &Schema, group: &str, version: &str) -> Vec<PathItem> {
     let prefix = format!("/{}", gv_key(group, version));
     let mut out = Vec::new();
-    for d in registry::all().iter().filter(|d| d.group == group && d.version == version) {
+    for d in registry::all().into_iter().filter(|d| d.group == group && d.version == version) {
         resource_paths(s, d, &prefix, &mut out);
     }
     out
@@ -851,7 +851,7 @@ fn roots(items: &[PathItem]) -> BTreeSet<String> {
 
 /// The OpenAPI 3.0 document of one group-version (`None` if it is not served).
 pub fn v3_document(group: &str, version: &str) -> Option<Value> {
-    if !registry::all().iter().any(|d| d.group == group && d.version == version) {
+    if !registry::all().into_iter().any(|d| d.group == group && d.version == version) {
         return None;
     }
     let s = schema::get();

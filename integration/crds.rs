@@ -1,0 +1,152 @@
+//! CustomResourceDefinitions end to end: served resources, conditions, printer columns, scale,
+//! watch, and deletion of a CRD taking its objects with it.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use support::{unique, Server};
+
+fn crd_yaml(group: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: crontabs, singular: crontab, kind: CronTab, shortNames: [ct], categories: [all]}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {{}}
+      scale: {{specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}}
+    additionalPrinterColumns:
+    - {{name: Spec, type: string, jsonPath: .spec.cronSpec}}
+    - {{name: Replicas, type: integer, jsonPath: .spec.replicas}}
+    - {{name: Age, type: date, jsonPath: .metadata.creationTimestamp}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              cronSpec: {{type: string}}
+              replicas: {{type: integer}}
+          status:
+            type: object
+            properties:
+              replicas: {{type: integer}}
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn crds_with_kubectl_and_kube_rs() {
+    let server = Server::start();
+    let client = server.client().await;
+    for v in ["1.27", "1.33"] {
+        let group = format!("v{}.example.com", v.replace('.', ""));
+        let ns = unique("crd");
+        server.kubectl_ok(v, &["create", "namespace", &ns]);
+        let crd = server.dir.path().join(format!("crd-{v}.yaml"));
+        std::fs::write(&crd, crd_yaml(&group)).unwrap();
+        server.kubectl_ok(v, &["apply", "-f", crd.to_str().unwrap()]);
+        server
+            .kubectl_ok(v, &["wait", "--for=condition=Established", &format!("crd/crontabs.{group}"), "--timeout=10s"]);
+        let conds = server.kubectl_ok(
+            v,
+            &[
+                "get",
+                "crd",
+                &format!("crontabs.{group}"),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"NamesAccepted\")].status}",
+            ],
+        );
+        assert_eq!(conds, "True");
+        let cr = server.dir.path().join(format!("cr-{v}.yaml"));
+        std::fs::write(&cr, format!("apiVersion: {group}/v1\nkind: CronTab\nmetadata:\n  name: my-cron\nspec:\n  cronSpec: '* * * * */5'\n  replicas: 2\n")).unwrap();
+        let out = server.kubectl_ok(v, &["apply", "-f", cr.to_str().unwrap(), "-n", &ns]);
+        assert!(out.contains("created"), "{out}");
+        // Printer columns and short names.
+        let got = server.kubectl(v, &["get", "ct", "-n", &ns]);
+        let out = String::from_utf8_lossy(&got.stdout).into_owned();
+        assert!(!out.is_empty(), "kubectl {v} get ct: {}", String::from_utf8_lossy(&got.stderr));
+        let mut lines = out.lines();
+        assert!(lines.next().unwrap().split_whitespace().eq(["NAME", "SPEC", "REPLICAS", "AGE"]), "{out}");
+        let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!((row[0], row[row.len() - 2]), ("my-cron", "2"), "{out}");
+        // Re-apply with a change (merge patch for custom resources), scale, the other version.
+        std::fs::write(&cr, std::fs::read_to_string(&cr).unwrap().replace("replicas: 2", "replicas: 3")).unwrap();
+        server.kubectl_ok(v, &["apply", "-f", cr.to_str().unwrap(), "-n", &ns]);
+        server.kubectl_ok(v, &["scale", "ct", "my-cron", "-n", &ns, "--replicas=5"]);
+        let out = server.kubectl_ok(
+            v,
+            &[
+                "get",
+                &format!("crontabs.v1beta1.{group}"),
+                "my-cron",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.apiVersion} {.spec.replicas}",
+            ],
+        );
+        assert_eq!(out, format!("{group}/v1beta1 5"));
+        let out = server.kubectl_ok(v, &["get", "all", "-n", &ns]);
+        assert!(out.contains("crontab"), "the all category: {out}");
+
+        // kube-rs: dynamic CRUD and a watch.
+        let ar = ApiResource {
+            group: group.clone(),
+            version: "v1".into(),
+            api_version: format!("{group}/v1"),
+            kind: "CronTab".into(),
+            plural: "crontabs".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+        let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        let mut w = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+        let obj: DynamicObject = serde_json::from_value(json!({"apiVersion": format!("{group}/v1"), "kind": "CronTab", "metadata": {"name": "second"}, "spec": {"cronSpec": "@hourly"}})).unwrap();
+        api.create(&PostParams::default(), &obj).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), w.try_next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("second")),
+            other => panic!("{other:?}"),
+        }
+        let patched = api
+            .patch_status(
+                "second",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"replicas": 1}, "spec": {"cronSpec": "ignored"}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(patched.data["status"]["replicas"], 1);
+        assert_eq!(patched.data["spec"]["cronSpec"], "@hourly", "status writes do not touch spec");
+
+        // Deleting the CRD deletes its objects; a new CRD of the same name starts empty.
+        server.kubectl_ok(v, &["delete", "crd", &format!("crontabs.{group}"), "--timeout=30s"]);
+        let out = server.kubectl(v, &["get", "crd", &format!("crontabs.{group}")]);
+        assert!(!out.status.success());
+        server.kubectl_ok(v, &["apply", "-f", crd.to_str().unwrap()]);
+        server
+            .kubectl_ok(v, &["wait", "--for=condition=Established", &format!("crd/crontabs.{group}"), "--timeout=10s"]);
+        let out = server.kubectl_ok(v, &["get", "ct", "-n", &ns, "-o", "name"]);
+        assert!(out.trim().is_empty(), "objects of the deleted CRD came back: {out}");
+        // The next kubectl's CRD uses the same short name.
+        server.kubectl_ok(v, &["delete", "crd", &format!("crontabs.{group}"), "--timeout=30s"]);
+    }
+}
