@@ -77,6 +77,9 @@ async fn crds_with_kubectl_and_kube_rs() {
             ],
         );
         assert_eq!(conds, "True");
+        // The schema is in OpenAPI (v2 protobuf for 1.27, v3 for 1.33) for explain and validation.
+        let out = server.kubectl_ok(v, &["explain", &format!("crontabs.{group}.spec")]);
+        assert!(out.contains("cronSpec") && out.contains("replicas"), "kubectl {v} explain: {out}");
         let cr = server.dir.path().join(format!("cr-{v}.yaml"));
         std::fs::write(&cr, format!("apiVersion: {group}/v1\nkind: CronTab\nmetadata:\n  name: my-cron\nspec:\n  cronSpec: '* * * * */5'\n  replicas: 2\n")).unwrap();
         let out = server.kubectl_ok(v, &["apply", "-f", cr.to_str().unwrap(), "-n", &ns]);

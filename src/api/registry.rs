@@ -325,11 +325,23 @@ pub fn custom_subresources(status: bool, scale: bool) -> &'static [Subresource] 
     }
 }
 
+/// Counts changes of the custom resources (documents derived from the registry key on it).
+static CUSTOM_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Replace the custom resources served.
 pub fn set_custom(defs: Vec<&'static ResourceDef>) {
     if let Ok(mut c) = CUSTOM.write() {
+        let same = c.len() == defs.len() && c.iter().zip(&defs).all(|(a, b)| std::ptr::eq(*a, *b));
         *c = defs;
+        if !same {
+            CUSTOM_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
+}
+
+/// Changes with every change of the custom resources served.
+pub fn custom_generation() -> u64 {
+    CUSTOM_GENERATION.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The custom resources served now.
@@ -352,6 +364,11 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
     RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural).or_else(|| {
         CUSTOM.read().ok()?.iter().copied().find(|d| d.group == group && d.version == version && d.plural == plural)
     })
+}
+
+/// Look up a resource by group, version and kind.
+pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceDef> {
+    all().into_iter().find(|d| d.group == group && d.version == version && d.kind == kind)
 }
 
 /// The version a resource is stored in, by storage name.

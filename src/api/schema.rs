@@ -57,6 +57,34 @@ pub fn get() -> &'static Schema {
     })
 }
 
+/// Definitions of custom resources, from the CRDs (replaced as a whole on every CRD change).
+struct Overlay {
+    definitions: Map<String, Value>,
+    by_gvk: HashMap<(String, String, String), String>,
+}
+
+static OVERLAY: std::sync::RwLock<Option<&'static Overlay>> = std::sync::RwLock::new(None);
+
+fn overlay() -> Option<&'static Overlay> {
+    OVERLAY.read().ok().and_then(|o| *o)
+}
+
+/// Replace the custom resources' definitions (each with its `x-kubernetes-group-version-kind`).
+/// Kept for the life of the process, like the registry's custom resources: one copy per CRD change.
+pub fn set_custom_definitions(definitions: Map<String, Value>) {
+    let mut by_gvk = HashMap::new();
+    for (name, def) in &definitions {
+        for gvk in def.get("x-kubernetes-group-version-kind").and_then(Value::as_array).into_iter().flatten() {
+            let s = |k: &str| gvk.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            by_gvk.insert((s("group"), s("version"), s("kind")), name.clone());
+        }
+    }
+    let leaked: &'static Overlay = Box::leak(Box::new(Overlay { definitions, by_gvk }));
+    if let Ok(mut o) = OVERLAY.write() {
+        *o = Some(leaked);
+    }
+}
+
 /// The definition name a `$ref` points at (`#/$defs/<name>` or `#/definitions/<name>`).
 pub fn ref_name(v: &Value) -> Option<&str> {
     let r = v.get("$ref")?.as_str()?;
@@ -65,7 +93,7 @@ pub fn ref_name(v: &Value) -> Option<&str> {
 
 impl Schema {
     pub fn definition(&self, name: &str) -> Option<&Value> {
-        self.definitions.get(name)
+        self.definitions.get(name).or_else(|| overlay()?.definitions.get(name))
     }
 
     pub fn definitions(&self) -> impl Iterator<Item = (&String, &Value)> {
@@ -74,7 +102,8 @@ impl Schema {
 
     /// The definition name of a kind.
     pub fn name_for(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
-        self.by_gvk.get(&(group.to_string(), version.to_string(), kind.to_string())).map(String::as_str)
+        let key = (group.to_string(), version.to_string(), kind.to_string());
+        self.by_gvk.get(&key).or_else(|| overlay()?.by_gvk.get(&key)).map(String::as_str)
     }
 
     /// The schema of a kind.

@@ -208,7 +208,49 @@ async fn reconcile_all(api: &Arc<ApiServer>, client: &kube::Client, built: &Mute
             }
         }
     }
+    crate::api::schema::set_custom_definitions(custom_definitions(&served));
     registry::set_custom(served);
+}
+
+/// Upstream's definition name of a custom kind: the group reversed, the version, the kind.
+fn definition_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+/// OpenAPI definitions (in the shipped schema's JSON-schema form) of custom kinds and their lists.
+fn custom_definitions(defs: &[&'static ResourceDef]) -> serde_json::Map<String, Value> {
+    let meta = |t: &str| json!({ "$ref": format!("#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.{t}") });
+    let mut out = serde_json::Map::new();
+    for d in defs {
+        let name = definition_name(d.group, d.version, d.kind);
+        let mut schema = d
+            .custom
+            .and_then(|c| c.schema.clone())
+            .unwrap_or_else(|| json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }));
+        if !schema.get("properties").is_some_and(Value::is_object) {
+            schema["properties"] = json!({});
+        }
+        schema["properties"]["apiVersion"] = json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object." });
+        schema["properties"]["kind"] = json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents." });
+        schema["properties"]["metadata"] = meta("ObjectMeta");
+        schema["x-kubernetes-group-version-kind"] = json!([{ "group": d.group, "version": d.version, "kind": d.kind }]);
+        let list = json!({
+            "description": format!("{}List is a list of {}", d.kind, d.kind),
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "apiVersion": { "type": "string" },
+                "kind": { "type": "string" },
+                "items": { "type": "array", "items": { "$ref": format!("#/$defs/{name}") } },
+                "metadata": meta("ListMeta"),
+            },
+            "x-kubernetes-group-version-kind": [{ "group": d.group, "version": d.version, "kind": format!("{}List", d.kind) }],
+        });
+        out.insert(format!("{name}List"), list);
+        out.insert(name, schema);
+    }
+    out
 }
 
 /// Keep custom resources in step with the CRDs until the process ends.

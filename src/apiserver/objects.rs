@@ -1453,6 +1453,13 @@ impl Patch {
             }),
             Patch::Strategic(p) => {
                 let (group, version, kind) = gvk;
+                if registry::find_kind(group, version, kind).is_some_and(|d| d.custom.is_some()) {
+                    return Err(StatusError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                    ));
+                }
                 *target = smp::apply(group, version, kind, target, p).map_err(|e| match e.code() {
                     // Custom resources: upstream does not offer SMP for them.
                     415 => StatusError::new(

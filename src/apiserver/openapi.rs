@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -39,6 +39,10 @@ pub const PATCH_CONTENT_TYPES: &[&str] = &[
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 ];
+/// What a custom resource's PATCH accepts: no strategic merge patch (upstream, and kubectl keys
+/// its choice of patch type on this list).
+pub const CUSTOM_PATCH_CONTENT_TYPES: &[&str] =
+    &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
 const OBJECT_TYPES: &[&str] = &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
 const LIST_TYPES: &[&str] = &[
     "application/json",
@@ -249,6 +253,7 @@ fn resource_paths(s: &Schema, d: &ResourceDef, prefix: &str, out: &mut Vec<PathI
     let scope = if d.namespaced { "Namespaced" } else { "" };
     let gvk = (d.group.to_string(), d.version.to_string(), kind.to_string());
     let has = |verb: &str| d.verbs.contains(&verb);
+    let patch_types = if d.custom.is_some() { CUSTOM_PATCH_CONTENT_TYPES } else { PATCH_CONTENT_TYPES };
     let op = |method, id: String, description: String, action, params, body, responses, response, produces| Op {
         method,
         id,
@@ -372,7 +377,7 @@ fn resource_paths(s: &Schema, d: &ResourceDef, prefix: &str, out: &mut Vec<PathI
             format!("partially update the specified {kind}"),
             "patch",
             query_params(PATCH_PARAMS),
-            Some((Payload::Def(PATCH_DEF.to_string()), PATCH_CONTENT_TYPES, true)),
+            Some((Payload::Def(PATCH_DEF.to_string()), patch_types, true)),
             R_UPDATE,
             obj(),
             OBJECT_TYPES,
@@ -558,7 +563,11 @@ fn subresource_path(
                 }
                 "patch" => {
                     op.params = query_params(PATCH_PARAMS);
-                    op.body = Some((Payload::Def(PATCH_DEF.to_string()), PATCH_CONTENT_TYPES, true));
+                    op.body = Some((
+                        Payload::Def(PATCH_DEF.to_string()),
+                        if d.custom.is_some() { CUSTOM_PATCH_CONTENT_TYPES } else { PATCH_CONTENT_TYPES },
+                        true,
+                    ));
                     op.responses = R_UPDATE;
                 }
                 _ => {}
@@ -1582,8 +1591,11 @@ struct V2Docs {
     protobuf: Cached,
 }
 
-static V3: OnceLock<V3Docs> = OnceLock::new();
-static V2: OnceLock<V2Docs> = OnceLock::new();
+/// Built documents, with the custom-resource generation they were built for: a CRD change makes
+/// the next request build them again.
+type Slot<T> = std::sync::Mutex<Option<(u64, Arc<T>)>>;
+static V3: Slot<V3Docs> = std::sync::Mutex::new(None);
+static V2: Slot<V2Docs> = std::sync::Mutex::new(None);
 
 fn build_v3() -> V3Docs {
     let mut docs = BTreeMap::new();
@@ -1606,15 +1618,21 @@ fn build_v2() -> V2Docs {
     V2Docs { json, protobuf }
 }
 
-async fn built<T: Send + Sync>(cell: &'static OnceLock<T>, build: fn() -> T) -> Result<&'static T, StatusError> {
-    if let Some(v) = cell.get() {
-        return Ok(v);
+async fn built<T: Send + Sync + 'static>(slot: &'static Slot<T>, build: fn() -> T) -> Result<Arc<T>, StatusError> {
+    let generation = registry::custom_generation();
+    if let Some((g, docs)) = slot.lock().ok().and_then(|s| s.clone()) {
+        if g == generation {
+            return Ok(docs);
+        }
     }
     // Building takes a moment: off the async workers.
     tokio::task::spawn_blocking(move || {
-        let built = cell.get_or_init(build);
+        let docs = Arc::new(build());
         release_freed_memory();
-        built
+        if let Ok(mut s) = slot.lock() {
+            *s = Some((generation, docs.clone()));
+        }
+        docs
     })
     .await
     .map_err(|e| StatusError::internal(format!("building the OpenAPI document: {e}")))
