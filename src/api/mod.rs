@@ -9,5 +9,6 @@ pub mod selector;
 pub mod smp;
 pub mod status;
 pub mod strict;
+pub mod structural;
 pub mod table;
 pub mod validation;
