@@ -153,3 +153,106 @@ async fn crds_with_kubectl_and_kube_rs() {
         server.kubectl_ok(v, &["delete", "crd", &format!("crontabs.{group}"), "--timeout=30s"]);
     }
 }
+
+#[tokio::test]
+async fn custom_resources_are_pruned_defaulted_and_validated() {
+    let server = Server::start();
+    let client = server.client().await;
+    let group = "schema.example.com";
+    let crd = format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: widgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, kind: Widget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {{type: integer, minimum: 1, maximum: 10}}
+              color: {{type: string, enum: [red, blue], default: red}}
+"#
+    );
+    let path = server.dir.path().join("widgets.yaml");
+    std::fs::write(&path, crd).unwrap();
+    server.kubectl_ok("1.33", &["apply", "-f", path.to_str().unwrap()]);
+    server
+        .kubectl_ok("1.33", &["wait", "--for=condition=Established", &format!("crd/widgets.{group}"), "--timeout=10s"]);
+    let ns = unique("schema");
+    server.kubectl_ok("1.33", &["create", "namespace", &ns]);
+    let ar = ApiResource {
+        group: group.into(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let make = |name: &str, spec: serde_json::Value| -> DynamicObject {
+        serde_json::from_value(
+            json!({"apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": name}, "spec": spec}),
+        )
+        .unwrap()
+    };
+    // Defaults and pruning (Warn: the unknown field is dropped and reported).
+    let w = api.create(&PostParams::default(), &make("a", json!({"size": 3, "extra": true}))).await.unwrap();
+    assert_eq!(w.data["spec"]["color"], "red");
+    assert!(w.data["spec"].get("extra").is_none(), "unknown fields are pruned");
+    // Validation: 422 with field causes.
+    let err = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("{other:?}"),
+    };
+    let (code, msg) = err(api.create(&PostParams::default(), &make("b", json!({"size": 11}))).await.unwrap_err());
+    assert_eq!(code, 422, "{msg}");
+    assert!(msg.contains("spec.size"), "{msg}");
+    let (code, msg) = err(api.create(&PostParams::default(), &make("c", json!({"size": "big"}))).await.unwrap_err());
+    assert_eq!(code, 422, "{msg}");
+    let (code, msg) =
+        err(api.create(&PostParams::default(), &make("d", json!({"color": "green", "size": 1}))).await.unwrap_err());
+    assert_eq!(code, 422, "{msg}");
+    assert!(msg.contains("supported values"), "{msg}");
+    let (code, msg) = err(api.create(&PostParams::default(), &make("e", json!({}))).await.unwrap_err());
+    assert_eq!(code, 422, "{msg}");
+    assert!(msg.contains("spec.size") && msg.contains("Required value"), "{msg}");
+    // Strict: the unknown field is refused.
+    let body = serde_json::to_vec(&make("f", json!({"size": 1, "extra": 1}))).unwrap();
+    let req = http::Request::post(format!("/apis/{group}/v1/namespaces/{ns}/widgets?fieldValidation=Strict"))
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let (code, msg) = err(client.request::<serde_json::Value>(req).await.unwrap_err());
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("unknown field \"spec.extra\""), "{msg}");
+    // Updates are validated too.
+    let (code, _) =
+        err(api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 0}}))).await.unwrap_err());
+    assert_eq!(code, 422);
+    // A CRD whose schema is not structural, or whose name does not match, is refused.
+    let bad = path.with_file_name("bad.yaml");
+    std::fs::write(&bad, format!("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gadgets.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: gadgets, kind: Gadget}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        properties:\n          spec: {{type: object}}\n")).unwrap();
+    let out = server.kubectl("1.33", &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success(), "a non-structural schema was accepted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("openAPIV3Schema"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&bad, format!("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: wrong.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{plural: gadgets, kind: Gadget}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object}}\n")).unwrap();
+    let out = server.kubectl("1.33", &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be spec.names.plural"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -15,7 +15,7 @@ use crate::api::registry::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
 use crate::api::status::{Cause, StatusError};
 use crate::api::strict::{self, FieldValidation};
-use crate::api::{defaults, smp, table, validation};
+use crate::api::{defaults, smp, structural, table, validation};
 use crate::store::cache::{set_resource_version, CachedObject, Decoder};
 use crate::store::{Revision, StoreError};
 
@@ -547,12 +547,27 @@ impl Ctx {
         v["kind"] = json!(self.def.kind);
         let name = meta_str(&v, "name").unwrap_or_default().to_string();
         let input = (self.field_validation != FieldValidation::Ignore).then(|| v.clone());
-        let decoded = (self.def.codec)(v).map_err(|e| e.to_status(self.def, &name))?;
+        let mut decoded = (self.def.codec)(v).map_err(|e| e.to_status(self.def, &name))?;
+        // Custom resources: what their schema does not define is pruned (and reported as unknown).
+        if let Some(schema) = self.def.custom.and_then(|c| c.schema.as_ref()) {
+            structural::prune(schema, &mut decoded);
+        }
         if let Some(input) = input {
             let unknown = strict::unknown_fields(&input, &decoded);
             self.field_problems(unknown.into_iter().map(|f| format!("unknown field \"{f}\"")).collect())?;
         }
         Ok(decoded)
+    }
+
+    /// A custom resource's schema: defaults, then validation.
+    fn custom_schema(&self, v: &mut Value) -> Vec<Cause> {
+        match self.def.custom.and_then(|c| c.schema.as_ref()) {
+            Some(schema) => {
+                structural::apply_defaults(schema, v);
+                structural::validate(schema, v)
+            }
+            None => Vec::new(),
+        }
     }
 
     fn invalid(&self, name: &str, causes: Vec<Cause>) -> StatusError {
@@ -620,6 +635,10 @@ impl Ctx {
             .collect();
         if causes.is_empty() {
             causes.extend(validation::validate_create(def.group, def.kind, &v));
+            causes.extend(self.custom_schema(&mut v));
+            if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
+                causes.extend(crd_causes(&v));
+            }
         }
         if !causes.is_empty() {
             return Err(self.invalid(name, causes));
@@ -864,7 +883,11 @@ impl Ctx {
             let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(g));
         }
-        let causes = validation::validate_update(def.group, def.kind, &new, old);
+        let mut causes = validation::validate_update(def.group, def.kind, &new, old);
+        causes.extend(self.custom_schema(&mut new));
+        if def.group == "apiextensions.k8s.io" && def.kind == "CustomResourceDefinition" {
+            causes.extend(crd_causes(&new));
+        }
         if !causes.is_empty() {
             return Err(self.invalid(name, causes));
         }
@@ -1223,6 +1246,32 @@ fn admit_pod(v: &mut Value) {
     if spec.get("priority").is_none() {
         spec["priority"] = json!(0);
     }
+}
+
+/// What upstream's CRD validation adds to the generic checks: the name is `<plural>.<group>`, and
+/// every version's schema is structural.
+fn crd_causes(crd: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let name = crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+    let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+    if name != format!("{plural}.{group}") {
+        causes.push(Cause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
+    }
+    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    if versions.iter().filter(|v| v["storage"] == json!(true)).count() != 1 {
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &json!(versions.len()),
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            causes.extend(structural::validate_schema(schema, &format!("spec.versions[{i}].schema.openAPIV3Schema")));
+        }
+    }
+    causes
 }
 
 /// Set the value at a JSON pointer, creating objects on the way.
