@@ -685,26 +685,22 @@ fn openapi_schema(s: &Value, p: &str, is_root: bool, ctx: &SchemaCtx, out: &mut 
             }
         } else if lt == "set" {
             if let Some(is) = items {
+                let item_list_type = is.get("x-kubernetes-list-type").and_then(Value::as_str);
+                let item_map_type = is.get("x-kubernetes-map-type").and_then(Value::as_str);
                 match s_str(is, "type") {
-                    "array" => {
-                        if let Some(ilt) = is.get("x-kubernetes-list-type").and_then(Value::as_str) {
-                            if ilt != "atomic" {
-                                out.push(c_invalid(
-                                    child(&child(p, "items"), "x-kubernetes-list-type"),
-                                    &Value::String(ilt.into()),
-                                    "must be atomic as item of a list with x-kubernetes-list-type=set",
-                                ));
-                            }
-                        }
+                    "array" if item_list_type.is_some_and(|t| t != "atomic") => {
+                        out.push(c_invalid(
+                            child(&child(p, "items"), "x-kubernetes-list-type"),
+                            &Value::String(item_list_type.unwrap_or_default().into()),
+                            "must be atomic as item of a list with x-kubernetes-list-type=set",
+                        ));
                     }
-                    "object" => {
-                        if is.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic") {
-                            out.push(c_invalid(
-                                child(&child(p, "items"), "x-kubernetes-map-type"),
-                                is.get("x-kubernetes-list-type").unwrap_or(&Value::Null),
-                                "must be atomic as item of a list with x-kubernetes-list-type=set",
-                            ));
-                        }
+                    "object" if item_map_type != Some("atomic") => {
+                        out.push(c_invalid(
+                            child(&child(p, "items"), "x-kubernetes-map-type"),
+                            is.get("x-kubernetes-list-type").unwrap_or(&Value::Null),
+                            "must be atomic as item of a list with x-kubernetes-list-type=set",
+                        ));
                     }
                     _ => {}
                 }
@@ -1244,17 +1240,18 @@ fn type_check(types: &[&str], format: &str, data: &Value, path: &str, out: &mut 
     let is_float_int = sch_type == "number" && data.as_f64().is_some_and(is_json_integer) && contains("integer");
     let is_int_float = sch_type == "integer" && contains("number");
     let is_string_or_slice = matches!(data, Value::String(_) | Value::Array(_));
-    if !is_string_or_slice
-        && !format.is_empty()
-        && !(contains(sch_type) || go_format == format || is_float_int || is_int_float)
-    {
+    let type_matches = contains(sch_type) || is_float_int || is_int_float;
+    // a format mismatch on a non-string value is reported as a format error
+    let format_applies = !is_string_or_slice && !format.is_empty();
+    if format_applies && !type_matches && go_format != format {
         out.push(invalid_type(path, format, go_format));
         return;
     }
-    if !(contains("number") || contains("integer")) && !format.is_empty() && is_string_or_slice {
+    let numeric = contains("number") || contains("integer");
+    if !numeric && !format.is_empty() && is_string_or_slice {
         return;
     }
-    if !(contains(sch_type) || is_float_int || is_int_float) {
+    if !type_matches {
         out.push(invalid_type(path, &types.join(","), sch_type));
     }
 }
