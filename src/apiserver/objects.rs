@@ -1468,9 +1468,14 @@ impl Patch {
             "application/merge-patch+json" => serde_json::from_slice(body)
                 .map(Patch::Merge)
                 .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}"))),
-            "application/json-patch+json" => serde_json::from_slice(body)
-                .map(Patch::Json)
-                .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}"))),
+            "application/json-patch+json" => {
+                // Not JSON: 400. JSON but not a valid list of operations: 422, as upstream.
+                let v: Value =
+                    serde_json::from_slice(body).map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?;
+                serde_json::from_value(v).map(Patch::Json).map_err(|e| {
+                    StatusError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                })
+            }
             "application/strategic-merge-patch+json" => serde_json::from_slice(body)
                 .map(Patch::Strategic)
                 .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}"))),
