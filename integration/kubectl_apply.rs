@@ -77,7 +77,8 @@ fn kubectl_server_side_apply() {
         assert_eq!(get_json(&server, v, &ns, "web")["spec"]["replicas"], 5);
 
         // Both managers are listed.
-        let yaml = server.kubectl_ok(v, &["get", "deployment", "web", "-n", &ns, "-o", "yaml", "--show-managed-fields"]);
+        let yaml =
+            server.kubectl_ok(v, &["get", "deployment", "web", "-n", &ns, "-o", "yaml", "--show-managed-fields"]);
         assert!(yaml.contains("operation: Apply") && yaml.contains("operation: Update"), "kubectl {v}: {yaml}");
         assert!(yaml.contains("subresource: scale"), "kubectl {v}: {yaml}");
 
@@ -86,8 +87,11 @@ fn kubectl_server_side_apply() {
         let d = get_json(&server, v, &ns, "web");
         assert_eq!(d["spec"]["replicas"], 3, "kubectl {v}");
         let mf = d["metadata"]["managedFields"].as_array().unwrap();
-        let owners: Vec<&Value> =
-            mf.iter().filter(|e| e["fieldsV1"].pointer("/f:spec/f:replicas").is_some()).map(|e| &e["operation"]).collect();
+        let owners: Vec<&Value> = mf
+            .iter()
+            .filter(|e| e["fieldsV1"].pointer("/f:spec/f:replicas").is_some())
+            .map(|e| &e["operation"])
+            .collect();
         assert_eq!(owners, vec!["Apply"], "kubectl {v}: {mf:?}");
 
         // Dropping an env var from the manifest removes it.

@@ -346,7 +346,11 @@ pub struct Conflicts(pub Vec<Conflict>);
 impl Conflicts {
     pub fn message(&self) -> String {
         if let [c] = self.0.as_slice() {
-            return format!("Apply failed with 1 conflict: conflict with {}: {}", c.manager.display(), path_string(&c.path));
+            return format!(
+                "Apply failed with 1 conflict: conflict with {}: {}",
+                c.manager.display(),
+                path_string(&c.path)
+            );
         }
         let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for c in &self.0 {
@@ -662,7 +666,8 @@ impl Typed {
             }
         }
         for c in candidates {
-            if c.len() == 1 && matches!(&c[0], PathElement::Field(f) if ["metadata", "apiVersion", "kind", "status"].contains(&f.as_str()))
+            if c.len() == 1
+                && matches!(&c[0], PathElement::Field(f) if ["metadata", "apiVersion", "kind", "status"].contains(&f.as_str()))
             {
                 continue;
             }
@@ -752,7 +757,9 @@ impl Typed {
                     e.fields = e.fields.difference(&cmp.removed).union(&changed);
                     e.time = Some(now.to_string());
                 }
-                None => entries.push(ManagedEntry { manager: who.clone(), time: Some(now.to_string()), fields: changed }),
+                None => {
+                    entries.push(ManagedEntry { manager: who.clone(), time: Some(now.to_string()), fields: changed })
+                }
             }
         }
         entries.retain(|e| !e.fields.is_empty());
@@ -823,11 +830,21 @@ mod tests {
     }
 
     fn applier(name: &str) -> Manager {
-        Manager { name: name.into(), operation: Operation::Apply, api_version: "apps/v1".into(), subresource: String::new() }
+        Manager {
+            name: name.into(),
+            operation: Operation::Apply,
+            api_version: "apps/v1".into(),
+            subresource: String::new(),
+        }
     }
 
     fn updater(name: &str) -> Manager {
-        Manager { name: name.into(), operation: Operation::Update, api_version: "apps/v1".into(), subresource: String::new() }
+        Manager {
+            name: name.into(),
+            operation: Operation::Update,
+            api_version: "apps/v1".into(),
+            subresource: String::new(),
+        }
     }
 
     fn config(replicas: i64, env: Value) -> Value {
@@ -878,7 +895,8 @@ mod tests {
         assert_eq!(enc["f:spec"]["f:selector"], json!({}));
         assert_eq!(FieldSet::from_fields_v1(&enc).unwrap(), set);
         // Upstream's encoding, decoded and re-encoded unchanged.
-        let up = json!({"f:data": {".": {}, "f:a": {}}, "f:spec": {"f:finalizers": {"v:\"x\"": {}}, "f:list": {"i:0": {}}}});
+        let up =
+            json!({"f:data": {".": {}, "f:a": {}}, "f:spec": {"f:finalizers": {"v:\"x\"": {}}, "f:list": {"i:0": {}}}});
         assert_eq!(FieldSet::from_fields_v1(&up).unwrap().to_fields_v1(), up);
         assert!(FieldSet::from_fields_v1(&json!({"x:y": {}})).is_err());
         assert_eq!(
@@ -904,7 +922,12 @@ mod tests {
         t.update(&live, &scaled, &mut entries, &scaler, false, NOW).unwrap();
         let spec_replicas = vec![PathElement::Field("spec".into()), PathElement::Field("replicas".into())];
         assert!(entries.iter().find(|e| e.manager == scaler).unwrap().fields.contains(&spec_replicas));
-        assert!(!entries.iter().find(|e| e.manager.name == "kubectl" && e.manager.operation == Operation::Apply).unwrap().fields.contains(&spec_replicas));
+        assert!(!entries
+            .iter()
+            .find(|e| e.manager.name == "kubectl" && e.manager.operation == Operation::Apply)
+            .unwrap()
+            .fields
+            .contains(&spec_replicas));
 
         // Applying replicas 3 again conflicts.
         let err = apply(&t, &scaled, &config(3, json!([])), &mut entries, &applier("kubectl"), false).unwrap_err();
@@ -947,8 +970,9 @@ mod tests {
 
         // A field another manager also owns stays.
         let mut e2 = Vec::new();
-        let live = apply(&t, &json!({}), &config(1, json!([{"name": "A", "value": "1"}])), &mut e2, &applier("a"), false)
-            .unwrap();
+        let live =
+            apply(&t, &json!({}), &config(1, json!([{"name": "A", "value": "1"}])), &mut e2, &applier("a"), false)
+                .unwrap();
         apply(&t, &live, &config(1, json!([{"name": "A", "value": "1"}])), &mut e2, &applier("b"), false).unwrap();
         let out = apply(&t, &live, &config(1, json!([])), &mut e2, &applier("a"), false).unwrap();
         assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["env"], json!([{"name": "A", "value": "1"}]));
@@ -992,9 +1016,7 @@ mod tests {
     fn two_appliers_share_a_list_map() {
         let t = deploy();
         let mut entries = Vec::new();
-        let one = |name: &str, image: &str| {
-            json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}})
-        };
+        let one = |name: &str, image: &str| json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}});
         let live = apply(&t, &json!({}), &one("a", "a:1"), &mut entries, &applier("x"), false).unwrap();
         let live = apply(&t, &live, &one("b", "b:1"), &mut entries, &applier("y"), false).unwrap();
         assert_eq!(live["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 2);

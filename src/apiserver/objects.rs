@@ -11,11 +11,11 @@ use serde_json::{json, Map, Value};
 
 use super::request::{negotiate, Query, Representation, ResourceRequest, Verb};
 use super::{alloc, bytes_response, json_response, watch, ApiServer, Body};
+use crate::api::managed::{self, Manager, Operation, Tracked};
 use crate::api::registry::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
 use crate::api::status::{Cause, StatusError};
 use crate::api::strict::{self, FieldValidation};
-use crate::api::managed::{self, Manager, Operation, Tracked};
 use crate::api::{defaults, smp, table, validation};
 use crate::store::cache::{set_resource_version, CachedObject, Decoder};
 use crate::store::{Revision, StoreError};
