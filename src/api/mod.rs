@@ -2,6 +2,7 @@
 //! server-side printing and `Status` errors. Pure functions over JSON objects; no I/O.
 
 pub mod defaults;
+pub mod managed;
 pub mod protobuf;
 pub mod registry;
 pub mod schema;

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::request::{negotiate, Query, Representation, ResourceRequest, Verb};
 use super::{alloc, bytes_response, json_response, watch, ApiServer, Body};
+use crate::api::managed::{self, Manager, Operation, Tracked};
 use crate::api::registry::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
 use crate::api::status::{Cause, StatusError};
@@ -87,7 +88,8 @@ pub async fn serve(
             return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
-    let ctx = Ctx::new(api.clone(), def, r.namespace.clone(), query, header_str(&req, header::ACCEPT))?;
+    let mut ctx = Ctx::new(api.clone(), def, r.namespace.clone(), query, header_str(&req, header::ACCEPT))?;
+    ctx.user_agent = header_str(&req, header::USER_AGENT);
     let name = r.name.clone().unwrap_or_default();
     if super::reviews::is_review(def) {
         return match r.verb {
@@ -147,6 +149,8 @@ pub struct Ctx {
     pub field_validation: FieldValidation,
     /// Warnings for the `Warning` response header.
     warnings: std::sync::Mutex<Vec<String>>,
+    /// The request's `User-Agent`: the default field manager.
+    pub user_agent: Option<String>,
 }
 
 /// Parse a request body: JSON, or YAML when the content type says so.
@@ -220,7 +224,42 @@ impl Ctx {
     ) -> Result<Ctx, StatusError> {
         let field_validation =
             FieldValidation::parse(query.get("fieldValidation")).map_err(StatusError::bad_request)?;
-        Ok(Ctx { api, def, ns, query, accept, field_validation, warnings: Default::default() })
+        Ok(Ctx { api, def, ns, query, accept, field_validation, warnings: Default::default(), user_agent: None })
+    }
+
+    /// The field manager of a write: `fieldManager`, else the User-Agent up to its first `/`
+    /// (as upstream), else `unknown`.
+    fn manager_name(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager") {
+            return m.to_string();
+        }
+        self.user_agent
+            .as_deref()
+            .and_then(|ua| ua.split('/').next())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(128).collect())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The `Update` manager of this request on `subresource` ("" for the main resource).
+    fn updater(&self, subresource: &str) -> Manager {
+        Manager {
+            name: self.manager_name(),
+            operation: Operation::Update,
+            api_version: self.def.api_version(),
+            subresource: subresource.into(),
+        }
+    }
+
+    /// Field sets of this kind for writes to `part`.
+    fn typed(&self, part: Part) -> managed::Typed {
+        let tracked = match part {
+            Part::Status => Tracked::OnlyStatus,
+            Part::Main if self.def.has_subresource("status") => Tracked::NoStatus,
+            Part::Main => Tracked::All,
+        };
+        managed::Typed::new(self.def.group, self.def.version, self.def.kind, tracked)
     }
 
     fn warn(&self, w: String) {
@@ -666,6 +705,12 @@ impl Ctx {
 
     /// Create an object given in this request's version; returns it as stored.
     pub async fn create_value(&self, v: Value) -> Result<Value, StatusError> {
+        self.create_value_as(v, &self.updater("")).await
+    }
+
+    /// Create as `who`: an `Update` manager owns every field of the new object; an `Apply`
+    /// manager comes with its entry in the object's managedFields already.
+    async fn create_value_as(&self, v: Value, who: &Manager) -> Result<Value, StatusError> {
         let def = self.def;
         let dry_run = self.query.dry_run()?;
         if let (Some(url_ns), Some(body_ns)) = (self.ns.as_deref(), meta_str(&v, "namespace")) {
@@ -692,6 +737,12 @@ impl Ctx {
                 None => format!("{}{}", generate.clone().unwrap_or_default(), random_suffix()),
             };
             let mut obj = self.prepare_create(v.clone(), &name)?;
+            let mut entries =
+                if who.operation == Operation::Apply { managed::managed_fields(&obj) } else { Vec::new() };
+            self.typed(Part::Main)
+                .update(&json!({}), &obj, &mut entries, who, true, &now_rfc3339())
+                .map_err(|c| c.to_status())?;
+            managed::set_managed_fields(&mut obj, &entries);
             let _guard = if def.group.is_empty() && def.kind == "Service" {
                 let g = self.api.alloc_lock.lock().await;
                 alloc::allocate_service(&self.api, &mut obj, None)
@@ -744,6 +795,17 @@ impl Ctx {
         let ct = header_str(req, header::CONTENT_TYPE).unwrap_or_default();
         let media = ct.split(';').next().unwrap_or_default().trim().to_string();
         let patch = Patch::parse(&media, req.body())?;
+        if let Patch::Apply(config) = &patch {
+            return self.apply_patch(name, part, config).await;
+        }
+        if self.query.get("force").is_some() {
+            return Err(StatusError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![Cause::forbidden("force", "may not be specified for non-apply patch")],
+            ));
+        }
         let gvk = (self.def.group, self.def.version, self.def.kind);
         let (code, obj) = self
             .guaranteed_update(name, part, None, &|cur: &Value| {
@@ -755,14 +817,88 @@ impl Ctx {
         self.respond_object(code, &obj)
     }
 
+    /// Server-side apply (`application/apply-patch+yaml`): merge `config` into the object as its
+    /// `fieldManager`, or create the object from it.
+    async fn apply_patch(&self, name: &str, part: Part, config: &Value) -> Result<Response<Body>, StatusError> {
+        let Some(manager) = self.query.get("fieldManager") else {
+            return Err(StatusError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![Cause::required("fieldManager").with_message("Required value: is required for apply patch")],
+            ));
+        };
+        let force = self.query.flag("force");
+        let mut config = config.clone();
+        if !config.is_object() {
+            return Err(StatusError::bad_request("the applied configuration must be a JSON object"));
+        }
+        if let Some(n) = meta_str(&config, "name") {
+            if n != name {
+                return Err(StatusError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        if let Some(m) = config.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+            m.remove("resourceVersion");
+        }
+        let who = Manager {
+            name: manager.to_string(),
+            operation: Operation::Apply,
+            api_version: self.def.api_version(),
+            subresource: if part == Part::Status { "status".into() } else { String::new() },
+        };
+        let typed = self.typed(part);
+        let merge = |cur: &Value| -> Result<Value, StatusError> {
+            let mut entries = managed::managed_fields(cur);
+            let mut merged = typed.apply(cur, &config, &mut entries, &who, &now_rfc3339());
+            managed::set_managed_fields(&mut merged, &entries);
+            Ok(merged)
+        };
+        for _ in 0..3 {
+            match self.guaranteed_update_as(name, part, None, &who, force, &merge).await {
+                Ok((code, obj)) => return self.respond_object(code, &obj),
+                Err(e) if e.code == 404 && part == Part::Main => {
+                    let mut v = merge(&json!({}))?;
+                    meta_mut(&mut v).insert("name".into(), json!(name));
+                    let v = self.decode_value(v)?;
+                    match self.create_value_as(v, &who).await {
+                        Ok(obj) => return self.respond_object(StatusCode::CREATED, &obj),
+                        Err(e) if e.reason == "AlreadyExists" => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StatusError::conflict(self.def.group, self.def.plural, name, "too many concurrent updates, please retry"))
+    }
+
     /// Read, change and write back an object, retrying on conflicts unless the change carries a
     /// resourceVersion precondition. `change` gets the current object (this request's version)
-    /// and returns the desired one.
+    /// and returns the desired one. The request's field manager is recorded as an `Update`.
     pub async fn guaranteed_update(
         &self,
         name: &str,
         part: Part,
         precondition: Option<Revision>,
+        change: &(dyn Fn(&Value) -> Result<Value, StatusError> + Sync),
+    ) -> Result<(StatusCode, Value), StatusError> {
+        let who = self.updater(if part == Part::Status { "status" } else { "" });
+        self.guaranteed_update_as(name, part, precondition, &who, false, change).await
+    }
+
+    /// [`Ctx::guaranteed_update`] as `who`: an `Apply` manager's `change` sets its entry in the
+    /// managedFields; conflicts with other managers fail it unless `force`.
+    async fn guaranteed_update_as(
+        &self,
+        name: &str,
+        part: Part,
+        precondition: Option<Revision>,
+        who: &Manager,
+        force: bool,
         change: &(dyn Fn(&Value) -> Result<Value, StatusError> + Sync),
     ) -> Result<(StatusCode, Value), StatusError> {
         let dry_run = self.query.dry_run()?;
@@ -791,6 +927,7 @@ impl Ctx {
             if let Some(m) = old_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
             }
+            self.record_managers(&old, &old_cmp, &mut new, part, who, force)?;
             if stored_bytes(&new) == stored_bytes(&old_cmp) {
                 return Ok((StatusCode::OK, old));
             }
@@ -817,6 +954,44 @@ impl Ctx {
             }
         }
         Err(StatusError::conflict(self.def.group, self.def.plural, name, "too many concurrent updates, please retry"))
+    }
+
+    /// Phase two of the field manager: conflicts and every manager's set for the write from
+    /// `old` to `new`, written into `new`'s managedFields (unchanged if only timestamps would).
+    fn record_managers(
+        &self,
+        old: &Value,
+        old_cmp: &Value,
+        new: &mut Value,
+        part: Part,
+        who: &Manager,
+        force: bool,
+    ) -> Result<(), StatusError> {
+        let old_raw = old.pointer("/metadata/managedFields").cloned();
+        let given = new.pointer("/metadata/managedFields").cloned();
+        let user_reset = given.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty()) && given != old_raw;
+        let mut entries = if who.operation == Operation::Apply || user_reset {
+            managed::managed_fields(new)
+        } else {
+            managed::managed_fields(old)
+        };
+        self.typed(part).update(old, new, &mut entries, who, force, &now_rfc3339()).map_err(|c| c.to_status())?;
+        let without = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
+            stored_bytes(&v)
+        };
+        if without(new) == without(old_cmp) && managed::same_ignoring_time(&entries, &managed::managed_fields(old)) {
+            match old_raw {
+                Some(raw) => meta_mut(new).insert("managedFields".into(), raw),
+                None => meta_mut(new).remove("managedFields"),
+            };
+        } else {
+            managed::set_managed_fields(new, &entries);
+        }
+        Ok(())
     }
 
     /// Merge an update into the old object: what the client may not change is kept from `old`.
@@ -1111,7 +1286,7 @@ impl Ctx {
                 let body = parse_body(ct.as_deref(), req.body())?;
                 let pre = meta_str(&body, "resourceVersion").map(parse_rv).transpose()?;
                 let replicas = replicas_from(&body)?;
-                self.guaranteed_update(name, Part::Main, pre, &|cur: &Value| {
+                self.guaranteed_update_as(name, Part::Main, pre, &self.updater("scale"), false, &|cur: &Value| {
                     let mut n = cur.clone();
                     set_pointer(&mut n, &spec_ptr, json!(replicas));
                     Ok(n)
@@ -1123,7 +1298,7 @@ impl Ctx {
                 let ct = header_str(req, header::CONTENT_TYPE).unwrap_or_default();
                 let media = ct.split(';').next().unwrap_or_default().trim().to_string();
                 let patch = Patch::parse(&media, req.body())?;
-                self.guaranteed_update(name, Part::Main, None, &|cur: &Value| {
+                self.guaranteed_update_as(name, Part::Main, None, &self.updater("scale"), false, &|cur: &Value| {
                     let mut scale = scale_of(cur);
                     patch.apply(("autoscaling", "v1", "Scale"), &mut scale)?;
                     let replicas = replicas_from(&scale)?;
@@ -1456,11 +1631,12 @@ pub enum Patch {
     Merge(Value),
     Json(json_patch::Patch),
     Strategic(Value),
+    /// Server-side apply: the applied configuration (YAML or JSON).
+    Apply(Value),
 }
 
 /// The patch types a PATCH body may have (upstream's order).
-const PATCH_TYPES: &str =
-    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json";
+const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
 
 impl Patch {
     pub fn parse(media: &str, body: &[u8]) -> Result<Patch, StatusError> {
@@ -1479,6 +1655,10 @@ impl Patch {
             "application/strategic-merge-patch+json" => serde_json::from_slice(body)
                 .map(Patch::Strategic)
                 .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}"))),
+            "application/apply-patch+yaml" => serde_json::from_slice(body)
+                .or_else(|_| serde_yaml_ng::from_slice(body))
+                .map(Patch::Apply)
+                .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}"))),
             _ => Err(StatusError::new(
                 415,
                 "UnsupportedMediaType",
@@ -1505,6 +1685,11 @@ impl Patch {
                     format!("the server rejected our request due to an error in our request: {e}"),
                 )
             }),
+            Patch::Apply(_) => Err(StatusError::new(
+                415,
+                "UnsupportedMediaType",
+                "apply patches are not supported on this subresource",
+            )),
             Patch::Strategic(p) => {
                 let (group, version, kind) = gvk;
                 if registry::find_kind(group, version, kind).is_some_and(|d| d.custom.is_some()) {
