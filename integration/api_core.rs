@@ -762,6 +762,16 @@ async fn deletion_semantics() {
     assert_eq!(fg.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
     assert!(fg.metadata.deletion_timestamp.is_some());
 
+    // Orphan: the owner goes at once, its dependents stay without the owner reference.
+    let parent = cms.create(&PostParams::default(), &cm("parent", json!({}), json!({}))).await.unwrap();
+    let child: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "parent", "uid": parent.metadata.uid.clone().unwrap()}]}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &child).await.unwrap();
+    cms.delete("parent", &DeleteParams::orphan()).await.unwrap();
+    assert_eq!(api_err(cms.get("parent").await.unwrap_err()).0, 404);
+    assert!(cms.get("child").await.unwrap().metadata.owner_references.unwrap_or_default().is_empty());
+
     // deletecollection honours selectors.
     for (n, l) in [("x1", "x"), ("x2", "x"), ("y1", "y")] {
         cms.create(&PostParams::default(), &cm(n, json!({"set": l}), json!({}))).await.unwrap();

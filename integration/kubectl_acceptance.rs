@@ -224,12 +224,13 @@ fn scenario(v: &str) {
     assert!(cc.lines().nth(1).is_some_and(|l| l.split_whitespace().eq(["gen", "v"])), "{cc}");
 
     // describe with events.
+    let uid = jp("deploy/web", "{.metadata.uid}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = server.client().await;
         let ev: Event = serde_json::from_value(json!({
             "metadata": {"name": "web.1", "namespace": ns},
-            "involvedObject": {"kind": "Deployment", "name": "web", "namespace": ns, "apiVersion": "apps/v1"},
+            "involvedObject": {"kind": "Deployment", "name": "web", "namespace": ns, "apiVersion": "apps/v1", "uid": uid},
             "reason": "ScalingReplicaSet", "message": "Scaled up replica set web-1 to 3", "type": "Normal",
             "source": {"component": "deployment-controller"}, "count": 1,
         }))
@@ -295,7 +296,7 @@ fn scenario(v: &str) {
     // Bad input: each refused with the right code, and the object unchanged.
     let before = jp("cm/cfg", "{.metadata.resourceVersion}");
     let out = k(&["patch", "cm", "cfg", "-n", &ns, "--type=json", "-p", r#"[{"op":"frobnicate","path":"/data/a"}]"#]);
-    assert!(!out.status.success() && stderr(&out).contains("Invalid"), "kubectl {v}: {}", stderr(&out));
+    assert!(!out.status.success() && stderr(&out).contains("is invalid"), "kubectl {v}: {}", stderr(&out));
     let out = k(&[
         "patch",
         "cm",
@@ -306,7 +307,7 @@ fn scenario(v: &str) {
         "-p",
         r#"[{"op":"replace","path":"/data/missing","value":"x"}]"#,
     ]);
-    assert!(!out.status.success() && stderr(&out).contains("Invalid"), "kubectl {v}: {}", stderr(&out));
+    assert!(!out.status.success() && stderr(&out).contains("is invalid"), "kubectl {v}: {}", stderr(&out));
     let bad = write(
         &dir,
         "bad.yaml",

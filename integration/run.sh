@@ -16,7 +16,7 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
-for v in 1.27 1.32 1.33; do
+for v in 1.27 1.28 1.30 1.31 1.32 1.33; do
   if [ ! -x "/usr/lib/google-cloud-sdk/bin/kubectl.$v" ]; then
     echo "kubectl $v is missing at /usr/lib/google-cloud-sdk/bin/kubectl.$v: the tests drive the real kubectl" >&2
     exit 1

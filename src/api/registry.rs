@@ -296,6 +296,8 @@ static RESOURCES: &[ResourceDef] = &[
     ResourceDef { verbs: CREATE_ONLY, ..def!("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, NO, NO, NONE, false, k::authorization::v1::SelfSubjectRulesReview) },
     ResourceDef { verbs: CREATE_ONLY, ..def!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false, NO, NO, NONE, false, k::authorization::v1::SubjectAccessReview) },
     ResourceDef { verbs: CREATE_ONLY, ..def!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NO, NO, NONE, false, k::authentication::v1::SelfSubjectReview) },
+    // kubectl 1.27 asks v1beta1 (v1 is from 1.28); same shape, answered the same way.
+    ResourceDef { verbs: CREATE_ONLY, codec: untyped, ..def!("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NO, NO, NONE, false, k::authentication::v1::SelfSubjectReview) },
     // apiextensions.k8s.io/v1
     ResourceDef {
         categories: &["api-extensions"],

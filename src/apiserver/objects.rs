@@ -1107,7 +1107,13 @@ impl Ctx {
             };
             match policy {
                 Some("Foreground") => add(&mut finalizers, "foregroundDeletion"),
-                Some("Orphan") => add(&mut finalizers, "orphan"),
+                // No garbage collector yet: the API server orphans the dependents itself (drops
+                // their owner reference) and the owner goes at once, instead of waiting on an
+                // `orphan` finalizer nothing would remove.
+                Some("Orphan") if !opts.dry_run => {
+                    let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
+                    self.orphan_dependents(&uid).await?;
+                }
                 _ => {}
             }
             let is_ns = def.group.is_empty() && def.kind == "Namespace";
@@ -1163,6 +1169,45 @@ impl Ctx {
             }
         }
         Err(StatusError::conflict(def.group, def.plural, name, "too many concurrent updates, please retry"))
+    }
+
+    /// Remove the owner reference to `uid` from every object that has one.
+    async fn orphan_dependents(&self, uid: &str) -> Result<(), StatusError> {
+        if uid.is_empty() {
+            return Ok(());
+        }
+        let needle = uid.as_bytes();
+        let mentions = move |o: &CachedObject| o.json.windows(needle.len()).any(|w| w == needle);
+        let listing = self
+            .api
+            .cache
+            .list("/registry/", None, 0, None, &mentions)
+            .await
+            .map_err(|e| store_error(e, self.def, ""))?;
+        for o in &listing.objects {
+            let Some((storage, ns, name)) = registry::parse_key(&o.key) else { continue };
+            let Some(def) = registry::by_storage(storage) else { continue };
+            let owned = o.value().ok().and_then(|v| v.pointer("/metadata/ownerReferences").cloned());
+            if !owned.and_then(|r| r.as_array().cloned()).unwrap_or_default().iter().any(|r| r["uid"] == uid) {
+                continue;
+            }
+            let ctx = Ctx::new(self.api.clone(), def, ns.map(str::to_string), Query::default(), None)?;
+            let result = ctx
+                .guaranteed_update(name, Part::Main, None, &|cur: &Value| {
+                    let mut n = cur.clone();
+                    if let Some(refs) = n.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                        refs.retain(|r| r["uid"] != uid);
+                    }
+                    Ok(n)
+                })
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The grace period a pod deletion waits for its node (0 = delete now).

@@ -1855,6 +1855,11 @@ mod tests {
         for (_, g, v) in served_group_versions() {
             let doc = v3_document(g, v).unwrap();
             let schemas = doc["components"]["schemas"].as_object().unwrap();
+            // A version whose kinds the shipped schema no longer defines (authentication.k8s.io/
+            // v1beta1, kept for kubectl 1.27's whoami) has no paths and nothing to resolve.
+            if doc["paths"].as_object().is_some_and(|p| p.is_empty()) {
+                continue;
+            }
             refs_resolve(&doc, "#/components/schemas/", schemas, None);
             let text = doc.to_string();
             // Single types only, no JSON-Schema references, and no `oneOf` but JSONSchemaProps' own property.
