@@ -1080,7 +1080,16 @@ async fn rbac_roles_bindings_reviews_and_impersonation() {
     );
     // The default roles are there for users to see.
     let out = server.kubectl_ok("1.33", &["get", "clusterroles"]);
-    for r in ["cluster-admin", "admin", "edit", "view", "system:kelp:agent"] {
+    for r in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:kelp:agent",
+        "system:kelp:scheduler",
+        "system:controller:deployment-controller",
+        "system:controller:namespace-controller",
+    ] {
         assert!(out.lines().any(|l| l.split_whitespace().next() == Some(r)), "{r} missing: {out}");
     }
 }

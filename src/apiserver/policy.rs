@@ -212,7 +212,174 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
             None,
         ),
+        // kelp's controllers and scheduler, one role each, as upstream's `system:controller:*`.
+        controller(
+            "deployment-controller",
+            vec![
+                rule(&["apps"], &["deployments"], &["get", "list", "watch", "update"]),
+                rule(&["apps"], &["deployments/status"], &["update"]),
+                rule(&["apps"], &["deployments/finalizers"], &["update"]),
+                rule(&["apps"], &["replicasets"], &["create", "delete", "get", "list", "patch", "update", "watch"]),
+                rule(&[""], &["pods"], &["get", "list", "update", "watch"]),
+            ],
+        ),
+        controller(
+            "replicaset-controller",
+            vec![
+                rule(&["apps"], &["replicasets"], &["get", "list", "update", "watch"]),
+                rule(&["apps"], &["replicasets/status", "replicasets/finalizers"], &["update"]),
+                rule(&[""], &["pods"], &["create", "delete", "list", "patch", "watch"]),
+            ],
+        ),
+        controller(
+            "statefulset-controller",
+            vec![
+                rule(&["apps"], &["statefulsets"], &["list", "watch"]),
+                rule(&["apps"], &["statefulsets/status", "statefulsets/finalizers"], &["update"]),
+                rule(&[""], &["pods"], &["create", "delete", "get", "patch", "update"]),
+                rule(
+                    &["apps"],
+                    &["controllerrevisions"],
+                    &["create", "delete", "get", "list", "patch", "update", "watch"],
+                ),
+                rule(&[""], &["persistentvolumeclaims"], &["create", "get", "update", "delete"]),
+            ],
+        ),
+        controller(
+            "daemon-set-controller",
+            vec![
+                rule(&["apps"], &["daemonsets"], &["get", "list", "watch"]),
+                rule(&["apps"], &["daemonsets/status", "daemonsets/finalizers"], &["update"]),
+                rule(&[""], &["nodes"], &["list", "watch"]),
+                rule(&[""], &["pods"], &["create", "delete", "list", "patch", "watch"]),
+                rule(&[""], &["pods/binding"], &["create"]),
+                rule(
+                    &["apps"],
+                    &["controllerrevisions"],
+                    &["create", "delete", "get", "list", "patch", "update", "watch"],
+                ),
+            ],
+        ),
+        controller(
+            "job-controller",
+            vec![
+                rule(&["batch"], &["jobs"], &["get", "list", "patch", "update", "watch"]),
+                rule(&["batch"], &["jobs/status", "jobs/finalizers"], &["update", "patch"]),
+                rule(&[""], &["pods"], &["create", "delete", "list", "patch", "watch"]),
+            ],
+        ),
+        controller(
+            "cronjob-controller",
+            vec![
+                rule(&["batch"], &["cronjobs"], &["get", "list", "update", "watch"]),
+                rule(&["batch"], &["jobs"], &["create", "delete", "get", "list", "patch", "update", "watch"]),
+                rule(&["batch"], &["cronjobs/status", "cronjobs/finalizers"], &["update"]),
+                rule(&[""], &["pods"], &["delete", "list"]),
+            ],
+        ),
+        controller(
+            "namespace-controller",
+            vec![
+                rule(&[""], &["namespaces"], &["delete", "get", "list", "watch"]),
+                rule(&[""], &["namespaces/finalize", "namespaces/status"], &["update"]),
+                rule(&["*"], &["*"], &["delete", "deletecollection", "get", "list"]),
+            ],
+        ),
+        controller(
+            "generic-garbage-collector",
+            vec![rule(&["*"], &["*"], &["delete", "get", "list", "patch", "update", "watch"])],
+        ),
+        controller(
+            "serviceaccount-controller",
+            vec![rule(&[""], &["serviceaccounts"], &["create"]), rule(&[""], &["configmaps"], &["create", "update"])],
+        ),
+        controller(
+            "endpointslice-controller",
+            vec![
+                rule(&[""], &["nodes", "pods", "services"], &["get", "list", "watch"]),
+                rule(&[""], &["services/finalizers"], &["update"]),
+                rule(&["discovery.k8s.io"], &["endpointslices"], &["create", "delete", "get", "list", "update"]),
+            ],
+        ),
+        controller(
+            "endpoint-controller",
+            vec![
+                rule(&[""], &["pods", "services"], &["get", "list", "watch"]),
+                rule(&[""], &["endpoints"], &["create", "delete", "get", "list", "update"]),
+                rule(&[""], &["endpoints/restricted"], &["create"]),
+            ],
+        ),
+        controller(
+            "node-controller",
+            vec![
+                rule(&[""], &["nodes"], &["delete", "get", "list", "patch", "update"]),
+                rule(&[""], &["nodes/status"], &["patch", "update"]),
+                rule(&[""], &["pods/status"], &["patch", "update"]),
+                rule(&[""], &["pods"], &["delete", "list", "get"]),
+                rule(&["coordination.k8s.io"], &["leases"], &["get", "list", "watch"]),
+            ],
+        ),
+        controller(
+            "pod-garbage-collector",
+            vec![
+                rule(&[""], &["pods"], &["delete", "list", "watch"]),
+                rule(&[""], &["nodes"], &["get", "list", "watch"]),
+                rule(&[""], &["pods/status"], &["patch"]),
+            ],
+        ),
+        controller(
+            "disruption-controller",
+            vec![
+                rule(&["apps"], &["deployments", "replicasets", "statefulsets"], &["get", "list", "watch"]),
+                rule(&["policy"], &["poddisruptionbudgets"], &["get", "list", "watch"]),
+                rule(&["policy"], &["poddisruptionbudgets/status"], &["update"]),
+                rule(&["*"], &["*/scale"], &["get"]),
+            ],
+        ),
+        controller(
+            "horizontal-pod-autoscaler",
+            vec![
+                rule(&["autoscaling"], &["horizontalpodautoscalers"], &["get", "list", "watch"]),
+                rule(&["autoscaling"], &["horizontalpodautoscalers/status"], &["update"]),
+                rule(&["*"], &["*/scale"], &["get", "update"]),
+                rule(&["metrics.k8s.io"], &["pods"], &["list"]),
+            ],
+        ),
+        cluster_role(
+            "system:kelp:scheduler",
+            json!({}),
+            vec![
+                rule(
+                    &[""],
+                    &[
+                        "nodes",
+                        "namespaces",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                        "services",
+                        "replicationcontrollers",
+                    ],
+                    READ,
+                ),
+                rule(&[""], &["pods"], &["delete", "get", "list", "watch"]),
+                rule(&[""], &["bindings", "pods/binding"], &["create"]),
+                rule(&[""], &["pods/status"], &["patch", "update"]),
+                rule(&["apps"], &["replicasets", "statefulsets"], READ),
+                rule(&["policy"], &["poddisruptionbudgets"], READ),
+                rule(&["storage.k8s.io"], &["csinodes", "csidrivers", "storageclasses"], READ),
+                rule(&["events.k8s.io", ""], &["events"], &["create", "patch", "update"]),
+                rule(&["coordination.k8s.io"], &["leases"], &["create", "get", "update"]),
+            ],
+            None,
+        ),
     ]
+}
+
+/// A controller's role, named as upstream's (`system:controller:<name>`); every controller may
+/// also write events.
+fn controller(name: &str, mut rules: Vec<Value>) -> Value {
+    rules.push(rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]));
+    cluster_role(&format!("system:controller:{name}"), json!({}), rules, None)
 }
 
 /// The default ClusterRoleBindings.
