@@ -149,6 +149,24 @@ fn scenario(v: &str) {
     ok(&["apply", "--server-side", "--force-conflicts", "-f", &ssa]);
     assert_eq!(jp("cm/ssa", "{.data.owner}"), "first");
 
+    // From client-side to server-side apply: kubectl migrates the ownership, so a key dropped
+    // from the manifest is removed by the server-side apply.
+    let mig = write(
+        &dir,
+        "mig.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mig, namespace: {ns}}}\ndata: {{a: \"1\", b: \"2\"}}\n"
+        ),
+    );
+    ok(&["apply", "-f", &mig]);
+    let mig = write(
+        &dir,
+        "mig.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: mig, namespace: {ns}}}\ndata: {{a: \"1\"}}\n"),
+    );
+    ok(&["apply", "--server-side", "-f", &mig]);
+    assert_eq!(jp("cm/mig", "{.data}"), r#"{"a":"1"}"#, "kubectl {v}: the migrated apply removed b");
+
     // diff: exit 1 and the change shown.
     let changed = write(&dir, "diff.yaml", &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: {ns}, labels: {{tier: web}}}}\ndata: {{a: diffed, b: \"2\"}}\n"));
     let out = k(&["diff", "-f", &changed]);
