@@ -455,7 +455,8 @@ fn aggregate(errs: Vec<String>) -> String {
 
 // Name and label-value rules are the API's own (one implementation, in `validation`).
 
-fn go_quote(s: &str) -> String {
+/// Go's `%q` (`strconv.Quote`) of a valid UTF-8 string.
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

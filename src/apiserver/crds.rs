@@ -269,7 +269,9 @@ pub async fn run(api: Arc<ApiServer>) {
             // Objects of a CRD being deleted are watched too: their deletion lets the CRD go.
             let relevant = |key: &str| {
                 key.starts_with(&prefix)
-                    || registry::custom().iter().any(|d| key.starts_with(&format!("/registry/{}/", d.storage)))
+                    || registry::parse_key(key)
+                        .and_then(|(storage, _, _)| registry::by_storage(storage))
+                        .is_some_and(|d| d.custom.is_some())
             };
             match tokio::time::timeout(std::time::Duration::from_secs(30), watch.live.recv()).await {
                 Ok(Ok(ev)) if relevant(&ev.object.key) => reconcile_all(&api, &client, &built).await,
