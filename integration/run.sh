@@ -11,6 +11,11 @@ need=()
 command -v curl >/dev/null || need+=(curl)
 command -v file >/dev/null || need+=(file)
 command -v gcc >/dev/null || need+=(gcc)
+# libseccomp (linked statically into kelp), the test-image and registry tools, crun for the
+# runtime benchmark's reference.
+for p in libseccomp-dev busybox-static docker-registry skopeo umoci zstd jq apache2-utils crun iproute2 tmux python3; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   apt-get update -qq
@@ -33,7 +38,8 @@ cargo test --all-targets
 
 log "static release binary"
 target=x86_64-unknown-linux-gnu
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$target" --bin kelp
+LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$target" --bin kelp
 bin="target/$target/release/kelp"
 file "$bin"
 file "$bin" | grep -Eq 'statically linked|static-pie linked' || { echo "$bin is not statically linked" >&2; exit 1; }

@@ -145,6 +145,124 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane: API server, store and controllers
     Server(ServerArgs),
+    /// Run a node only, joined to a server through a kubeconfig
+    Agent(AgentArgs),
+    /// Manage the images of this node's store (works while the node runs)
+    Images(ImagesArgs),
+    /// Internal: the per-container shim (single-threaded; started by the agent)
+    #[command(hide = true)]
+    Shim(ShimArgs),
+}
+
+/// Flags shared by every command that runs a node (`server` without `--disable-agent`, `agent`).
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// Registry mirrors and credentials (k3s's registries.yaml format)
+    #[arg(long, value_name = "FILE", default_value = "/etc/kelp/registries.yaml")]
+    pub private_registry: PathBuf,
+
+    /// Labels to add when registering the node (key=value; repeatable or comma-separated)
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+
+    /// Taints to add when registering the node (key=value:Effect; repeatable or comma-separated)
+    #[arg(long = "node-taint", value_name = "KEY=VALUE:EFFECT", value_delimiter = ',')]
+    pub node_taints: Vec<String>,
+
+    /// Maximum number of pods on this node
+    #[arg(long, value_name = "N", default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// Runtime state (shims, sandbox namespaces); must be on tmpfs
+    #[arg(long, hide = true, value_name = "DIR", default_value = "/run/kelp")]
+    pub run_dir: PathBuf,
+
+    /// Parent cgroup of every pod (`<root>/pod<uid>/<container>`)
+    #[arg(long, hide = true, value_name = "NAME", default_value = "kelp")]
+    pub cgroup_root: String,
+
+    /// Name of the node's pod bridge
+    #[arg(long, hide = true, value_name = "NAME", default_value = "kelp0")]
+    pub bridge_name: String,
+
+    /// Where container logs are written (`<dir>/<ns>_<pod>_<uid>/<container>/<n>.log`)
+    #[arg(long, hide = true, value_name = "DIR", default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+}
+
+/// Flags of `kelp agent`.
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// Kubeconfig to reach the API server with
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: PathBuf,
+
+    /// Folder to hold state
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kelp")]
+    pub data_dir: PathBuf,
+
+    /// Node name (default: the hostname)
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// IP address(es) to advertise for the node (repeatable or comma-separated)
+    #[arg(long = "node-ip", value_name = "IP", value_delimiter = ',')]
+    pub node_ips: Vec<IpAddr>,
+
+    /// Cluster DNS service IP written into pods' resolv.conf
+    #[arg(long, value_name = "IP", default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+
+    /// Cluster domain
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+
+    /// Log level
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// More verbose logging; each -v is one level above --log-level
+    #[arg(short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Flags of `kelp images`.
+#[derive(Args, Clone, Debug)]
+pub struct ImagesArgs {
+    /// Folder holding the node's state
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kelp", global = true)]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: ImagesCommand,
+}
+
+/// `kelp images` subcommands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum ImagesCommand {
+    /// Import `docker save` or OCI-layout tarballs (plain, .gz or .zst)
+    Import {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the images in the store
+    #[command(alias = "list")]
+    Ls,
+    /// Remove images by name or ID
+    Rm {
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<String>,
+    },
+}
+
+/// Arguments of the internal `kelp shim` command; parsed by the runtime.
+#[derive(Args, Clone, Debug)]
+pub struct ShimArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
 }
 
 /// Log levels for `--log-level`.
@@ -296,9 +414,20 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_agent: bool,
 
+    /// Do not run the scheduler
+    #[arg(long)]
+    pub disable_scheduler: bool,
+
+    /// Do not run the controllers
+    #[arg(long)]
+    pub disable_controller_manager: bool,
+
     /// Node name (default: the hostname)
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
 
     /// Config file
     #[arg(
@@ -430,7 +559,7 @@ where
     let mut cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Clap)?;
     match (&mut cli.command, matches.subcommand()) {
         (Command::Server(args), Some((_, sub_m))) => args.finish(sub_m)?,
-        (Command::Server(_), None) => {}
+        _ => {}
     }
     Ok(cli)
 }
@@ -714,6 +843,7 @@ mod tests {
             argv.extend_from_slice(extra);
             parse_cli(argv).map(|cli| match cli.command {
                 Command::Server(a) => a,
+                other => panic!("parsed {other:?}"),
             })
         }
     }

@@ -1,9 +1,15 @@
 //! kelp: Kubernetes for edge devices in one binary. See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod api;
 pub mod apiserver;
 pub mod config;
+pub mod controllers;
+pub mod image;
 pub mod logging;
+pub mod network;
 pub mod pki;
+pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -8,10 +8,17 @@ fn main() {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
+        // The shim stays single-threaded: no tokio runtime, no logging threads.
+        Command::Shim(args) => std::process::exit(kelp::runtime::shim::main(args.args)),
         Command::Server(args) => {
             kelp::logging::init(args.log_level.as_str(), args.verbose);
             runtime().and_then(|rt| rt.block_on(kelp::server::run(args)))
         }
+        Command::Agent(args) => {
+            kelp::logging::init(args.log_level.as_str(), args.verbose);
+            runtime().and_then(|rt| rt.block_on(kelp::server::run_agent(args)))
+        }
+        Command::Images(args) => runtime().and_then(|rt| rt.block_on(kelp::server::images(args))),
     };
     if let Err(e) = result {
         eprintln!("kelp: {e:#}");

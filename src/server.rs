@@ -8,9 +8,11 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::agent::{self, AgentConfig};
 use crate::apiserver::tokens::TokenSigner;
 use crate::apiserver::{self, alloc, ApiConfig, ApiServer};
-use crate::config::ServerArgs;
+use crate::config::{AgentArgs, ImagesArgs, ImagesCommand, NodeArgs, ServerArgs};
+use crate::image::{ImageStore, ImageStoreConfig};
 use crate::pki::{self, Pki, SanInput};
 use crate::store::sqlite::{SqliteBackend, SqliteConfig};
 
@@ -26,6 +28,108 @@ impl Layout {
     pub fn tls(&self) -> PathBuf {
         self.root.join("server/tls")
     }
+    /// The node agent's state (`agent/images/` is the air-gap import folder, `agent/pod-manifests/`
+    /// the static pods).
+    pub fn agent(&self) -> PathBuf {
+        self.root.join("agent")
+    }
+    /// The image store.
+    pub fn image_store(&self) -> PathBuf {
+        self.root.join("agent/image-store")
+    }
+}
+
+/// The agent's configuration from the node flags.
+#[allow(clippy::too_many_arguments)]
+fn agent_config(
+    data_dir: &std::path::Path,
+    node_name: Option<&str>,
+    node_ips: &[IpAddr],
+    cluster_dns: IpAddr,
+    cluster_domain: &str,
+    node: &NodeArgs,
+) -> AgentConfig {
+    let hostname =
+        hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()).to_lowercase();
+    AgentConfig {
+        node_name: node_name.map(str::to_string).unwrap_or(hostname),
+        node_ips: if node_ips.is_empty() { host_addresses() } else { node_ips.to_vec() },
+        data_dir: Layout { root: data_dir.to_path_buf() }.agent(),
+        run_dir: node.run_dir.clone(),
+        cgroup_root: node.cgroup_root.clone(),
+        bridge_name: node.bridge_name.clone(),
+        pod_log_dir: node.pod_log_dir.clone(),
+        registries_file: node.private_registry.clone(),
+        cluster_dns,
+        cluster_domain: cluster_domain.to_string(),
+        max_pods: node.max_pods,
+        node_labels: node.node_labels.clone(),
+        node_taints: node.node_taints.clone(),
+    }
+}
+
+/// `kelp agent`: a node only, talking to the API server named in a kubeconfig.
+pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading the kubeconfig {}", args.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading the kubeconfig {}", args.kubeconfig.display()))?;
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    let cfg = agent_config(
+        &args.data_dir,
+        args.node_name.as_deref(),
+        &args.node_ips,
+        args.cluster_dns,
+        &args.cluster_domain,
+        &args.node,
+    );
+    tokio::select! {
+        r = agent::run(cfg, client) => r.context("node agent")?,
+        _ = wait_for_shutdown() => tracing::info!(message = "shutting down"),
+    }
+    Ok(())
+}
+
+/// `kelp images import|ls|rm` on this node's store.
+pub async fn images(args: ImagesArgs) -> anyhow::Result<()> {
+    let layout = Layout { root: args.data_dir.clone() };
+    let store = ImageStore::open(ImageStoreConfig {
+        root: layout.image_store(),
+        registries_file: PathBuf::from("/etc/kelp/registries.yaml"),
+    })
+    .with_context(|| format!("opening the image store {}", layout.image_store().display()))?;
+    match args.command {
+        ImagesCommand::Import { files } => {
+            for f in files {
+                let names = store.import(&f).await.with_context(|| format!("importing {}", f.display()))?;
+                for n in names {
+                    println!("imported {n}");
+                }
+            }
+        }
+        ImagesCommand::Ls => {
+            println!("{:<60} {:<20} {:>10}", "IMAGE", "IMAGE ID", "SIZE");
+            for img in store.list()? {
+                let short = img.id.trim_start_matches("sha256:").chars().take(13).collect::<String>();
+                let size = format!("{:.1}MB", img.size as f64 / 1e6);
+                if img.names.is_empty() {
+                    println!("{:<60} {:<20} {:>10}", "<none>", short, size);
+                }
+                for n in &img.names {
+                    println!("{n:<60} {short:<20} {size:>10}");
+                }
+            }
+        }
+        ImagesCommand::Rm { images } => {
+            for i in images {
+                store.remove(&i).with_context(|| format!("removing {i}"))?;
+                println!("deleted {i}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The host's non-loopback addresses that are up (IPv4 first).
@@ -116,6 +220,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     tokio::spawn(apiserver::crds::run(api.clone()));
     let client = apiserver::client::in_process_client(api.clone());
+    let mut tasks = Vec::new();
+    if !args.disable_scheduler {
+        tasks.push(tokio::spawn(crate::scheduler::run(client.clone())));
+    }
+    if !args.disable_controller_manager {
+        tasks.extend(crate::controllers::spawn_all(client.clone()));
+    }
     apiserver::bootstrap::run(client, service_ip, advertise, args.https_listen_port)
         .await
         .context("creating the default objects")?;
@@ -130,11 +241,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig = %args.write_kubeconfig.display(),
         startup_ms = started.elapsed().as_millis() as u64,
     );
-    if !args.disable_agent {
-        tracing::warn!(message = "the node agent is not part of this build yet; running the control plane only");
-    }
+    let agent_task = (!args.disable_agent).then(|| {
+        let cfg = agent_config(
+            &args.data_dir,
+            args.node_name.as_deref(),
+            &node_ips,
+            args.cluster_dns,
+            &args.cluster_domain,
+            &args.node,
+        );
+        let user = apiserver::UserInfo {
+            name: format!("system:node:{}", cfg.node_name),
+            groups: vec!["system:nodes".into(), "system:authenticated".into()],
+        };
+        let client = apiserver::client::in_process_client_as(api.clone(), user);
+        tokio::spawn(async move {
+            if let Err(e) = agent::run(cfg, client).await {
+                tracing::error!(message = "the node agent stopped", error = %e);
+            }
+        })
+    });
 
     wait_for_shutdown().await;
+    if let Some(t) = agent_task {
+        t.abort();
+    }
+    for t in tasks {
+        t.abort();
+    }
     tracing::info!(message = "shutting down");
     backend.close();
     Ok(())
