@@ -233,7 +233,14 @@ pub(crate) async fn default_route_mtu(h: &Handle) -> Result<u32, NetworkError> {
             _ => None,
         });
         if let Some(oif) = oif {
-            let link = h.link().get().match_index(oif).execute().try_next().await.map_err(nl_err("looking up the default route's link"))?;
+            let link = h
+                .link()
+                .get()
+                .match_index(oif)
+                .execute()
+                .try_next()
+                .await
+                .map_err(nl_err("looking up the default route's link"))?;
             if let Some(mtu) = link.as_ref().and_then(link_mtu) {
                 return Ok(mtu);
             }

@@ -43,35 +43,36 @@ pub(crate) async fn create_namespaces(
     let hostname = hostname.map(str::to_owned);
     let dir = ns_dir.clone();
     let all = kinds.clone();
-    let result = on_own_thread("kelp-sandbox", move || {
-        let mut flags = CloneFlags::empty();
-        for kind in &kinds {
-            flags |= match *kind {
-                NET => CloneFlags::CLONE_NEWNET,
-                IPC => CloneFlags::CLONE_NEWIPC,
-                UTS => CloneFlags::CLONE_NEWUTS,
-                other => unreachable!("namespace kind {other}"),
-            };
-        }
-        unshare(flags).map_err(nix_err("creating pod namespaces".into()))?;
-        if let Some(hostname) = &hostname {
-            nix::unistd::sethostname(hostname).map_err(nix_err(format!("setting hostname {hostname:?}")))?;
-        }
-        for kind in &kinds {
-            let target = ns_dir.join(kind);
-            fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&target)
-                .map_err(io_err(format!("creating {}", target.display())))?;
-            let source = PathBuf::from(format!("/proc/thread-self/ns/{kind}"));
-            mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(nix_err(format!("bind-mounting {} at {}", source.display(), target.display())))?;
-        }
-        Ok(())
-    })
-    .await;
+    let result =
+        on_own_thread("kelp-sandbox", move || {
+            let mut flags = CloneFlags::empty();
+            for kind in &kinds {
+                flags |= match *kind {
+                    NET => CloneFlags::CLONE_NEWNET,
+                    IPC => CloneFlags::CLONE_NEWIPC,
+                    UTS => CloneFlags::CLONE_NEWUTS,
+                    other => unreachable!("namespace kind {other}"),
+                };
+            }
+            unshare(flags).map_err(nix_err("creating pod namespaces".into()))?;
+            if let Some(hostname) = &hostname {
+                nix::unistd::sethostname(hostname).map_err(nix_err(format!("setting hostname {hostname:?}")))?;
+            }
+            for kind in &kinds {
+                let target = ns_dir.join(kind);
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&target)
+                    .map_err(io_err(format!("creating {}", target.display())))?;
+                let source = PathBuf::from(format!("/proc/thread-self/ns/{kind}"));
+                mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(nix_err(format!("bind-mounting {} at {}", source.display(), target.display())))?;
+            }
+            Ok(())
+        })
+        .await;
     if result.is_err() {
         for kind in all {
             let _ = remove_ns_file(&dir.join(kind));
