@@ -619,3 +619,51 @@ async fn outbound_traffic_is_masqueraded() {
     net.assert_clean();
     assert!(!TestNet::link_exists(&node_side));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pods_at_once() {
+    let net = TestNet::new();
+    let pn = std::sync::Arc::new(PodNetwork::new(net.config()).await.unwrap());
+    let cfgs: Vec<SandboxConfig> = (0..30).map(|i| pod(&format!("p{i}"))).collect();
+    let tasks: Vec<_> = cfgs
+        .iter()
+        .cloned()
+        .map(|cfg| {
+            let pn = pn.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let sb = pn.create_sandbox(&cfg).await.unwrap();
+                (sb, started.elapsed())
+            })
+        })
+        .collect();
+    let mut sandboxes = Vec::new();
+    let mut took = Vec::new();
+    for t in tasks {
+        let (sb, d) = t.await.unwrap();
+        sandboxes.push(sb);
+        took.push(d);
+    }
+    took.sort();
+    eprintln!("30 sandboxes at once: p50 {:?}, max {:?}", took[took.len() / 2], took[took.len() - 1]);
+    let ips: HashSet<Ipv4Addr> = sandboxes.iter().map(|s| v4(s.ip)).collect();
+    assert_eq!(ips.len(), 30, "addresses handed out twice");
+    assert_eq!(ipam_entries(&net).len(), 30);
+    assert_eq!(net.bridge_ports().len(), 30);
+    assert!(ping(sandboxes[0].net_ns.as_ref().unwrap(), v4(sandboxes[29].ip)));
+    let removals: Vec<_> = cfgs
+        .iter()
+        .map(|cfg| {
+            let pn = pn.clone();
+            let uid = cfg.pod_uid.clone();
+            tokio::spawn(async move { pn.remove_sandbox(&uid).await.unwrap() })
+        })
+        .collect();
+    for r in removals {
+        r.await.unwrap();
+    }
+    assert!(ipam_entries(&net).is_empty());
+    assert!(net.bridge_ports().is_empty());
+    pn.teardown().await.unwrap();
+    net.assert_clean();
+}

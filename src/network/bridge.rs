@@ -13,7 +13,7 @@ use rtnetlink::{Handle, LinkBridge};
 use super::netlink::{self, errno, io_err, nl_err};
 use super::NetworkError;
 
-fn is_bridge(link: &LinkMessage) -> bool {
+pub(crate) fn is_bridge(link: &LinkMessage) -> bool {
     link.attributes.iter().any(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
         _ => false,

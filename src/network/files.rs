@@ -95,7 +95,6 @@ pub(crate) fn write_once(path: &Path, content: &str) -> io::Result<()> {
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(content.as_bytes())?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -5,11 +5,16 @@
 //! `EEXIST` when the address is taken (the same exclusivity as `O_EXCL`, and a crash can never
 //! leave an empty, ownerless file behind). Allocation continues after the last address handed out
 //! (`last_reserved_ip`), so a just-released address is not reused at once.
+//!
+//! Nothing is fsynced: the files only have to survive an agent restart (the page cache does that).
+//! After a power loss no pod namespace survives either, and `PodNetwork::new` releases every
+//! entry without a live sandbox, including any that lost its content.
 
 use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ipnet::Ipv4Net;
 
@@ -20,6 +25,9 @@ const LAST_RESERVED: &str = "last_reserved_ip";
 /// The allocator of one podCIDR; its state lives in a directory.
 #[derive(Debug)]
 pub(crate) struct Ipam {
+    /// Serialises allocation and release within this process (other processes are excluded by
+    /// the exclusive `link(2)`).
+    lock: Mutex<()>,
     dir: PathBuf,
     net: Ipv4Net,
     gateway: Ipv4Addr,
@@ -35,7 +43,7 @@ impl Ipam {
     /// handed out, nor are the network and broadcast addresses.
     pub(crate) fn open(dir: &Path, net: Ipv4Net, gateway: Ipv4Addr) -> Result<Ipam, NetworkError> {
         fs::create_dir_all(dir).map_err(io_err(format!("creating IPAM directory {}", dir.display())))?;
-        Ok(Ipam { dir: dir.to_owned(), net, gateway })
+        Ok(Ipam { lock: Mutex::new(()), dir: dir.to_owned(), net, gateway })
     }
 
     /// Every allocation on disk: (address, pod uid). Files that are not addresses are ignored.
@@ -65,6 +73,7 @@ impl Ipam {
 
     /// The pod's address: the one it already holds, or the next free one.
     pub(crate) fn allocate(&self, pod_uid: &str) -> Result<Ipv4Addr, NetworkError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ip) = self.lookup(pod_uid)? {
             return Ok(ip);
         }
@@ -77,15 +86,14 @@ impl Ipam {
             .and_then(|last| candidates.iter().position(|ip| *ip == last))
             .map(|i| i + 1)
             .unwrap_or(0);
-        let tmp = self.dir.join(format!(".tmp-{pod_uid}-{}", std::process::id()));
-        write_synced(&tmp, pod_uid.as_bytes()).map_err(io_err(format!("writing {}", tmp.display())))?;
+        let tmp = self.dir.join(format!(".tmp-{pod_uid}-{}", tmp_suffix()));
+        write_file(&tmp, pod_uid.as_bytes()).map_err(io_err(format!("writing {}", tmp.display())))?;
         let result = (|| {
             for i in 0..candidates.len() {
                 let ip = candidates[(start + i) % candidates.len()];
                 let path = self.dir.join(ip.to_string());
                 match fs::hard_link(&tmp, &path) {
                     Ok(()) => {
-                        sync_dir(&self.dir).map_err(io_err(format!("syncing {}", self.dir.display())))?;
                         self.set_last_reserved(ip)?;
                         return Ok(ip);
                     }
@@ -101,6 +109,7 @@ impl Ipam {
 
     /// Releases every address held by `pod_uid`; returns them.
     pub(crate) fn release(&self, pod_uid: &str) -> Result<Vec<Ipv4Addr>, NetworkError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut released = Vec::new();
         for (ip, uid) in self.allocations()? {
             if uid == pod_uid {
@@ -121,21 +130,20 @@ impl Ipam {
 
     fn set_last_reserved(&self, ip: Ipv4Addr) -> Result<(), NetworkError> {
         let path = self.dir.join(LAST_RESERVED);
-        let tmp = self.dir.join(format!(".{LAST_RESERVED}.{}", std::process::id()));
-        write_synced(&tmp, ip.to_string().as_bytes())
+        let tmp = self.dir.join(format!(".{LAST_RESERVED}.{}", tmp_suffix()));
+        write_file(&tmp, ip.to_string().as_bytes())
             .and_then(|()| fs::rename(&tmp, &path))
             .map_err(io_err(format!("writing {}", path.display())))
     }
 }
 
-fn write_synced(path: &Path, content: &[u8]) -> io::Result<()> {
-    let mut f = fs::File::create(path)?;
-    f.write_all(content)?;
-    f.sync_all()
+/// A suffix unique to this process and call, for temporary file names.
+fn tmp_suffix() -> String {
+    format!("{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+fn write_file(path: &Path, content: &[u8]) -> io::Result<()> {
+    fs::File::create(path)?.write_all(content)
 }
 
 #[cfg(test)]

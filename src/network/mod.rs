@@ -160,6 +160,9 @@ pub struct PodNetwork {
     host: Handle,
     ipam: ipam::Ipam,
     pod_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while (re)creating the bridge: its address check is a netlink dump, and the kernel
+    /// refuses a second dump on a socket while one runs (EBUSY).
+    bridge_lock: tokio::sync::Mutex<()>,
 }
 
 impl PodNetwork {
@@ -204,7 +207,16 @@ impl PodNetwork {
             tracing::warn!("the nft binary is missing: pod traffic leaving the node is not masqueraded");
         }
         let ipam = ipam::Ipam::open(&cfg.state_dir.join("ipam"), net, gateway)?;
-        let this = PodNetwork { cfg, net, gateway, mtu, host, ipam, pod_locks: Default::default() };
+        let this = PodNetwork {
+            cfg,
+            net,
+            gateway,
+            mtu,
+            host,
+            ipam,
+            pod_locks: Default::default(),
+            bridge_lock: Default::default(),
+        };
         this.collect_garbage().await?;
         tracing::info!(bridge = %this.cfg.bridge, cidr = %net, %gateway, mtu, "pod network ready");
         Ok(this)
@@ -335,11 +347,22 @@ impl PodNetwork {
         }
     }
 
+    /// The bridge's link index; the bridge is set up again if it vanished or went down.
+    async fn bridge_index(&self) -> Result<u32, NetworkError> {
+        if let Some(link) = netlink::link_by_name(&self.host, &self.cfg.bridge).await? {
+            if bridge::is_bridge(&link) && netlink::link_is_up(&link) {
+                return Ok(link.header.index);
+            }
+        }
+        let _guard = self.bridge_lock.lock().await;
+        bridge::ensure_bridge(&self.host, &self.cfg.bridge, self.gateway, self.net.prefix_len(), self.mtu).await
+    }
+
     /// Creates (or repairs) the pod's veth pair: host end enslaved to the bridge, `eth0` in the
     /// pod with `ip`, `lo` up, the default route via the gateway, the MTU.
     async fn ensure_pod_link(&self, pod_uid: &str, netns: &Path, ip: Ipv4Addr) -> Result<(), NetworkError> {
         let bridge = &self.cfg.bridge;
-        let br = bridge::ensure_bridge(&self.host, bridge, self.gateway, self.net.prefix_len(), self.mtu).await?;
+        let br = self.bridge_index().await?;
         let host_name = host_veth_name(pod_uid);
         let pod = netlink::netns_handle(netns).await?;
         let have_host = netlink::link_by_name(&self.host, &host_name).await?.is_some();
@@ -356,6 +379,8 @@ impl PodNetwork {
             let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                 .name(host_name.clone())
                 .mtu(self.mtu)
+                .controller(br)
+                .up()
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                 .build();
             self.host.link().add(veth).execute().await.map_err(nl_err(format!("creating veth {host_name}")))?;
