@@ -463,6 +463,15 @@ async fn restart_keeps_addresses_and_collects_garbage() {
     assert_eq!(c2.ip, c.ip);
     assert_pod_network(&c2, &net);
     assert!(ping(c2.net_ns.as_ref().unwrap(), v4(b.ip)));
+    // A host end that lost its bridge and went down is put back.
+    let veth_c = host_veth_name(&c_cfg.pod_uid);
+    run_ok("ip", &["link", "set", &veth_c, "nomaster"]);
+    run_ok("ip", &["link", "set", &veth_c, "down"]);
+    let unreachable =
+        in_netns(c2.net_ns.as_ref().unwrap(), &["busybox", "ping", "-c", "1", "-W", "1", &v4(b.ip).to_string()]);
+    assert!(!unreachable.status.success(), "pod c reached pod b without its veth on the bridge");
+    assert_eq!(pn.create_sandbox(&c_cfg).await.unwrap().ip, c.ip);
+    assert!(ping(c2.net_ns.as_ref().unwrap(), v4(b.ip)));
 
     pn.teardown().await.unwrap();
     net.assert_clean();

@@ -254,7 +254,12 @@ impl PodNetwork {
     /// Creates the pod's sandbox, or returns the existing one (idempotent; survives agent restarts).
     ///
     /// A sandbox left incomplete (a crash half-way) is completed; one created by this call is
-    /// removed again if a later step fails (e.g. [`NetworkError::Exhausted`]).
+    /// removed again if a later step fails (e.g. [`NetworkError::Exhausted`]). The hostname is
+    /// truncated to 63 characters like the kubelet does.
+    ///
+    /// hostNetwork pods get only an IPC namespace; their hosts file is the node's `/etc/hosts`
+    /// plus the HostAliases section and their hostname file holds the node's hostname (they share
+    /// its UTS namespace), as with the kubelet.
     pub async fn create_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox, NetworkError> {
         validate_pod_uid(&cfg.pod_uid)?;
         let lock = self.pod_lock(&cfg.pod_uid);
