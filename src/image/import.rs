@@ -168,10 +168,16 @@ pub fn import(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Str
 fn commit(store: &Store, img: &Found) -> Result<String, ImageError> {
     let cfg = manifest::parse_config(&img.config_bytes, img.layers.len())?;
     let mut layers = Vec::new();
+    let mut staged = Vec::new();
+    let index = store.read_index()?;
     for ((file, _), diff_id) in img.layers.iter().zip(&cfg.rootfs.diff_ids) {
-        let size = match store.read_index()?.layers.get(diff_id) {
+        let size = match index.layers.get(diff_id) {
             Some(rec) if store.layer_dir(diff_id)?.is_dir() => rec.size,
-            _ => store.unpack_layer(file, diff_id)?,
+            _ => {
+                let (dir, size) = store.stage_layer(file, diff_id)?;
+                staged.push((diff_id.clone(), dir));
+                size
+            }
         };
         layers.push((diff_id.clone(), size));
     }
@@ -192,6 +198,7 @@ fn commit(store: &Store, img: &Found) -> Result<String, ImageError> {
         config_digest: img.config.digest.clone(),
         config: img.config_bytes.clone(),
         layers,
+        staged,
     })
 }
 

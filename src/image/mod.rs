@@ -131,6 +131,8 @@ impl ImageStore {
     /// Opens (creating) the store at `cfg.root` and reads `cfg.registries_file` (a bad file is an
     /// error, a missing one means no mirrors or credentials).
     pub fn open(cfg: ImageStoreConfig) -> Result<Self, ImageError> {
+        // oci-client's rustls needs a process-wide provider (a no-op when one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let store = Store::open(&cfg.root)?;
         let registries = Registries::load(&cfg.registries_file)?;
         Ok(ImageStore {

@@ -20,7 +20,7 @@ use tokio::io::AsyncWrite;
 use super::manifest::{self, Descriptor, Parsed, Platform, ACCEPT, MAX_JSON};
 use super::reference::{credential_host, repository};
 use super::registries::{Endpoint, EndpointAuth, Registries, Scheme, TlsConfig};
-use super::store::{NewImage, Store};
+use super::store::{self, NewImage, Store};
 use super::{Credential, ImageError};
 
 /// Layers downloaded and unpacked at the same time.
@@ -200,6 +200,7 @@ impl Puller<'_> {
             .await
             .map_err(|e| EndpointError::Fatal(ImageError::Invalid { context: "locking".into(), message: e.to_string() }))?
             .map_err(EndpointError::Fatal)?;
+        let mut staged = Vec::new();
         let sizes: Vec<(String, u64)> = if present {
             cfg.rootfs.diff_ids.iter().map(|d| (d.clone(), index.layers.get(d).map(|l| l.size).unwrap_or(0))).collect()
         } else {
@@ -210,7 +211,7 @@ impl Puller<'_> {
                 async move {
                     if let Some(rec) = index.layers.get(&diff_id) {
                         if self.store.layer_dir(&diff_id).is_ok_and(|d| d.is_dir()) {
-                            return Ok((diff_id, rec.size));
+                            return Ok((diff_id, rec.size, None));
                         }
                     }
                     if desc.urls.as_ref().is_some_and(|u| !u.is_empty()) {
@@ -220,8 +221,8 @@ impl Puller<'_> {
                     fetch_blob(&client, &er, &desc, tmp.path()).await.map_err(EndpointError::Retry)?;
                     let store = self.store.clone();
                     let d = diff_id.clone();
-                    let size = tokio::task::spawn_blocking(move || {
-                        let r = store.unpack_layer(tmp.path(), &d);
+                    let (dir, size) = tokio::task::spawn_blocking(move || {
+                        let r = store.stage_layer(tmp.path(), &d);
                         drop(tmp);
                         r
                     })
@@ -234,14 +235,28 @@ impl Puller<'_> {
                         }),
                         other => EndpointError::Fatal(other),
                     })?;
-                    Ok::<_, EndpointError>((diff_id, size))
+                    Ok::<_, EndpointError>((diff_id, size, Some(dir)))
                 }
             });
-            let mut results: Vec<Result<(String, u64), EndpointError>> =
+            let results: Vec<Result<(String, u64, Option<store::TmpPath>), EndpointError>> =
                 futures::stream::iter(jobs).buffered(PARALLEL_LAYERS).collect().await;
             let mut out = Vec::new();
-            for r in results.drain(..) {
-                out.push(r?);
+            let mut first_err = None;
+            for r in results {
+                match r {
+                    Ok((diff_id, size, dir)) => {
+                        if let Some(dir) = dir {
+                            staged.push((diff_id.clone(), dir));
+                        }
+                        out.push((diff_id, size));
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
             }
             out
         };
@@ -254,6 +269,7 @@ impl Puller<'_> {
             config_digest: config.digest.clone(),
             config: config_bytes,
             layers: sizes,
+            staged,
         };
         tokio::task::spawn_blocking(move || store.commit(new))
             .await

@@ -72,6 +72,8 @@ pub struct NewImage {
     pub config: Vec<u8>,
     /// (diff_id, unpacked size), bottom first.
     pub layers: Vec<(String, u64)>,
+    /// Layers unpacked for this image, moved into `layers/` by the commit (removed if it fails).
+    pub staged: Vec<(String, TmpPath)>,
 }
 
 /// An flock held until dropped.
@@ -208,23 +210,16 @@ impl Store {
         fs::read(&p).map_err(io_err(format!("reading {}", p.display())))
     }
 
-    /// Unpacks the layer blob at `blob` into `layers/<diff_id>` (blocking) unless present; returns the
-    /// unpacked size. Concurrent unpacks of one layer (other tasks or processes) are harmless: the
-    /// first rename wins.
-    pub fn unpack_layer(&self, blob: &Path, diff_id: &str) -> Result<u64, ImageError> {
-        let dest = self.layer_dir(diff_id)?;
+    /// Unpacks the layer blob at `blob` into a temporary directory (blocking); returns it and the
+    /// unpacked size. [`Store::commit`] moves it into `layers/<diff_id>`.
+    pub fn stage_layer(&self, blob: &Path, diff_id: &str) -> Result<(TmpPath, u64), ImageError> {
+        self.layer_dir(diff_id)?;
         let tmp = self.tmp("layer");
         let unpacked = unpack_layer(blob, tmp.path(), diff_id).map_err(|e| match e {
             UnpackError::Io { context, source } => ImageError::Io { context: format!("unpacking layer {diff_id}: {context}"), source },
             other => ImageError::Invalid { context: format!("layer {diff_id}"), message: other.to_string() },
         })?;
-        // The root of the layer itself: 0755 like containerd's snapshots.
-        match fs::rename(tmp.path(), &dest) {
-            Ok(()) => {}
-            Err(_) if dest.is_dir() => {}
-            Err(e) => return Err(io_err(format!("storing layer {}", dest.display()))(e)),
-        }
-        Ok(unpacked.size)
+        Ok((tmp, unpacked.size))
     }
 
     /// Reads `index.json`.
@@ -273,6 +268,16 @@ impl Store {
     pub fn commit(&self, img: NewImage) -> Result<String, ImageError> {
         self.put_blob(&img.manifest_digest, &img.manifest)?;
         self.put_blob(&img.config_digest, &img.config)?;
+        // Concurrent unpacks of one layer (other tasks or processes) are harmless: the first
+        // rename wins, the others' copies are dropped.
+        for (diff_id, staged) in &img.staged {
+            let dest = self.layer_dir(diff_id)?;
+            match fs::rename(staged.path(), &dest) {
+                Ok(()) => {}
+                Err(_) if dest.is_dir() => {}
+                Err(e) => return Err(io_err(format!("storing layer {}", dest.display()))(e)),
+            }
+        }
         for (diff_id, _) in &img.layers {
             let d = self.layer_dir(diff_id)?;
             if !d.is_dir() {
