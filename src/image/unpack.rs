@@ -89,7 +89,14 @@ pub fn unpack_layer(blob: &Path, dest: &Path, diff_id: &str) -> Result<Unpacked,
 pub fn unpack_stream(reader: impl Read, dest: &Path, diff_id: Option<&str>) -> Result<Unpacked, UnpackError> {
     fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
     let mut hashing = Sha256Reader::new(reader);
-    let mut state = Unpacker { root: dest.to_path_buf(), dirs: HashSet::new(), dir_times: Vec::new(), out: Unpacked::default() };
+    let mut state = Unpacker {
+        root: dest.to_path_buf(),
+        dirs: HashSet::new(),
+        dir_times: Vec::new(),
+        out: Unpacked::default(),
+        writer: None,
+        pending: HashSet::new(),
+    };
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(|e| invalid("", e))?;
@@ -98,6 +105,7 @@ pub fn unpack_stream(reader: impl Read, dest: &Path, diff_id: Option<&str>) -> R
             state.entry(&mut entry)?;
         }
     }
+    state.flush()?;
     // The diff_id covers the whole stream, padding after the end-of-archive blocks included.
     io::copy(&mut hashing, &mut io::sink()).map_err(io_err("reading the layer"))?;
     let actual = hashing.finish();
@@ -124,6 +132,50 @@ struct Unpacker {
     dirs: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, FileTime)>,
     out: Unpacked,
+    /// Small regular files are written by a second thread while this one decompresses and hashes.
+    writer: Option<(std::sync::mpsc::SyncSender<FileJob>, std::thread::JoinHandle<Result<(), UnpackError>>)>,
+    /// Files handed to the writer and maybe not on disk yet.
+    pending: HashSet<PathBuf>,
+}
+
+/// Files up to this size go to the writer thread; larger ones are written inline.
+const ASYNC_FILE_MAX: u64 = 1 << 20;
+
+/// A regular file for the writer thread.
+struct FileJob {
+    path: PathBuf,
+    data: Vec<u8>,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: FileTime,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Creates a regular file (never following a symlink) with its content, owner, mode, xattrs, mtime.
+fn write_file(
+    path: &Path,
+    content: &mut dyn Read,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: FileTime,
+    xattrs: &[(String, Vec<u8>)],
+) -> Result<u64, UnpackError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(format!("creating {}", path.display())))?;
+    let n = io::copy(content, &mut f).map_err(io_err(format!("writing {}", path.display())))?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_err(format!("chown {}", path.display())))?;
+    // After the chown: chown clears setuid/setgid bits.
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", path.display())))?;
+    set_xattrs(path, xattrs)?;
+    filetime::set_file_handle_times(&f, Some(mtime), Some(mtime)).map_err(io_err(format!("times of {}", path.display())))?;
+    Ok(n)
 }
 
 /// The entry's path made relative and checked: no absolute path, no `..`.
@@ -147,6 +199,40 @@ pub fn clean_path(raw: &[u8]) -> Result<PathBuf, UnpackError> {
 }
 
 impl Unpacker {
+    /// Waits for the writer thread to finish everything handed to it.
+    fn flush(&mut self) -> Result<(), UnpackError> {
+        self.pending.clear();
+        if let Some((tx, handle)) = self.writer.take() {
+            drop(tx);
+            return handle.join().unwrap_or_else(|_| Err(invalid("", "the layer writer thread panicked")));
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, job: FileJob) -> Result<(), UnpackError> {
+        if self.writer.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(256);
+            let handle = std::thread::Builder::new()
+                .name("layer-writer".into())
+                .spawn(move || {
+                    for j in rx {
+                        write_file(&j.path, &mut &j.data[..], j.uid, j.gid, j.mode, j.mtime, &j.xattrs)?;
+                    }
+                    Ok(())
+                })
+                .map_err(io_err("starting the layer writer"))?;
+            self.writer = Some((tx, handle));
+        }
+        self.pending.insert(job.path.clone());
+        let (tx, _) = self.writer.as_ref().expect("writer");
+        if tx.send(job).is_err() {
+            // The writer stopped on an error: report it.
+            self.flush()?;
+            return Err(invalid("", "the layer writer stopped"));
+        }
+        Ok(())
+    }
+
     /// Makes sure every parent of `rel` is a real directory inside the layer (creating missing
     /// ones 0755 root), refusing a parent that is a symlink or another file.
     fn parents(&mut self, rel: &Path, shown: &str) -> Result<(), UnpackError> {
@@ -187,10 +273,16 @@ impl Unpacker {
 
     /// Removes whatever is at `full` (unless it is a directory and `keep_dir`).
     fn clear(&mut self, rel: &Path, full: &Path, keep_dir: bool) -> Result<bool, UnpackError> {
+        if self.pending.contains(full) {
+            self.flush()?;
+        }
         match fs::symlink_metadata(full) {
             Ok(m) if m.file_type().is_dir() => {
                 if keep_dir {
                     return Ok(true);
+                }
+                if !self.pending.is_empty() {
+                    self.flush()?;
                 }
                 fs::remove_dir_all(full).map_err(io_err(format!("replacing {}", full.display())))?;
                 self.dirs.retain(|d| !d.starts_with(rel));
@@ -256,22 +348,15 @@ impl Unpacker {
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 self.clear(&rel, &full, false)?;
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&full)
-                    .map_err(io_err(format!("creating {}", full.display())))?;
-                let n = io::copy(entry, &mut f).map_err(io_err(format!("writing {}", full.display())))?;
-                self.out.size += n;
-                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
-                    .map_err(io_err(format!("chown {}", full.display())))?;
-                // After the chown: chown clears setuid/setgid bits.
-                f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", full.display())))?;
-                set_xattrs(&full, &xattrs)?;
-                filetime::set_file_handle_times(&f, Some(mtime), Some(mtime))
-                    .map_err(io_err(format!("times of {}", full.display())))?;
+                let size = entry.header().entry_size().map_err(|e| invalid(&shown, e))?;
+                if size <= ASYNC_FILE_MAX {
+                    let mut data = Vec::with_capacity(size as usize);
+                    entry.read_to_end(&mut data).map_err(io_err(format!("reading {shown}")))?;
+                    self.out.size += data.len() as u64;
+                    self.send(FileJob { path: full, data, uid, gid, mode, mtime, xattrs })?;
+                } else {
+                    self.out.size += write_file(&full, entry, uid, gid, mode, mtime, &xattrs)?;
+                }
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -299,6 +384,9 @@ impl Unpacker {
                 })?;
                 // The target must be a file of this layer, reached without symlinks.
                 let target_full = self.root.join(&target_rel);
+                if self.pending.contains(&target_full) {
+                    self.flush()?;
+                }
                 let within = target_rel.parent().is_none_or(|p| {
                     let mut cur = PathBuf::new();
                     p.components().all(|c| {
@@ -349,6 +437,13 @@ impl Unpacker {
             other => return Err(invalid(&shown, format!("unsupported tar entry type {other:?}"))),
         }
         Ok(())
+    }
+}
+
+impl Drop for Unpacker {
+    /// Never leaves the writer thread writing into a directory the caller is about to remove.
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
