@@ -4,7 +4,7 @@
 //! Env: KELP_BENCH_RUNS (default 5).
 
 #[path = "../integration/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::process::Command;
@@ -66,7 +66,10 @@ fn main() {
     }
     let (omin, omed, omean) = stats(ours);
     let (tmin, tmed, tmean) = stats(theirs);
-    println!("debian bookworm minbase, {:.1} MB unpacked, {runs} cold runs from a loopback registry", size as f64 / 1e6);
+    println!(
+        "debian bookworm minbase, {:.1} MB unpacked, {runs} cold runs from a loopback registry",
+        size as f64 / 1e6
+    );
     println!("kelp pull+unpack:    min {omin:.3} s  median {omed:.3} s  mean {omean:.3} s  (target <= 2 s)");
     println!("skopeo copy + umoci: min {tmin:.3} s  median {tmed:.3} s  mean {tmean:.3} s");
     println!("ratio kelp/reference (median): {:.2}", omed / tmed);

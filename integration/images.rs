@@ -126,7 +126,10 @@ async fn anonymous_pull_policies_and_names() {
     let (_, config) = busybox_platform(host_arch());
     assert_eq!(img.id, config);
     assert_eq!(img.name, name);
-    assert_eq!(img.repo_digest.as_deref(), Some(format!("{}/kelp-test/busybox@{}", reg.addr(), busybox_index_digest()).as_str()));
+    assert_eq!(
+        img.repo_digest.as_deref(),
+        Some(format!("{}/kelp-test/busybox@{}", reg.addr(), busybox_index_digest()).as_str())
+    );
     check_busybox_tree(&img);
     // by id, by short id, by digest reference
     assert_eq!(s.store.get(&img.id).unwrap().unwrap().id, img.id);
@@ -137,10 +140,13 @@ async fn anonymous_pull_policies_and_names() {
     let img2 = s.store.ensure(&by_digest, PullPolicy::Always, &[]).await.unwrap();
     assert_eq!(img2.id, img.id);
     assert_eq!(s.store.list().unwrap().len(), 1);
-    assert_eq!(s.store.list().unwrap()[0].names, [name.clone()]);
+    assert_eq!(s.store.list().unwrap()[0].names, std::slice::from_ref(&name));
     // invalid names
     for bad in ["Busybox", "busybox:", "a b"] {
-        assert!(matches!(s.store.ensure(bad, PullPolicy::IfNotPresent, &[]).await, Err(ImageError::InvalidName { .. })));
+        assert!(matches!(
+            s.store.ensure(bad, PullPolicy::IfNotPresent, &[]).await,
+            Err(ImageError::InvalidName { .. })
+        ));
     }
     // a missing image is a pull error naming the image
     let missing = format!("{}/kelp-test/nothing:latest", reg.addr());
@@ -166,7 +172,7 @@ async fn tls_registry_with_the_ca_from_registries_yaml_and_zstd_layers() {
     let img = s.store.ensure(&name, PullPolicy::IfNotPresent, &[]).await.unwrap();
     check_busybox_tree(&img);
     // insecure_skip_verify
-    let s = store_with(Some(&format!("configs:\n  \"*\":\n    tls: {{insecure_skip_verify: true}}\n")));
+    let s = store_with(Some("configs:\n  \"*\":\n    tls: {insecure_skip_verify: true}\n"));
     check_busybox_tree(&s.store.ensure(&name, PullPolicy::IfNotPresent, &[]).await.unwrap());
 }
 
@@ -183,7 +189,11 @@ async fn basic_auth_from_pull_secrets_and_registries_yaml() {
     // a secret for another registry is not used
     let other = [Credential { registry: "other.example.com".into(), username: USER.into(), password: PASSWORD.into() }];
     pull_err(s.store.ensure(&name, PullPolicy::IfNotPresent, &other).await);
-    let good = [Credential { registry: format!("http://{}/v2/", reg.addr()), username: USER.into(), password: PASSWORD.into() }];
+    let good = [Credential {
+        registry: format!("http://{}/v2/", reg.addr()),
+        username: USER.into(),
+        password: PASSWORD.into(),
+    }];
     check_busybox_tree(&s.store.ensure(&name, PullPolicy::IfNotPresent, &good).await.unwrap());
 
     let yaml = format!("configs:\n  \"{}\":\n    auth: {{username: {USER}, password: {PASSWORD}}}\n", reg.addr());
@@ -221,14 +231,21 @@ async fn mirrors_with_rewrites_keep_the_original_name() {
     let s = store_with(Some(&yaml));
     let img = s.store.ensure("busybox", PullPolicy::IfNotPresent, &[]).await.unwrap();
     assert_eq!(img.name, "docker.io/library/busybox:latest");
-    assert_eq!(img.repo_digest.as_deref(), Some(format!("docker.io/library/busybox@{}", busybox_index_digest()).as_str()));
+    assert_eq!(
+        img.repo_digest.as_deref(),
+        Some(format!("docker.io/library/busybox@{}", busybox_index_digest()).as_str())
+    );
     check_busybox_tree(&img);
     // "*" for a registry without its own entry; the first endpoint is down, the second serves
-    let img = s.store.ensure("registry.kelp.invalid/kelp-test/busybox:docker", PullPolicy::IfNotPresent, &[]).await.unwrap();
+    let img =
+        s.store.ensure("registry.kelp.invalid/kelp-test/busybox:docker", PullPolicy::IfNotPresent, &[]).await.unwrap();
     assert_eq!(img.name, "registry.kelp.invalid/kelp-test/busybox:docker");
     check_busybox_tree(&img);
     let names: HashSet<String> = s.store.list().unwrap().into_iter().flat_map(|i| i.names).collect();
-    assert!(names.contains("docker.io/library/busybox:latest") && names.contains("registry.kelp.invalid/kelp-test/busybox:docker"));
+    assert!(
+        names.contains("docker.io/library/busybox:latest")
+            && names.contains("registry.kelp.invalid/kelp-test/busybox:docker")
+    );
     // the mirror's requests carry ?ns=<registry>
     let log = reg.log();
     assert!(log.is_empty() || !log.contains("panic"), "{log}");
@@ -283,7 +300,8 @@ async fn tampered_blobs_are_rejected_and_nothing_is_committed() {
     fs::write(&path, &data).unwrap();
     let s = store();
     let amd = s.store.clone().with_platform(Platform::parse("linux/amd64").unwrap());
-    let msg = pull_err(amd.ensure(&format!("{}/kelp-test/busybox:amd64", reg.addr()), PullPolicy::IfNotPresent, &[]).await);
+    let msg =
+        pull_err(amd.ensure(&format!("{}/kelp-test/busybox:amd64", reg.addr()), PullPolicy::IfNotPresent, &[]).await);
     assert!(msg.to_lowercase().contains("digest"), "{msg}");
     store_is_empty(&s);
 
@@ -293,7 +311,8 @@ async fn tampered_blobs_are_rejected_and_nothing_is_committed() {
     data.extend_from_slice(&[0; 64 << 10]);
     fs::write(&path, &data).unwrap();
     let reg2 = Registry::start_on(RegistryKind::Plain, reg.storage(), true);
-    let msg = pull_err(amd.ensure(&format!("{}/kelp-test/busybox:amd64", reg2.addr()), PullPolicy::IfNotPresent, &[]).await);
+    let msg =
+        pull_err(amd.ensure(&format!("{}/kelp-test/busybox:amd64", reg2.addr()), PullPolicy::IfNotPresent, &[]).await);
     assert!(msg.contains("larger than its descriptor"), "{msg}");
     store_is_empty(&s);
 }
@@ -312,7 +331,9 @@ async fn hostile_layers_are_refused() {
     store_is_empty(&s);
     // and from a registry
     let reg = Registry::start(RegistryKind::Plain);
-    let msg = pull_err(s.store.ensure(&format!("{}/kelp-test/hostile:dotdot", reg.addr()), PullPolicy::IfNotPresent, &[]).await);
+    let msg = pull_err(
+        s.store.ensure(&format!("{}/kelp-test/hostile:dotdot", reg.addr()), PullPolicy::IfNotPresent, &[]).await,
+    );
     assert!(msg.contains("refusing layer entry"), "{msg}");
     store_is_empty(&s);
 }
@@ -338,7 +359,10 @@ async fn import_every_tarball_format() {
         assert_eq!(img.name, BUSYBOX);
         if file.contains("oci") {
             assert_eq!(img.id, amd_config, "{file}");
-            assert_eq!(img.repo_digest.as_deref(), Some(format!("docker.io/kelp-test/busybox@{}", busybox_index_digest()).as_str()));
+            assert_eq!(
+                img.repo_digest.as_deref(),
+                Some(format!("docker.io/kelp-test/busybox@{}", busybox_index_digest()).as_str())
+            );
         }
         // `busybox` short names resolve to docker.io/…
         assert!(amd.get("kelp-test/busybox").unwrap().is_some());
@@ -350,7 +374,7 @@ async fn import_every_tarball_format() {
     let s = store();
     let amd = s.store.clone().with_platform(Platform::parse("linux/amd64").unwrap());
     let out = amd.import(&fixtures().join("busybox-bare.oci.tar")).await.unwrap();
-    assert_eq!(out, [amd_config.clone()]);
+    assert_eq!(out, std::slice::from_ref(&amd_config));
     assert!(amd.list().unwrap()[0].names.is_empty());
     // not an image archive
     let junk = s.dir.path().join("junk.tar");
@@ -365,7 +389,8 @@ async fn gc_keeps_images_in_use() {
     let amd = s.store.clone().with_platform(Platform::parse("linux/amd64").unwrap());
     amd.import(&fixtures().join("busybox.oci.tar")).await.unwrap();
     let arm = s.store.clone().with_platform(Platform::parse("linux/arm64").unwrap());
-    let arm_img = arm.ensure(&format!("{}/kelp-test/busybox:latest", reg.addr()), PullPolicy::IfNotPresent, &[]).await.unwrap();
+    let arm_img =
+        arm.ensure(&format!("{}/kelp-test/busybox:latest", reg.addr()), PullPolicy::IfNotPresent, &[]).await.unwrap();
     let amd_img = amd.get(BUSYBOX).unwrap().unwrap();
     assert_eq!(s.store.list().unwrap().len(), 2);
     // the amd64 image is in use (by name): only the arm64 one goes
@@ -398,8 +423,10 @@ async fn kelp_images_import_ls_rm() {
     // two imports at once into one store (a node and an operator)
     let a = fixtures().join("busybox.oci.tar.zst");
     let b = fixtures().join("busybox.docker25.tar");
-    let mut c1 = Command::new(support::kelp_bin()).args(["images", "--data-dir", data, "import"]).arg(&a).spawn().unwrap();
-    let mut c2 = Command::new(support::kelp_bin()).args(["images", "--data-dir", data, "import"]).arg(&b).spawn().unwrap();
+    let mut c1 =
+        Command::new(support::kelp_bin()).args(["images", "--data-dir", data, "import"]).arg(&a).spawn().unwrap();
+    let mut c2 =
+        Command::new(support::kelp_bin()).args(["images", "--data-dir", data, "import"]).arg(&b).spawn().unwrap();
     assert!(c1.wait().unwrap().success() && c2.wait().unwrap().success());
     let out = kelp(&["images", "--data-dir", data, "ls"]);
     assert!(out.status.success(), "{out:?}");

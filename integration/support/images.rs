@@ -119,7 +119,8 @@ impl Registry {
                 );
             }
         }
-        let maintenance = if readonly { "  maintenance: {readonly: {enabled: true}, uploadpurging: {enabled: false}}\n" } else { "" };
+        let maintenance =
+            if readonly { "  maintenance: {readonly: {enabled: true}, uploadpurging: {enabled: false}}\n" } else { "" };
         let config = format!(
             "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  cache: {{blobdescriptor: inmemory}}\n{maintenance}{http}{auth}",
             storage.display()

@@ -36,10 +36,13 @@ fn bad(file: &Path, m: impl std::fmt::Display) -> ImageError {
 
 impl Archive {
     fn read(store: &Store, path: &Path) -> Result<Archive, ImageError> {
-        let file = File::open(path).map_err(|source| ImageError::Io { context: format!("opening {}", path.display()), source })?;
-        let reader = decompressed(file).map_err(|source| ImageError::Io { context: format!("reading {}", path.display()), source })?;
+        let file = File::open(path)
+            .map_err(|source| ImageError::Io { context: format!("opening {}", path.display()), source })?;
+        let reader = decompressed(file)
+            .map_err(|source| ImageError::Io { context: format!("reading {}", path.display()), source })?;
         let work = store.tmp("import");
-        fs::create_dir_all(work.path()).map_err(|source| ImageError::Io { context: "creating a work dir".into(), source })?;
+        fs::create_dir_all(work.path())
+            .map_err(|source| ImageError::Io { context: "creating a work dir".into(), source })?;
         let mut members = HashMap::new();
         let mut links = HashMap::new();
         let mut archive = tar::Archive::new(reader);
@@ -50,9 +53,11 @@ impl Archive {
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let dest = work.path().join(n.to_string());
-                    let mut out = File::create(&dest).map_err(|source| ImageError::Io { context: "writing a blob".into(), source })?;
+                    let mut out = File::create(&dest)
+                        .map_err(|source| ImageError::Io { context: "writing a blob".into(), source })?;
                     let mut r = Sha256Reader::new(&mut entry);
-                    io::copy(&mut r, &mut out).map_err(|source| ImageError::Io { context: format!("reading {}", path.display()), source })?;
+                    io::copy(&mut r, &mut out)
+                        .map_err(|source| ImageError::Io { context: format!("reading {}", path.display()), source })?;
                     let size = r.count;
                     members.insert(name, Member { file: dest, digest: r.finish(), size });
                 }
@@ -100,7 +105,10 @@ impl Archive {
             return Err(bad(archive, format!("blob {} has digest {}", d.digest, m.digest)));
         }
         if m.size != d.size {
-            return Err(bad(archive, format!("blob {} has {} bytes, its descriptor says {}", d.digest, m.size, d.size)));
+            return Err(bad(
+                archive,
+                format!("blob {} has {} bytes, its descriptor says {}", d.digest, m.size, d.size),
+            ));
         }
         Ok(m)
     }
@@ -248,7 +256,10 @@ fn oci_names(ann: &BTreeMap<String, String>) -> Vec<String> {
 
 fn read_member(m: &Member) -> Result<Vec<u8>, ImageError> {
     if m.size > MAX_JSON {
-        return Err(ImageError::Invalid { context: "import".into(), message: format!("{} is too large for a manifest", m.digest) });
+        return Err(ImageError::Invalid {
+            context: "import".into(),
+            message: format!("{} is too large for a manifest", m.digest),
+        });
     }
     fs::read(&m.file).map_err(|source| ImageError::Io { context: "reading a blob".into(), source })
 }
@@ -264,12 +275,18 @@ struct LegacyEntry {
 
 fn docker_images(a: &Archive, path: &Path) -> Result<Vec<Found>, ImageError> {
     let text = a.json("manifest.json", path)?.unwrap_or_default();
-    let entries: Vec<LegacyEntry> = serde_json::from_slice(&text).map_err(|e| bad(path, format!("manifest.json: {e}")))?;
+    let entries: Vec<LegacyEntry> =
+        serde_json::from_slice(&text).map_err(|e| bad(path, format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
     for e in entries {
         let cfg = a.member(Path::new(&e.config)).ok_or_else(|| bad(path, format!("config {} is missing", e.config)))?;
         let config_bytes = read_member(cfg)?;
-        let config = Descriptor { media_type: DOCKER_CONFIG.into(), digest: cfg.digest.clone(), size: cfg.size, ..Default::default() };
+        let config = Descriptor {
+            media_type: DOCKER_CONFIG.into(),
+            digest: cfg.digest.clone(),
+            size: cfg.size,
+            ..Default::default()
+        };
         let mut layers = Vec::new();
         let mut descs = Vec::new();
         for l in &e.layers {

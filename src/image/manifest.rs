@@ -69,7 +69,10 @@ impl Platform {
             [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
                 Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(v.to_string()) })
             }
-            _ => Err(ImageError::Invalid { context: "platform".into(), message: format!("{s:?} is not os/arch[/variant]") }),
+            _ => Err(ImageError::Invalid {
+                context: "platform".into(),
+                message: format!("{s:?} is not os/arch[/variant]"),
+            }),
         }
     }
 
@@ -118,7 +121,10 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<Parsed, ImageError> {
     let bad = |m: String| ImageError::Invalid { context: what.to_string(), message: m };
     let m: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
     if m.schema_version != 2 {
-        return Err(bad(format!("unsupported manifest schemaVersion {} (Docker schema 1 is not supported)", m.schema_version)));
+        return Err(bad(format!(
+            "unsupported manifest schemaVersion {} (Docker schema 1 is not supported)",
+            m.schema_version
+        )));
     }
     let mt = m.media_type.as_deref().unwrap_or("");
     if let Some(list) = m.manifests {
@@ -259,7 +265,11 @@ mod tests {
             media_type: OCI_MANIFEST.into(),
             digest: format!("sha256:{arch}{}", variant.unwrap_or("")),
             size: 1,
-            platform: Some(Platform { os: "linux".into(), architecture: arch.into(), variant: variant.map(Into::into) }),
+            platform: Some(Platform {
+                os: "linux".into(),
+                architecture: arch.into(),
+                variant: variant.map(Into::into),
+            }),
             ..Default::default()
         }
     }

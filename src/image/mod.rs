@@ -287,7 +287,8 @@ impl ImageStore {
     pub fn remove(&self, name: &str) -> Result<(), ImageError> {
         self.inner.store.update(|index| {
             let id = Self::find(index, name).ok_or_else(|| ImageError::NotFound(name.to_string()))?;
-            let by_name = reference::parse(name).ok().map(|r| r.whole()).filter(|n| index.images[&id].names.contains(n));
+            let by_name =
+                reference::parse(name).ok().map(|r| r.whole()).filter(|n| index.images[&id].names.contains(n));
             let rec = index.images.get_mut(&id).expect("found");
             match by_name {
                 Some(n) => {

@@ -29,8 +29,12 @@ const PARALLEL_LAYERS: usize = 3;
 /// oci-client clients, one per (scheme, host, TLS settings): token caches survive between pulls.
 #[derive(Default)]
 pub struct Clients {
-    map: std::sync::Mutex<HashMap<(Scheme, String, Option<TlsConfig>), Arc<Client>>>,
+    map: std::sync::Mutex<HashMap<ClientKey, Arc<Client>>>,
 }
+
+type ClientKey = (Scheme, String, Option<TlsConfig>);
+/// A layer pulled: diff_id, unpacked size, the staged directory when it was not present.
+type LayerDone = (String, u64, Option<store::TmpPath>);
 
 impl Clients {
     fn get(&self, ep: &Endpoint) -> Result<Arc<Client>, String> {
@@ -48,7 +52,10 @@ impl Clients {
         };
         if let Some(tls) = &ep.config.tls {
             if tls.cert_file.is_some() || tls.key_file.is_some() {
-                return Err(format!("configs.{:?}.tls: client certificates (cert_file/key_file) are not supported", ep.host));
+                return Err(format!(
+                    "configs.{:?}.tls: client certificates (cert_file/key_file) are not supported",
+                    ep.host
+                ));
             }
             if let Some(ca) = &tls.ca_file {
                 let data = std::fs::read(ca).map_err(|e| format!("reading ca_file {}: {e}", ca.display()))?;
@@ -56,7 +63,8 @@ impl Clients {
             }
             cfg.accept_invalid_certificates = tls.insecure_skip_verify;
         }
-        let client = Arc::new(Client::try_from(cfg).map_err(|e| format!("HTTP client for {}: {}", ep.url(), chain(&e)))?);
+        let client =
+            Arc::new(Client::try_from(cfg).map_err(|e| format!("HTTP client for {}: {}", ep.url(), chain(&e)))?);
         self.map.lock().expect("clients").insert(key, client.clone());
         Ok(client)
     }
@@ -136,7 +144,13 @@ impl Puller<'_> {
         Err(fail(errors.join("; ")))
     }
 
-    async fn pull_from(&self, ep: &Endpoint, r: &Reference, name: &str, auth: &RegistryAuth) -> Result<String, EndpointError> {
+    async fn pull_from(
+        &self,
+        ep: &Endpoint,
+        r: &Reference,
+        name: &str,
+        auth: &RegistryAuth,
+    ) -> Result<String, EndpointError> {
         let client = self.clients.get(ep).map_err(EndpointError::Retry)?;
         let mut er = match (r.tag(), r.digest()) {
             (_, Some(d)) => Reference::with_digest(r.registry().to_string(), ep.repository.clone(), d.to_string()),
@@ -146,9 +160,12 @@ impl Puller<'_> {
         if !ep.is_default {
             er.set_mirror_registry(ep.host.clone());
         }
-        let retry = |what: &str, e: &oci_client::errors::OciDistributionError| EndpointError::Retry(format!("{what}: {}", chain(e)));
+        let retry = |what: &str, e: &oci_client::errors::OciDistributionError| {
+            EndpointError::Retry(format!("{what}: {}", chain(e)))
+        };
         client.auth(&er, auth, RegistryOperation::Pull).await.map_err(|e| retry("authenticating", &e))?;
-        let (top, top_digest) = client.pull_manifest_raw(&er, auth, ACCEPT).await.map_err(|e| retry("fetching the manifest", &e))?;
+        let (top, top_digest) =
+            client.pull_manifest_raw(&er, auth, ACCEPT).await.map_err(|e| retry("fetching the manifest", &e))?;
         if top.len() as u64 > MAX_JSON {
             return Err(EndpointError::Retry("manifest too large".into()));
         }
@@ -172,7 +189,9 @@ impl Puller<'_> {
             }
             Parsed::Image { .. } => (top.to_vec(), top_digest.clone()),
         };
-        let Parsed::Image { config, layers } = manifest::parse(&manifest_bytes, "platform manifest").map_err(invalid)? else {
+        let Parsed::Image { config, layers } =
+            manifest::parse(&manifest_bytes, "platform manifest").map_err(invalid)?
+        else {
             return Err(EndpointError::Retry("an index nested in an index is not supported".into()));
         };
         if config.size > MAX_JSON {
@@ -186,7 +205,8 @@ impl Puller<'_> {
         let id = config.digest.clone();
         let index = self.store.read_index().map_err(EndpointError::Fatal)?;
         let present = index.images.get(&id).is_some_and(|rec| {
-            rec.manifest == manifest_digest && rec.layers.iter().all(|l| self.store.layer_dir(l).is_ok_and(|d| d.is_dir()))
+            rec.manifest == manifest_digest
+                && rec.layers.iter().all(|l| self.store.layer_dir(l).is_ok_and(|d| d.is_dir()))
         });
 
         let tmp_cfg = self.store.tmp("config");
@@ -198,7 +218,9 @@ impl Puller<'_> {
         let store = self.store.clone();
         let _content = tokio::task::spawn_blocking(move || store.content_shared())
             .await
-            .map_err(|e| EndpointError::Fatal(ImageError::Invalid { context: "locking".into(), message: e.to_string() }))?
+            .map_err(|e| {
+                EndpointError::Fatal(ImageError::Invalid { context: "locking".into(), message: e.to_string() })
+            })?
             .map_err(EndpointError::Fatal)?;
         let mut staged = Vec::new();
         let sizes: Vec<(String, u64)> = if present {
@@ -227,7 +249,12 @@ impl Puller<'_> {
                         r
                     })
                     .await
-                    .map_err(|e| EndpointError::Fatal(ImageError::Invalid { context: "unpacking".into(), message: e.to_string() }))?
+                    .map_err(|e| {
+                        EndpointError::Fatal(ImageError::Invalid {
+                            context: "unpacking".into(),
+                            message: e.to_string(),
+                        })
+                    })?
                     .map_err(|e| match e {
                         ImageError::Invalid { context, message } => EndpointError::Fatal(ImageError::Pull {
                             name: name.to_string(),
@@ -238,7 +265,7 @@ impl Puller<'_> {
                     Ok::<_, EndpointError>((diff_id, size, Some(dir)))
                 }
             });
-            let results: Vec<Result<(String, u64, Option<store::TmpPath>), EndpointError>> =
+            let results: Vec<Result<LayerDone, EndpointError>> =
                 futures::stream::iter(jobs).buffered(PARALLEL_LAYERS).collect().await;
             let mut out = Vec::new();
             let mut first_err = None;
@@ -273,7 +300,9 @@ impl Puller<'_> {
         };
         tokio::task::spawn_blocking(move || store.commit(new))
             .await
-            .map_err(|e| EndpointError::Fatal(ImageError::Invalid { context: "committing".into(), message: e.to_string() }))?
+            .map_err(|e| {
+                EndpointError::Fatal(ImageError::Invalid { context: "committing".into(), message: e.to_string() })
+            })?
             .map_err(EndpointError::Fatal)
     }
 }
@@ -289,7 +318,12 @@ enum EndpointError {
 async fn fetch_blob(client: &Client, r: &Reference, desc: &Descriptor, path: &Path) -> Result<(), String> {
     let file = tokio::fs::File::create(path).await.map_err(|e| format!("creating {}: {e}", path.display()))?;
     let mut w = Limited { file, written: 0, limit: desc.size };
-    let od = OciDescriptor { media_type: desc.media_type.clone(), digest: desc.digest.clone(), size: desc.size as i64, ..Default::default() };
+    let od = OciDescriptor {
+        media_type: desc.media_type.clone(),
+        digest: desc.digest.clone(),
+        size: desc.size as i64,
+        ..Default::default()
+    };
     client.pull_blob(r, &od, &mut w).await.map_err(|e| format!("fetching blob {}: {}", desc.digest, chain(&e)))?;
     if w.written != desc.size {
         return Err(format!("blob {} has {} bytes, its descriptor says {}", desc.digest, w.written, desc.size));
@@ -307,7 +341,10 @@ struct Limited {
 impl AsyncWrite for Limited {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.written + buf.len() as u64 > self.limit {
-            return Poll::Ready(Err(io::Error::other(format!("blob is larger than its descriptor's {} bytes", self.limit))));
+            return Poll::Ready(Err(io::Error::other(format!(
+                "blob is larger than its descriptor's {} bytes",
+                self.limit
+            ))));
         }
         let this = &mut *self;
         match Pin::new(&mut this.file).poll_write(cx, buf) {

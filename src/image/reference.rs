@@ -61,7 +61,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_names() {
-        for bad in ["", "Busybox", "busybox:", "a b", " busybox", "busybox@sha256:abc", "-x/y", "x:tag:tag", "x@md5:00"] {
+        for bad in ["", "Busybox", "busybox:", "a b", " busybox", "busybox@sha256:abc", "-x/y", "x:tag:tag", "x@md5:00"]
+        {
             match normalize(bad) {
                 Err(ImageError::InvalidName { name, reason }) => {
                     assert_eq!(name, bad);

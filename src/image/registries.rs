@@ -71,7 +71,8 @@ pub enum EndpointAuth {
 impl AuthConfig {
     /// The credentials this entry gives.
     pub fn resolve(&self, host: &str) -> Result<Option<EndpointAuth>, ImageError> {
-        let bad = |m: String| ImageError::Invalid { context: format!("registries.yaml configs.{host:?}.auth"), message: m };
+        let bad =
+            |m: String| ImageError::Invalid { context: format!("registries.yaml configs.{host:?}.auth"), message: m };
         if let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) {
             return Ok(Some(EndpointAuth::Bearer(token.to_string())));
         }
@@ -87,7 +88,9 @@ impl AuthConfig {
             return Ok(Some(EndpointAuth::Basic(u.to_string(), p.to_string())));
         }
         if self.identitytoken.as_deref().is_some_and(|t| !t.is_empty()) {
-            return Err(bad("identitytoken (OAuth2 refresh tokens) is not supported; use username/password or token".into()));
+            return Err(bad(
+                "identitytoken (OAuth2 refresh tokens) is not supported; use username/password or token".into()
+            ));
         }
         Ok(None)
     }
@@ -187,7 +190,8 @@ impl Registries {
     /// Where to pull `registry`/`repository` from, in order.
     pub fn endpoints(&self, registry: &str, repository: &str) -> Result<Vec<Endpoint>, ImageError> {
         let registry = strip_host(registry);
-        let key = if self.file.mirrors.contains_key(&registry) { Some(registry.clone()) } else { Some("*".to_string()) };
+        let key =
+            if self.file.mirrors.contains_key(&registry) { Some(registry.clone()) } else { Some("*".to_string()) };
         let mut out = Vec::new();
         if let Some(mirror) = key.as_ref().and_then(|k| self.file.mirrors.get(k)) {
             let rewrites = key.as_ref().and_then(|k| self.rewrites.get(k)).map(Vec::as_slice).unwrap_or(&[]);
@@ -298,7 +302,10 @@ configs:
                 ("https://docker.io".to_string(), "library/busybox", true),
             ]
         );
-        assert_eq!(eps[0].config.auth.as_ref().unwrap().resolve("x").unwrap(), Some(EndpointAuth::Basic("user".into(), "pass".into())));
+        assert_eq!(
+            eps[0].config.auth.as_ref().unwrap().resolve("x").unwrap(),
+            Some(EndpointAuth::Basic("user".into(), "pass".into()))
+        );
         assert_eq!(eps[1].config.tls.as_ref().unwrap().ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
         // "*" config for hosts without their own entry
         assert!(eps[2].config.tls.as_ref().unwrap().insecure_skip_verify);
@@ -313,14 +320,20 @@ configs:
         assert_eq!(eps.len(), 1);
         assert!(eps[0].is_default);
         let eps = r.endpoints("quay.io", "a/b").unwrap();
-        assert_eq!(eps.iter().map(Endpoint::url).collect::<Vec<_>>(), ["http://fallback.local:5000", "https://quay.io"]);
+        assert_eq!(
+            eps.iter().map(Endpoint::url).collect::<Vec<_>>(),
+            ["http://fallback.local:5000", "https://quay.io"]
+        );
     }
 
     #[test]
     fn loopback_registries_fall_back_to_http() {
         let r = Registries::default();
         let eps = r.endpoints("127.0.0.1:5000", "a").unwrap();
-        assert_eq!(eps.iter().map(Endpoint::url).collect::<Vec<_>>(), ["https://127.0.0.1:5000", "http://127.0.0.1:5000"]);
+        assert_eq!(
+            eps.iter().map(Endpoint::url).collect::<Vec<_>>(),
+            ["https://127.0.0.1:5000", "http://127.0.0.1:5000"]
+        );
         let eps = r.endpoints("registry.local:5000", "a").unwrap();
         assert_eq!(eps.len(), 1);
     }

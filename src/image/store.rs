@@ -160,7 +160,11 @@ impl Store {
             let name = e.file_name().to_string_lossy().into_owned();
             let pid = name.split('-').next().and_then(|p| p.parse::<i32>().ok());
             // SAFETY: kill with signal 0 only checks that the process exists.
-            let alive = pid.is_some_and(|p| p > 0 && (unsafe { libc::kill(p, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)));
+            let alive = pid.is_some_and(|p| {
+                p > 0
+                    && (unsafe { libc::kill(p, 0) } == 0
+                        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+            });
             if !alive {
                 drop(TmpPath(Some(e.path())));
             }
@@ -174,14 +178,18 @@ impl Store {
     }
 
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
-        let hex = sha256_hex(digest)
-            .ok_or_else(|| ImageError::Invalid { context: "digest".into(), message: format!("unsupported digest {digest:?}") })?;
+        let hex = sha256_hex(digest).ok_or_else(|| ImageError::Invalid {
+            context: "digest".into(),
+            message: format!("unsupported digest {digest:?}"),
+        })?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
     pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, ImageError> {
-        let hex = sha256_hex(diff_id)
-            .ok_or_else(|| ImageError::Invalid { context: "diff_id".into(), message: format!("unsupported digest {diff_id:?}") })?;
+        let hex = sha256_hex(diff_id).ok_or_else(|| ImageError::Invalid {
+            context: "diff_id".into(),
+            message: format!("unsupported digest {diff_id:?}"),
+        })?;
         Ok(self.root.join("layers").join(hex))
     }
 
@@ -216,7 +224,9 @@ impl Store {
         self.layer_dir(diff_id)?;
         let tmp = self.tmp("layer");
         let unpacked = unpack_layer(blob, tmp.path(), diff_id).map_err(|e| match e {
-            UnpackError::Io { context, source } => ImageError::Io { context: format!("unpacking layer {diff_id}: {context}"), source },
+            UnpackError::Io { context, source } => {
+                ImageError::Io { context: format!("unpacking layer {diff_id}: {context}"), source }
+            }
             other => ImageError::Invalid { context: format!("layer {diff_id}"), message: other.to_string() },
         })?;
         Ok((tmp, unpacked.size))
@@ -238,10 +248,8 @@ impl Store {
         let _lock = flock(&self.root.join("index.lock"), libc::LOCK_EX).map_err(io_err("locking the image index"))?;
         let mut index = self.read_index()?;
         let out = f(&mut index)?;
-        let data = serde_json::to_vec_pretty(&index).map_err(|e| ImageError::Invalid {
-            context: "writing the image index".into(),
-            message: e.to_string(),
-        })?;
+        let data = serde_json::to_vec_pretty(&index)
+            .map_err(|e| ImageError::Invalid { context: "writing the image index".into(), message: e.to_string() })?;
         let tmp = self.tmp("index");
         let mut file = File::create(tmp.path()).map_err(io_err("writing the image index"))?;
         file.write_all(&data).and_then(|_| file.sync_all()).map_err(io_err("writing the image index"))?;
@@ -281,7 +289,10 @@ impl Store {
         for (diff_id, _) in &img.layers {
             let d = self.layer_dir(diff_id)?;
             if !d.is_dir() {
-                return Err(ImageError::Invalid { context: "committing an image".into(), message: format!("layer {diff_id} is missing") });
+                return Err(ImageError::Invalid {
+                    context: "committing an image".into(),
+                    message: format!("layer {diff_id} is missing"),
+                });
             }
         }
         let id = img.config_digest.clone();
@@ -295,7 +306,8 @@ impl Store {
                 }
             }
             let t = now();
-            let rec = index.images.entry(id.clone()).or_insert_with(|| ImageRecord { created: t, ..Default::default() });
+            let rec =
+                index.images.entry(id.clone()).or_insert_with(|| ImageRecord { created: t, ..Default::default() });
             rec.manifest = img.manifest_digest.clone();
             rec.layers = img.layers.iter().map(|(d, _)| d.clone()).collect();
             rec.last_used = t;
@@ -335,7 +347,8 @@ impl Store {
             Ok((freed, (used_layers, blobs)))
         })?;
         let (used_layers, blobs) = keep_blobs;
-        let used_hex: HashSet<String> = used_layers.iter().map(|d| d.trim_start_matches("sha256:").to_string()).collect();
+        let used_hex: HashSet<String> =
+            used_layers.iter().map(|d| d.trim_start_matches("sha256:").to_string()).collect();
         if let Ok(rd) = fs::read_dir(self.root.join("layers")) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();

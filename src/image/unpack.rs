@@ -117,7 +117,8 @@ pub fn unpack_stream(reader: impl Read, dest: &Path, diff_id: Option<&str>) -> R
     // Directory times last, deepest first: creating children changes a directory's mtime.
     state.dir_times.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, mtime) in &state.dir_times {
-        filetime::set_symlink_file_times(path, *mtime, *mtime).map_err(io_err(format!("times of {}", path.display())))?;
+        filetime::set_symlink_file_times(path, *mtime, *mtime)
+            .map_err(io_err(format!("times of {}", path.display())))?;
     }
     Ok(state.out)
 }
@@ -133,10 +134,12 @@ struct Unpacker {
     dir_times: Vec<(PathBuf, FileTime)>,
     out: Unpacked,
     /// Small regular files are written by a second thread while this one decompresses and hashes.
-    writer: Option<(std::sync::mpsc::SyncSender<FileJob>, std::thread::JoinHandle<Result<(), UnpackError>>)>,
+    writer: Option<Writer>,
     /// Files handed to the writer and maybe not on disk yet.
     pending: HashSet<PathBuf>,
 }
+
+type Writer = (std::sync::mpsc::SyncSender<FileJob>, std::thread::JoinHandle<Result<(), UnpackError>>);
 
 /// Files up to this size go to the writer thread; larger ones are written inline.
 const ASYNC_FILE_MAX: u64 = 1 << 20;
@@ -174,7 +177,8 @@ fn write_file(
     // After the chown: chown clears setuid/setgid bits.
     f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", path.display())))?;
     set_xattrs(path, xattrs)?;
-    filetime::set_file_handle_times(&f, Some(mtime), Some(mtime)).map_err(io_err(format!("times of {}", path.display())))?;
+    filetime::set_file_handle_times(&f, Some(mtime), Some(mtime))
+        .map_err(io_err(format!("times of {}", path.display())))?;
     Ok(n)
 }
 
@@ -359,10 +363,8 @@ impl Unpacker {
                 }
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| invalid(&shown, "symlink without a target"))?
-                    .into_owned();
+                let target =
+                    entry.link_name_bytes().ok_or_else(|| invalid(&shown, "symlink without a target"))?.into_owned();
                 self.clear(&rel, &full, false)?;
                 symlink(OsStr::from_bytes(&target), &full).map_err(io_err(format!("symlink {}", full.display())))?;
                 lchown(&full, Some(uid), Some(gid)).map_err(io_err(format!("chown {}", full.display())))?;
@@ -371,10 +373,8 @@ impl Unpacker {
                     .map_err(io_err(format!("times of {}", full.display())))?;
             }
             tar::EntryType::Link => {
-                let raw_target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| invalid(&shown, "hardlink without a target"))?
-                    .into_owned();
+                let raw_target =
+                    entry.link_name_bytes().ok_or_else(|| invalid(&shown, "hardlink without a target"))?.into_owned();
                 let target_rel = clean_path(&raw_target).map_err(|e| match e {
                     UnpackError::Hostile { reason, .. } => UnpackError::Hostile {
                         path: shown.clone(),
