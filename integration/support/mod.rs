@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod images;
+
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub struct Server {
