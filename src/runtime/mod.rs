@@ -243,8 +243,8 @@ impl Runtime {
         for dir in [st.containers(), st.exits(), st.libcontainer(), cfg.data_dir.clone()] {
             std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
-        let sealed = seal::SealedBinary::new(binary)
-            .map_err(io_err(format!("sealing a copy of {}", binary.display())))?;
+        let sealed =
+            seal::SealedBinary::new(binary).map_err(io_err(format!("sealing a copy of {}", binary.display())))?;
         let cgroups = cgroups::version().map_err(io_err("detecting the cgroup version"))?;
         // SAFETY: inotify_init1 returns a fresh descriptor or -1.
         let ino = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -376,7 +376,20 @@ impl Runtime {
             }
         }
         if let Some(msg) = line.strip_prefix("err ") {
-            return Err(RuntimeError::Start(msg.to_string()));
+            // libcontainer logs the failing step (e.g. which mount or device) before it returns a
+            // generic error: add those lines.
+            let log = std::fs::read_to_string(self.state.shim_log(id)).unwrap_or_default();
+            let details: Vec<&str> = log
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("ERROR "))
+                .map(str::trim)
+                .filter(|l| !msg.contains(l))
+                .collect();
+            let details = &details[details.len().saturating_sub(3)..];
+            if details.is_empty() {
+                return Err(RuntimeError::Start(msg.to_string()));
+            }
+            return Err(RuntimeError::Start(format!("{msg} ({})", details.join("; "))));
         }
         let log = std::fs::read_to_string(self.state.shim_log(id)).unwrap_or_default();
         Err(RuntimeError::Start(format!("the shim failed: {}", if log.is_empty() { line } else { log.trim() })))
@@ -628,7 +641,8 @@ impl Runtime {
 
     /// Removes the pod's cgroup parents once all its containers are removed.
     pub async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
-        cgroups::remove(self.cgroups, &self.pod_cgroup(pod_uid)).map_err(io_err(format!("removing the cgroup of pod {pod_uid}")))
+        cgroups::remove(self.cgroups, &self.pod_cgroup(pod_uid))
+            .map_err(io_err(format!("removing the cgroup of pod {pod_uid}")))
     }
 
     /// CPU time used (ns) and memory working set (bytes) of a running container, from its cgroup.
@@ -640,7 +654,12 @@ impl Runtime {
     /// Runs `argv` in a running container (like `crictl exec --sync`): the container's user,
     /// working dir, environment, capabilities and seccomp filter. Returns the exit code and the
     /// combined stdout and stderr. After `timeout` the process is killed and an error returned.
-    pub async fn exec_sync(&self, id: &str, argv: Vec<String>, timeout: Duration) -> Result<(i32, Vec<u8>), RuntimeError> {
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>), RuntimeError> {
         if argv.is_empty() {
             return Err(RuntimeError::Other("exec: no command given".into()));
         }

@@ -33,9 +33,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::cgroups;
 use super::logs::{LineSplitter, Stream};
 use super::state::{self, ExitRecord, Meta, ShimStatus, StateDir};
-use super::cgroups;
 
 /// Prefix of the exec shim's status line.
 pub const EXEC_STATUS: &str = "kelp-exec: ";
@@ -88,6 +88,15 @@ fn run(state_dir: &str, data_dir: &str, id: &str) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
+    // libcontainer's errors (the reason behind "failed syscall") go to shim.log. Safe here: this
+    // process has one thread, so no lock can be held across libcontainer's clone().
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_max_level(tracing::Level::ERROR)
+        .try_init();
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let st = StateDir { root: PathBuf::from(state_dir) };
@@ -140,7 +149,13 @@ fn mount_overlay(bundle: &Path, layers: &[PathBuf]) -> Result<(), String> {
         return Err(format!("too many image layers ({})", layers.len()));
     }
     std::env::set_current_dir(bundle).map_err(|e| format!("chdir {}: {e}", bundle.display()))?;
-    let res = nix::mount::mount(Some("overlay"), "rootfs", Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str()));
+    let res = nix::mount::mount(
+        Some("overlay"),
+        "rootfs",
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    );
     let _ = std::env::set_current_dir("/");
     res.map_err(|e| format!("mounting the overlay rootfs: {e}"))
 }
@@ -176,8 +191,8 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
         .with_systemd(false)
         .with_detach(false)
         .build()
-        .map_err(|e| error_chain(&e))?;
-    container.start().map_err(|e| error_chain(&e))?;
+        .map_err(|e| with_init_errors(error_chain(&e), &err_r))?;
+    container.start().map_err(|e| with_init_errors(error_chain(&e), &err_r))?;
     let pid = container.pid().ok_or("the container has no init pid")?.as_raw();
     let me = std::process::id() as i32;
     let status = ShimStatus {
@@ -189,6 +204,21 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
     };
     state::write_json(&st.status(id), &status).map_err(|e| format!("writing status: {e}"))?;
     Ok(Running { container, meta, status, log, out_r, err_r })
+}
+
+/// Adds what the container's init wrote to its stderr before failing (libcontainer's init logs
+/// the failing step there, after its stdio was set up).
+fn with_init_errors(msg: String, err_r: &OwnedFd) -> String {
+    set_nonblocking(err_r);
+    let mut buf = vec![0u8; 8192];
+    let n = nix::unistd::read(err_r.as_raw_fd(), &mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !msg.contains(l)).collect();
+    if lines.is_empty() {
+        msg
+    } else {
+        format!("{msg}: {}", lines[lines.len().saturating_sub(3)..].join("; "))
+    }
 }
 
 /// An error with its sources, for users.
@@ -281,7 +311,11 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
         for (fd, _) in &streams {
             pfds.push(libc::pollfd { fd: fd.as_ref().map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 });
         }
-        pfds.push(libc::pollfd { fd: sfd.as_ref().map_or(-1, |s| s.as_fd().as_raw_fd()), events: libc::POLLIN, revents: 0 });
+        pfds.push(libc::pollfd {
+            fd: sfd.as_ref().map_or(-1, |s| s.as_fd().as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         // SAFETY: poll over a valid array of pollfd.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
@@ -325,7 +359,8 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
     }
     let _ = r.log.sync_data();
     unmount_rootfs(bundle);
-    let exit = exit.unwrap_or(ExitRecord { exit_code: 255, signal: None, oom_killed: false, finished_at_ns: state::now_ns() });
+    let exit =
+        exit.unwrap_or(ExitRecord { exit_code: 255, signal: None, oom_killed: false, finished_at_ns: state::now_ns() });
     r.status.exit = Some(exit);
     if let Err(e) = state::write_json(&st.status(id), &r.status) {
         eprintln!("kelp shim {id}: writing status: {e}");
@@ -367,7 +402,13 @@ fn exec(state_dir: &str, data_dir: &str, id: &str, timeout: Duration, argv: Vec<
     0
 }
 
-fn exec_inner(state_dir: &str, data_dir: &str, id: &str, timeout: Duration, argv: Vec<String>) -> Result<Option<i32>, String> {
+fn exec_inner(
+    state_dir: &str,
+    data_dir: &str,
+    id: &str,
+    timeout: Duration,
+    argv: Vec<String>,
+) -> Result<Option<i32>, String> {
     if argv.is_empty() {
         return Err("no command given".into());
     }
