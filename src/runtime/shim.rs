@@ -50,7 +50,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 eprintln!("{EXEC_STATUS}error invalid timeout {:?}", args[4]);
                 return 2;
             };
-            let argv: Vec<String> = args[5..].iter().skip_while(|a| a.as_str() == "--").cloned().collect();
+            let argv = if args[5] == "--" { &args[6..] } else { &args[5..] };
+            let argv = argv.to_vec();
             exec(&args[1], &args[2], &args[3], Duration::from_millis(timeout_ms), argv)
         }
         _ => {
@@ -357,7 +358,6 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
     for (_, splitter) in streams.iter_mut() {
         let _ = splitter.finish(&mut r.log);
     }
-    let _ = r.log.sync_data();
     unmount_rootfs(bundle);
     let exit =
         exit.unwrap_or(ExitRecord { exit_code: 255, signal: None, oom_killed: false, finished_at_ns: state::now_ns() });
