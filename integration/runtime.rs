@@ -3,6 +3,7 @@
 //! (processes, mounts, cgroups) is checked to be gone at the end.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -348,6 +349,32 @@ async fn cpu_limits_stats_exec_and_stop() {
     let err = env.rt().exec_sync(&st.id, vec!["/nonexistent".into()], Duration::from_secs(5)).await;
     assert!(err.is_err() || err.as_ref().unwrap().0 != 0, "{err:?}");
 
+    // exec on the caller's streams, with extra environment.
+    let (in_r, in_w) = nix::unistd::pipe().unwrap();
+    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    let (err_r, err_w) = nix::unistd::pipe().unwrap();
+    std::fs::File::from(in_w).write_all(b"hello\n").unwrap();
+    let io = kelp::runtime::ExecIo { stdin: Some(in_r), stdout: out_w, stderr: err_w };
+    let script = "read x; echo got $x; echo E >&2; echo $FOO; id -u; exit 4";
+    let code = env
+        .rt()
+        .exec(&st.id, vec!["sh".into(), "-c".into(), script.into()], vec!["FOO=bar".into()], io, None)
+        .await
+        .unwrap();
+    assert_eq!(code, 4);
+    let mut out = String::new();
+    std::fs::File::from(out_r).read_to_string(&mut out).unwrap();
+    assert_eq!(out, "got hello\nbar\n0\n");
+    let mut err = String::new();
+    std::fs::File::from(err_r).read_to_string(&mut err).unwrap();
+    assert_eq!(err, "E\n");
+    let io = kelp::runtime::ExecIo {
+        stdin: None,
+        stdout: nix::unistd::pipe().unwrap().1,
+        stderr: nix::unistd::pipe().unwrap().1,
+    };
+    assert!(env.rt().exec(&st.id, vec!["true".into()], vec!["NOEQUALS".into()], io, None).await.is_err());
+
     // sleep as pid 1 has no SIGTERM handler: SIGTERM is ignored, SIGKILL follows the grace period.
     let t = std::time::Instant::now();
     env.rt().stop(&st.id, Duration::from_millis(700), None).await.unwrap();
@@ -468,6 +495,26 @@ async fn adoption_after_runtime_restart() {
     let status = env.rt().status(&st.id).await.unwrap();
     assert_eq!(exited(&status.state), (5, None, ExitReason::Error));
     assert!(has(&std::fs::read_to_string(&status.log_path).unwrap(), "stdout", "F", "bye"));
+
+    // A killed shim leaves its container running, unsupervised: still reported running with its
+    // pid, and stop / remove still work.
+    let st = env.rt().start(env.config("orphan", "sleep 60")).await.unwrap();
+    let ContainerState::Running { pid, .. } = st.state else { panic!() };
+    let shim = env.rt().shim_pid(&st.id).await.unwrap().unwrap();
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    for _ in 0..100 {
+        if env.rt().shim_pid(&st.id).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.rt().shim_pid(&st.id).await.unwrap(), None);
+    assert!(matches!(env.rt().status(&st.id).await.unwrap().state, ContainerState::Running { pid: p, .. } if p == pid));
+    env.rt().stop(&st.id, Duration::from_millis(100), None).await.unwrap();
+    assert_eq!(exited(&env.rt().status(&st.id).await.unwrap().state).0, 255);
+    let id = tokio::time::timeout(Duration::from_secs(30), env.rt().next_exit()).await.unwrap();
+    assert_eq!(id, st.id, "exits of shim-less containers are noticed by polling");
+    env.rt().remove(&st.id).await.unwrap();
     env.finish().await;
 }
 

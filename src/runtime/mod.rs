@@ -191,6 +191,15 @@ pub struct ContainerStatus {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The standard streams of a process exec'd into a container (non-interactive; terminals are
+/// not supported yet). `stdin: None` = `/dev/null`.
+#[derive(Debug)]
+pub struct ExecIo {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
 /// How the shims are executed.
 enum ShimBinary {
     /// A sealed memfd copy (the default).
@@ -425,9 +434,14 @@ impl Runtime {
             Some(s) if state::shim_alive(&s) => {
                 ContainerState::Running { pid: s.pid, started_at: state::from_ns(s.started_at_ns) }
             }
+            Some(s) if state::init_alive(&s) => {
+                // The shim was killed but the container runs on, unsupervised (no logs copied):
+                // still running, so it can be stopped and removed.
+                ContainerState::Running { pid: s.pid, started_at: state::from_ns(s.started_at_ns) }
+            }
             Some(s) => {
-                // The shim died without recording an exit (killed): the container is gone with it
-                // or orphaned; report it as failed.
+                // The shim died without recording an exit (killed), and the container is gone:
+                // report it as failed.
                 let finished = std::fs::metadata(self.state.status(&meta.id))
                     .and_then(|m| m.modified())
                     .unwrap_or_else(|_| SystemTime::now());
@@ -651,92 +665,125 @@ impl Runtime {
         cgroups::stats(self.cgroups, &meta.cgroup_path).map_err(io_err(format!("reading the cgroup of {id}")))
     }
 
-    /// Runs `argv` in a running container (like `crictl exec --sync`): the container's user,
-    /// working dir, environment, capabilities and seccomp filter. Returns the exit code and the
-    /// combined stdout and stderr. After `timeout` the process is killed and an error returned.
+    /// Runs `argv` in a running container on the given streams (non-interactive `kubectl exec`):
+    /// the container's user, working dir, environment plus `env` (`KEY=VALUE`), capabilities and
+    /// seccomp filter. Returns the exit code (`128 + signal` when killed). With `timeout`, the
+    /// process is killed when it expires and an error returned.
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        env: Vec<String>,
+        io: ExecIo,
+        timeout: Option<Duration>,
+    ) -> Result<i32, RuntimeError> {
+        if argv.is_empty() {
+            return Err(RuntimeError::Other("exec: no command given".into()));
+        }
+        if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+            return Err(RuntimeError::Other(format!("exec: invalid environment variable {bad:?}")));
+        }
+        if !matches!(self.status(id).await?.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::Other(format!("container {id} is not running")));
+        }
+        let (status_r, status_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+        let mut cmd = tokio::process::Command::new(self.shim.path());
+        cmd.arg("shim")
+            .arg("exec")
+            .arg(&self.state.root)
+            .arg(&self.cfg.data_dir)
+            .arg(id)
+            .arg(timeout.map_or(0, |t| t.as_millis().max(1)).to_string());
+        for e in &env {
+            cmd.arg("--env").arg(e);
+        }
+        cmd.arg("--")
+            .args(&argv)
+            .env_clear()
+            .stdin(io.stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::from(io.stdout))
+            .stderr(Stdio::from(io.stderr))
+            .kill_on_drop(true);
+        let raw = status_w.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if raw == 3 {
+                    if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(io_err("starting the exec shim"))?;
+        // Our copies of the streams and of the status pipe's write end must close now, so readers
+        // see EOF when the process and the shim are done.
+        drop(cmd);
+        drop(status_w);
+        let overall = timeout.map_or(Duration::MAX, |t| t + Duration::from_secs(30));
+        let mut status_rx = tokio::net::unix::pipe::Receiver::from_owned_fd(status_r).map_err(io_err("status pipe"))?;
+        let mut status = String::new();
+        let done = tokio::time::timeout(overall, async {
+            let _ = status_rx.read_to_string(&mut status).await;
+            child.wait().await
+        })
+        .await;
+        if done.is_err() {
+            let _ = child.kill().await;
+            return Err(RuntimeError::Other(format!("exec in {id}: the exec shim did not finish")));
+        }
+        let line = status.lines().rev().find_map(|l| l.strip_prefix(shim::EXEC_STATUS)).unwrap_or("");
+        if let Some(code) = line.strip_prefix("exit ") {
+            code.trim().parse().map_err(|_| RuntimeError::Other(format!("exec: bad status {line:?}")))
+        } else if line == "timeout" {
+            Err(RuntimeError::Other(format!("command {argv:?} timed out after {:?}", timeout.unwrap_or_default())))
+        } else if let Some(msg) = line.strip_prefix("error ") {
+            Err(RuntimeError::Other(format!("exec in {id}: {msg}")))
+        } else {
+            Err(RuntimeError::Other(format!("exec in {id}: the exec shim failed without a status")))
+        }
+    }
+
+    /// Runs `argv` in a running container (like `crictl exec --sync`, for exec probes): returns
+    /// the exit code and the combined stdout and stderr (at most 16 MiB). After `timeout` the
+    /// process is killed and an error returned.
     pub async fn exec_sync(
         &self,
         id: &str,
         argv: Vec<String>,
         timeout: Duration,
     ) -> Result<(i32, Vec<u8>), RuntimeError> {
-        if argv.is_empty() {
-            return Err(RuntimeError::Other("exec: no command given".into()));
-        }
-        if !matches!(self.status(id).await?.state, ContainerState::Running { .. }) {
-            return Err(RuntimeError::Other(format!("container {id} is not running")));
-        }
-        let mut child = tokio::process::Command::new(self.shim.path())
-            .arg("shim")
-            .arg("exec")
-            .arg(&self.state.root)
-            .arg(&self.cfg.data_dir)
-            .arg(id)
-            .arg(timeout.as_millis().to_string())
-            .arg("--")
-            .args(&argv)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(io_err("starting the exec shim"))?;
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
         /// Output kept at most (the rest is dropped).
         const MAX_OUTPUT: usize = 16 << 20;
-        let mut output = Vec::new();
-        let mut status = String::new();
-        let overall = timeout + Duration::from_secs(30);
-        let run = async {
-            let (mut out_done, mut err_done) = (false, false);
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))?;
+        let mut rx = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(io_err("output pipe"))?;
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = output.clone();
+        let mut reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
-            let mut ebuf = vec![0u8; 1024];
-            while !(out_done && err_done) {
-                tokio::select! {
-                    r = stdout.read(&mut buf), if !out_done => match r {
-                        Ok(0) | Err(_) => out_done = true,
-                        Ok(n) => if output.len() < MAX_OUTPUT { output.extend_from_slice(&buf[..n.min(MAX_OUTPUT - output.len())]) },
-                    },
-                    r = stderr.read(&mut ebuf), if !err_done => match r {
-                        Ok(0) | Err(_) => {
-                            err_done = true;
-                            // The shim is done; processes the command left behind may still hold
-                            // stdout: give them a moment, then stop reading.
-                            if !out_done {
-                                let rest = tokio::time::timeout(Duration::from_millis(500), async {
-                                    loop {
-                                        match stdout.read(&mut buf).await {
-                                            Ok(0) | Err(_) => break,
-                                            Ok(n) => if output.len() < MAX_OUTPUT { output.extend_from_slice(&buf[..n.min(MAX_OUTPUT - output.len())]) },
-                                        }
-                                    }
-                                }).await;
-                                let _ = rest;
-                                out_done = true;
-                            }
-                        }
-                        Ok(n) => status.push_str(&String::from_utf8_lossy(&ebuf[..n])),
-                    },
+            loop {
+                match rx.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut out = sink.lock().expect("output lock");
+                        let room = MAX_OUTPUT.saturating_sub(out.len());
+                        out.extend_from_slice(&buf[..n.min(room)]);
+                    }
                 }
             }
-        };
-        if tokio::time::timeout(overall, run).await.is_err() {
-            let _ = child.kill().await;
-            return Err(RuntimeError::Other(format!("exec in {id}: the exec shim did not finish")));
+        });
+        let stderr = out_w.try_clone().map_err(io_err("dup"))?;
+        let io = ExecIo { stdin: None, stdout: out_w, stderr };
+        let code = self.exec(id, argv, Vec::new(), io, Some(timeout)).await;
+        // Processes the command left running may hold the pipe open: wait briefly for EOF.
+        if tokio::time::timeout(Duration::from_millis(500), &mut reader).await.is_err() {
+            reader.abort();
         }
-        let _ = child.wait().await;
-        let line = status.lines().rev().find_map(|l| l.strip_prefix(shim::EXEC_STATUS)).unwrap_or("");
-        if let Some(code) = line.strip_prefix("exit ") {
-            let code = code.trim().parse().map_err(|_| RuntimeError::Other(format!("exec: bad status {line:?}")))?;
-            Ok((code, output))
-        } else if line == "timeout" {
-            Err(RuntimeError::Other(format!("command {argv:?} timed out after {timeout:?}")))
-        } else if let Some(msg) = line.strip_prefix("error ") {
-            Err(RuntimeError::Other(format!("exec in {id}: {msg}")))
-        } else {
-            Err(RuntimeError::Other(format!("exec in {id}: the exec shim failed: {}", status.trim())))
-        }
+        let out = std::mem::take(&mut *output.lock().expect("output lock"));
+        Ok((code?, out))
     }
 }

@@ -9,10 +9,11 @@
 //!   exit (code, signal, OOM kill, time), deletes the libcontainer container (which kills what is
 //!   left and removes the leaf cgroup), unmounts the rootfs, writes the exit into `status.json`,
 //!   creates `exits/<id>` and exits.
-//! * `kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS ARGV...` runs ARGV in the running container
-//!   (libcontainer's tenant builder) with the container's user, working dir, capabilities and
-//!   seccomp filter; its stdout and stderr both go to the shim's stdout. The result is reported
-//!   on the shim's stderr as `kelp-exec: exit <code>`, `kelp-exec: timeout` or
+//! * `kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV...` runs ARGV in the
+//!   running container (libcontainer's tenant builder) with the container's user, working dir,
+//!   environment (plus `--env`), capabilities and seccomp filter, on the shim's stdin, stdout and
+//!   stderr. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
+//!   `kelp-exec: timeout` (the process was killed after TIMEOUT_MS; 0 = none) or
 //!   `kelp-exec: error <message>`.
 
 use std::ffi::OsString;
@@ -46,17 +47,34 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match args.first().map(String::as_str) {
         Some("run") if args.len() == 4 => run(&args[1], &args[2], &args[3]),
         Some("exec") if args.len() >= 6 => {
+            // The status goes to fd 3; the exec'd process must not inherit it.
+            // SAFETY: fcntl on fd 3 (EBADF when the caller passed none).
+            unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
             let Ok(timeout_ms) = args[4].parse::<u64>() else {
-                eprintln!("{EXEC_STATUS}error invalid timeout {:?}", args[4]);
+                exec_status(&format!("error invalid timeout {:?}", args[4]));
                 return 2;
             };
-            let argv = if args[5] == "--" { &args[6..] } else { &args[5..] };
-            let argv = argv.to_vec();
-            exec(&args[1], &args[2], &args[3], Duration::from_millis(timeout_ms), argv)
+            let mut env = Vec::new();
+            let mut i = 5;
+            while i < args.len() {
+                match args[i].as_str() {
+                    "--env" if i + 1 < args.len() => {
+                        env.push(args[i + 1].clone());
+                        i += 2;
+                    }
+                    "--" => {
+                        i += 1;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            let timeout = if timeout_ms == 0 { None } else { Some(Duration::from_millis(timeout_ms)) };
+            exec(&args[1], &args[2], &args[3], timeout, env, args[i..].to_vec())
         }
         _ => {
             eprintln!(
-                "usage: kelp shim run STATE_DIR DATA_DIR ID\n       kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS -- ARGV..."
+                "usage: kelp shim run STATE_DIR DATA_DIR ID\n       kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV..."
             );
             2
         }
@@ -200,6 +218,7 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
         shim_pid: me,
         shim_start_ticks: state::process_start_ticks(me).unwrap_or(0),
         pid,
+        pid_start_ticks: state::process_start_ticks(pid).unwrap_or(0),
         started_at_ns: state::now_ns(),
         exit: None,
     };
@@ -392,13 +411,32 @@ impl Executor for SeccompExecutor {
     }
 }
 
-fn exec(state_dir: &str, data_dir: &str, id: &str, timeout: Duration, argv: Vec<String>) -> i32 {
-    let status = match exec_inner(state_dir, data_dir, id, timeout, argv) {
+/// Reports the exec result on fd 3 (the agent's status pipe), or stderr without one.
+fn exec_status(status: &str) {
+    let line = format!("{EXEC_STATUS}{status}\n");
+    // SAFETY: probing and then writing fd 3, which the agent passed to this process.
+    if unsafe { libc::fcntl(3, libc::F_GETFD) } >= 0 {
+        let mut f = unsafe { File::from_raw_fd(3) };
+        let _ = f.write_all(line.as_bytes());
+    } else {
+        eprint!("{line}");
+    }
+}
+
+fn exec(
+    state_dir: &str,
+    data_dir: &str,
+    id: &str,
+    timeout: Option<Duration>,
+    env: Vec<String>,
+    argv: Vec<String>,
+) -> i32 {
+    let status = match exec_inner(state_dir, data_dir, id, timeout, env, argv) {
         Ok(Some(code)) => format!("exit {code}"),
         Ok(None) => "timeout".to_string(),
         Err(e) => format!("error {}", e.replace('\n', " ")),
     };
-    eprintln!("{EXEC_STATUS}{status}");
+    exec_status(&status);
     0
 }
 
@@ -406,7 +444,8 @@ fn exec_inner(
     state_dir: &str,
     data_dir: &str,
     id: &str,
-    timeout: Duration,
+    timeout: Option<Duration>,
+    env: Vec<String>,
     argv: Vec<String>,
 ) -> Result<Option<i32>, String> {
     if argv.is_empty() {
@@ -419,26 +458,33 @@ fn exec_inner(
     let process = spec.process().as_ref().ok_or("the container spec has no process")?;
     let user = process.user();
     let nnp = process.no_new_privileges().unwrap_or(false) || seccomp.is_some();
-    // SAFETY: dup of our own stdout.
-    let dup_stdout = || -> Result<OwnedFd, String> {
-        let fd = unsafe { libc::dup(1) };
-        if fd < 0 {
-            return Err(format!("dup: {}", std::io::Error::last_os_error()));
+    let dup = |fd: i32| -> Result<OwnedFd, String> {
+        // SAFETY: dup of one of our standard descriptors.
+        let new = unsafe { libc::dup(fd) };
+        if new < 0 {
+            return Err(format!("dup {fd}: {}", std::io::Error::last_os_error()));
         }
         // SAFETY: a fresh descriptor we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        Ok(unsafe { OwnedFd::from_raw_fd(new) })
     };
-    let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
     let pid = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(st.libcontainer())
         .and_then(|b| b.validate_id())
         .map_err(|e| e.to_string())?
-        .with_stdin(stdin)
-        .with_stdout(dup_stdout()?)
-        .with_stderr(dup_stdout()?)
+        .with_stdin(dup(0)?)
+        .with_stdout(dup(1)?)
+        .with_stderr(dup(2)?)
         .with_executor(SeccompExecutor { seccomp })
         .as_tenant()
         .with_container_args(argv)
+        .with_env(env)
         .with_user(Some(user.uid()))
         .with_group(Some(user.gid()))
         .with_additional_gids(user.additional_gids().clone().unwrap_or_default())
@@ -449,7 +495,7 @@ fn exec_inner(
         .map_err(|e| error_chain(&e))?;
     // SAFETY: pidfd_open on our child (not yet reaped, so the pid is ours).
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) } as i32;
-    let deadline = Instant::now() + timeout;
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(Some(code)),
@@ -458,7 +504,7 @@ fn exec_inner(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("waiting for the exec'd process: {e}")),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
         if left.is_zero() {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);

@@ -50,6 +50,9 @@ pub struct ShimStatus {
     /// `starttime` of the shim process (field 22 of `/proc/<pid>/stat`): guards against pid reuse.
     pub shim_start_ticks: u64,
     pub pid: i32,
+    /// `starttime` of the container's init: finds it again if the shim was killed.
+    #[serde(default)]
+    pub pid_start_ticks: u64,
     pub started_at_ns: u64,
     pub exit: Option<ExitRecord>,
 }
@@ -128,6 +131,11 @@ pub fn process_start_ticks(pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// Whether the container's init recorded in `status` still runs (also without its shim).
+pub fn init_alive(status: &ShimStatus) -> bool {
+    status.pid_start_ticks != 0 && process_start_ticks(status.pid) == Some(status.pid_start_ticks)
+}
+
 /// Whether the shim recorded in `status` still runs (same pid and start time; not a zombie).
 pub fn shim_alive(status: &ShimStatus) -> bool {
     if process_start_ticks(status.shim_pid) != Some(status.shim_start_ticks) {
@@ -147,7 +155,8 @@ mod tests {
         let me = std::process::id() as i32;
         let a = process_start_ticks(me).unwrap();
         assert_eq!(process_start_ticks(me), Some(a));
-        let st = ShimStatus { shim_pid: me, shim_start_ticks: a, pid: me, started_at_ns: 0, exit: None };
+        let st =
+            ShimStatus { shim_pid: me, shim_start_ticks: a, pid: me, pid_start_ticks: a, started_at_ns: 0, exit: None };
         assert!(shim_alive(&st));
         let other = ShimStatus { shim_start_ticks: a + 1, ..st };
         assert!(!shim_alive(&other));
