@@ -1,9 +1,518 @@
 //! `kelp shim`: the single-threaded per-container process. Runs before any tokio runtime exists.
+//!
+//! * `kelp shim run STATE_DIR DATA_DIR ID` forks once (the agent waits only for the first process;
+//!   the shim proper is reparented to init or the nearest subreaper and survives the agent), starts a
+//!   new session, becomes a child subreaper, mounts the container's overlay rootfs, creates and
+//!   starts the container with libcontainer, writes `status.json`, reports `ok <pid> <started-ns>` or
+//!   `err <message>` on its stdout (a pipe to the agent) and closes it. It then copies the
+//!   container's stdout/stderr pipes into the CRI log file, reaps the container's init, records the
+//!   exit (code, signal, OOM kill, time), deletes the libcontainer container (which kills what is
+//!   left and removes the leaf cgroup), unmounts the rootfs, writes the exit into `status.json`,
+//!   creates `exits/<id>` and exits.
+//! * `kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV...` runs ARGV in the
+//!   running container (libcontainer's tenant builder) with the container's user, working dir,
+//!   environment (plus `--env`), capabilities and seccomp filter, on the shim's stdin, stdout and
+//!   stderr. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
+//!   `kelp-exec: timeout` (the process was killed after TIMEOUT_MS; 0 = none) or
+//!   `kelp-exec: error <message>`.
 
 use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::cgroups;
+use super::logs::{LineSplitter, Stream};
+use super::state::{self, ExitRecord, Meta, ShimStatus, StateDir};
+
+/// Prefix of the exec shim's status line.
+pub const EXEC_STATUS: &str = "kelp-exec: ";
 
 /// Entry point of `kelp shim`; returns the process exit code.
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("kelp shim: not implemented");
-    1
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args: Vec<String> = args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    match args.first().map(String::as_str) {
+        Some("run") if args.len() == 4 => run(&args[1], &args[2], &args[3]),
+        Some("exec") if args.len() >= 6 => {
+            // The status goes to fd 3; the exec'd process must not inherit it.
+            // SAFETY: fcntl on fd 3 (EBADF when the caller passed none).
+            unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
+            let Ok(timeout_ms) = args[4].parse::<u64>() else {
+                exec_status(&format!("error invalid timeout {:?}", args[4]));
+                return 2;
+            };
+            let mut env = Vec::new();
+            let mut i = 5;
+            while i < args.len() {
+                match args[i].as_str() {
+                    "--env" if i + 1 < args.len() => {
+                        env.push(args[i + 1].clone());
+                        i += 2;
+                    }
+                    "--" => {
+                        i += 1;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            let timeout = if timeout_ms == 0 { None } else { Some(Duration::from_millis(timeout_ms)) };
+            exec(&args[1], &args[2], &args[3], timeout, env, args[i..].to_vec())
+        }
+        _ => {
+            eprintln!(
+                "usage: kelp shim run STATE_DIR DATA_DIR ID\n       kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV..."
+            );
+            2
+        }
+    }
+}
+
+/// Writes one line to the agent on stdout (unbuffered: one write).
+fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+    let _ = out.flush();
+}
+
+/// Points fd 1 at /dev/null so the agent's pipe sees EOF.
+fn close_stdout() {
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1, which we own as the process's stdout.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+fn run(state_dir: &str, data_dir: &str, id: &str) -> i32 {
+    // SAFETY: the shim is single-threaded here (no tokio, no logging threads).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            report(&format!("err fork: {e}"));
+            return 1;
+        }
+    }
+    let _ = nix::unistd::setsid();
+    // libcontainer's errors (the reason behind "failed syscall") go to shim.log. Safe here: this
+    // process has one thread, so no lock can be held across libcontainer's clone().
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_max_level(tracing::Level::ERROR)
+        .try_init();
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let st = StateDir { root: PathBuf::from(state_dir) };
+    let bundle = Path::new(data_dir).join(id);
+    match start(&st, &bundle, id) {
+        Ok(running) => {
+            report(&format!("ok {} {}", running.status.pid, running.status.started_at_ns));
+            close_stdout();
+            supervise(&st, &bundle, id, running)
+        }
+        Err(msg) => {
+            eprintln!("kelp shim {id}: {msg}");
+            if let Ok(mut c) = Container::load(st.libcontainer().join(id)) {
+                let _ = c.delete(true);
+            }
+            unmount_rootfs(&bundle);
+            report(&format!("err {}", msg.replace('\n', " ")));
+            1
+        }
+    }
+}
+
+struct Running {
+    container: Container,
+    meta: Meta,
+    status: ShimStatus,
+    log: File,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+}
+
+/// Mounts the overlay rootfs: lowerdirs through short symlinks `l/<n>` (relative to the bundle, so
+/// the option string stays far below a page even for many layers), upper and work in the bundle.
+fn mount_overlay(bundle: &Path, layers: &[PathBuf]) -> Result<(), String> {
+    if layers.is_empty() {
+        return Err("the image has no layers".into());
+    }
+    let links = bundle.join("l");
+    for dir in [links.clone(), bundle.join("upper"), bundle.join("work"), bundle.join("rootfs")] {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    for (i, layer) in layers.iter().enumerate() {
+        let link = links.join(i.to_string());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(layer, &link).map_err(|e| format!("linking layer {}: {e}", layer.display()))?;
+    }
+    let lower: Vec<String> = (0..layers.len()).rev().map(|i| format!("l/{i}")).collect();
+    let opts = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
+    if opts.len() >= 4000 {
+        return Err(format!("too many image layers ({})", layers.len()));
+    }
+    std::env::set_current_dir(bundle).map_err(|e| format!("chdir {}: {e}", bundle.display()))?;
+    let res = nix::mount::mount(
+        Some("overlay"),
+        "rootfs",
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    );
+    let _ = std::env::set_current_dir("/");
+    res.map_err(|e| format!("mounting the overlay rootfs: {e}"))
+}
+
+fn unmount_rootfs(bundle: &Path) {
+    let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+}
+
+fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
+    let meta: Meta = state::read_json(&st.meta(id))
+        .map_err(|e| format!("reading container metadata: {e}"))?
+        .ok_or_else(|| "container metadata missing".to_string())?;
+    mount_overlay(bundle, &meta.layers)?;
+    if let Some(dir) = meta.log_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating log dir {}: {e}", dir.display()))?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&meta.log_path)
+        .map_err(|e| format!("opening log file {}: {e}", meta.log_path.display()))?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(st.libcontainer())
+        .and_then(|b| b.validate_id())
+        .map_err(|e| e.to_string())?
+        .with_stdin(stdin)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(false)
+        .build()
+        .map_err(|e| with_init_errors(error_chain(&e), &err_r))?;
+    container.start().map_err(|e| with_init_errors(error_chain(&e), &err_r))?;
+    let pid = container.pid().ok_or("the container has no init pid")?.as_raw();
+    let me = std::process::id() as i32;
+    let status = ShimStatus {
+        shim_pid: me,
+        shim_start_ticks: state::process_start_ticks(me).unwrap_or(0),
+        pid,
+        pid_start_ticks: state::process_start_ticks(pid).unwrap_or(0),
+        started_at_ns: state::now_ns(),
+        exit: None,
+    };
+    state::write_json(&st.status(id), &status).map_err(|e| format!("writing status: {e}"))?;
+    Ok(Running { container, meta, status, log, out_r, err_r })
+}
+
+/// Adds what the container's init wrote to its stderr before failing (libcontainer's init logs
+/// the failing step there, after its stdio was set up).
+fn with_init_errors(msg: String, err_r: &OwnedFd) -> String {
+    set_nonblocking(err_r);
+    let mut buf = vec![0u8; 8192];
+    let n = nix::unistd::read(err_r.as_raw_fd(), &mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !msg.contains(l)).collect();
+    if lines.is_empty() {
+        msg
+    } else {
+        format!("{msg}: {}", lines[lines.len().saturating_sub(3)..].join("; "))
+    }
+}
+
+/// An error with its sources, for users.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !msg.contains(&m) {
+            msg.push_str(": ");
+            msg.push_str(&m);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let _ = mask.thread_block();
+    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("kelp shim {id}: signalfd: {e}; polling");
+            None
+        }
+    };
+    set_nonblocking(&r.out_r);
+    set_nonblocking(&r.err_r);
+    let mut streams = [
+        (Some(r.out_r.try_clone().expect("dup")), LineSplitter::new(Stream::Stdout)),
+        (Some(r.err_r.try_clone().expect("dup")), LineSplitter::new(Stream::Stderr)),
+    ];
+    drop((r.out_r, r.err_r));
+    let cgroup_version = cgroups::version().unwrap_or(cgroups::Version::V1);
+    let init = Pid::from_raw(r.status.pid);
+    let mut exit: Option<ExitRecord> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut reap = true;
+    loop {
+        if reap {
+            loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(ws) if ws.pid() == Some(init) && exit.is_none() => {
+                        let (exit_code, signal) = match ws {
+                            WaitStatus::Exited(_, code) => (code, None),
+                            WaitStatus::Signaled(_, sig, _) => (128 + sig as i32, Some(sig as i32)),
+                            _ => continue,
+                        };
+                        let oom_killed = cgroups::oom_kills(cgroup_version, &r.meta.cgroup_path).unwrap_or(0) > 0;
+                        exit = Some(ExitRecord { exit_code, signal, oom_killed, finished_at_ns: state::now_ns() });
+                        // Kills whatever is left in the container and removes the leaf cgroup.
+                        if let Err(e) = r.container.delete(true) {
+                            eprintln!("kelp shim {id}: deleting the container: {}", error_chain(&e));
+                        }
+                        drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+                    }
+                    Ok(_) => {}
+                }
+            }
+            reap = false;
+        }
+        let open = streams.iter().any(|(fd, _)| fd.is_some());
+        if exit.is_some() && !open {
+            break;
+        }
+        let timeout_ms: i32 = match drain_deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                left.as_millis() as i32 + 1
+            }
+            None if sfd.is_none() => 200,
+            None => -1,
+        };
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(3);
+        for (fd, _) in &streams {
+            pfds.push(libc::pollfd { fd: fd.as_ref().map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 });
+        }
+        pfds.push(libc::pollfd {
+            fd: sfd.as_ref().map_or(-1, |s| s.as_fd().as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: poll over a valid array of pollfd.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if sfd.is_none() || pfds[2].revents != 0 {
+            if let Some(s) = &sfd {
+                while let Ok(Some(_)) = s.read_signal() {}
+            }
+            reap = true;
+        }
+        for (i, (fd, splitter)) in streams.iter_mut().enumerate() {
+            if pfds[i].revents == 0 {
+                continue;
+            }
+            let Some(f) = fd.as_ref() else { continue };
+            loop {
+                match nix::unistd::read(f.as_raw_fd(), &mut buf) {
+                    Ok(0) => {
+                        let _ = splitter.finish(&mut r.log);
+                        *fd = None;
+                        break;
+                    }
+                    Ok(n) => {
+                        let _ = splitter.feed(&buf[..n], &mut r.log);
+                    }
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+                if fd.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    for (_, splitter) in streams.iter_mut() {
+        let _ = splitter.finish(&mut r.log);
+    }
+    unmount_rootfs(bundle);
+    let exit =
+        exit.unwrap_or(ExitRecord { exit_code: 255, signal: None, oom_killed: false, finished_at_ns: state::now_ns() });
+    r.status.exit = Some(exit);
+    if let Err(e) = state::write_json(&st.status(id), &r.status) {
+        eprintln!("kelp shim {id}: writing status: {e}");
+    }
+    if let Err(e) = File::create(st.exit_marker(id)) {
+        eprintln!("kelp shim {id}: writing exit marker: {e}");
+    }
+    0
+}
+
+/// The tenant's workload: the container's seccomp filter, then execvp like libcontainer's default
+/// executor. libcontainer 0.7 builds the tenant spec without `linux.seccomp`, so without this
+/// exec'd processes would run unfiltered.
+#[derive(Clone)]
+struct SeccompExecutor {
+    seccomp: Option<LinuxSeccomp>,
+}
+
+impl Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(s) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(s).map_err(|e| ExecutorError::Other(e.to_string()))?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// Reports the exec result on fd 3 (the agent's status pipe), or stderr without one.
+fn exec_status(status: &str) {
+    let line = format!("{EXEC_STATUS}{status}\n");
+    // SAFETY: probing and then writing fd 3, which the agent passed to this process.
+    if unsafe { libc::fcntl(3, libc::F_GETFD) } >= 0 {
+        let mut f = unsafe { File::from_raw_fd(3) };
+        let _ = f.write_all(line.as_bytes());
+    } else {
+        eprint!("{line}");
+    }
+}
+
+fn exec(
+    state_dir: &str,
+    data_dir: &str,
+    id: &str,
+    timeout: Option<Duration>,
+    env: Vec<String>,
+    argv: Vec<String>,
+) -> i32 {
+    let status = match exec_inner(state_dir, data_dir, id, timeout, env, argv) {
+        Ok(Some(code)) => format!("exit {code}"),
+        Ok(None) => "timeout".to_string(),
+        Err(e) => format!("error {}", e.replace('\n', " ")),
+    };
+    exec_status(&status);
+    0
+}
+
+fn exec_inner(
+    state_dir: &str,
+    data_dir: &str,
+    id: &str,
+    timeout: Option<Duration>,
+    env: Vec<String>,
+    argv: Vec<String>,
+) -> Result<Option<i32>, String> {
+    if argv.is_empty() {
+        return Err("no command given".into());
+    }
+    let st = StateDir { root: PathBuf::from(state_dir) };
+    let spec = Spec::load(Path::new(data_dir).join(id).join("config.json"))
+        .map_err(|e| format!("container {id} not found: {e}"))?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let process = spec.process().as_ref().ok_or("the container spec has no process")?;
+    let user = process.user();
+    let nnp = process.no_new_privileges().unwrap_or(false) || seccomp.is_some();
+    let dup = |fd: i32| -> Result<OwnedFd, String> {
+        // SAFETY: dup of one of our standard descriptors.
+        let new = unsafe { libc::dup(fd) };
+        if new < 0 {
+            return Err(format!("dup {fd}: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    };
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
+    let pid = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(st.libcontainer())
+        .and_then(|b| b.validate_id())
+        .map_err(|e| e.to_string())?
+        .with_stdin(dup(0)?)
+        .with_stdout(dup(1)?)
+        .with_stderr(dup(2)?)
+        .with_executor(SeccompExecutor { seccomp })
+        .as_tenant()
+        .with_container_args(argv)
+        .with_env(env)
+        .with_user(Some(user.uid()))
+        .with_group(Some(user.gid()))
+        .with_additional_gids(user.additional_gids().clone().unwrap_or_default())
+        .with_cwd(Some(process.cwd().clone()))
+        .with_no_new_privs(nnp)
+        .with_detach(false)
+        .build()
+        .map_err(|e| error_chain(&e))?;
+    // SAFETY: pidfd_open on our child (not yet reaped, so the pid is ours).
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) } as i32;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Some(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Some(128 + sig as i32)),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for the exec'd process: {e}")),
+        }
+        let left = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Ok(None);
+        }
+        let wait_ms = if pidfd >= 0 { left.as_millis().min(i32::MAX as u128) as i32 + 1 } else { 10 };
+        let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll over one valid pollfd (fd -1 is ignored by poll).
+        unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+    }
 }
