@@ -939,7 +939,12 @@ impl Ctx {
             let no_finalizers =
                 new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
             let grace = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
-            if deleting && no_finalizers && grace == 0 {
+            // A namespace also waits for its spec.finalizers (namespaces/finalize).
+            let ns_finalizers =
+                new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+                    && self.def.group.is_empty()
+                    && self.def.kind == "Namespace";
+            if deleting && no_finalizers && !ns_finalizers && grace == 0 {
                 match self.api.backend.delete(self.key(name), Some(cur.revision)).await {
                     Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
                     Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
@@ -1097,30 +1102,55 @@ impl Ctx {
                     return Err(StatusError::conflict(def.group, def.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
                 }
             }
-            let mut finalizers: Vec<Value> =
+            let original: Vec<Value> =
                 obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let policy = opts.propagation_policy.as_deref();
-            let add = |f: &mut Vec<Value>, name: &str| {
-                if !f.iter().any(|x| x == name) {
+            // The garbage collector's finalizers, per propagationPolicy as upstream: it orphans or
+            // deletes the dependents, then removes its finalizer. No policy keeps what is there.
+            let mut finalizers = original.clone();
+            let set = |f: &mut Vec<Value>, name: &str, on: bool| {
+                let has = f.iter().any(|x| x == name);
+                if on && !has {
                     f.push(json!(name));
+                } else if !on && has {
+                    f.retain(|x| x != name);
                 }
             };
-            match policy {
-                Some("Foreground") => add(&mut finalizers, "foregroundDeletion"),
-                // No garbage collector yet: the API server orphans the dependents itself (drops
-                // their owner reference) and the owner goes at once, instead of waiting on an
-                // `orphan` finalizer nothing would remove.
-                Some("Orphan") if !opts.dry_run => {
-                    let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
-                    self.orphan_dependents(&uid).await?;
+            match opts.propagation_policy.as_deref() {
+                Some("Foreground") => {
+                    set(&mut finalizers, "orphan", false);
+                    set(&mut finalizers, "foregroundDeletion", true);
+                }
+                Some("Orphan") => {
+                    set(&mut finalizers, "foregroundDeletion", false);
+                    set(&mut finalizers, "orphan", true);
+                }
+                Some("Background") => {
+                    set(&mut finalizers, "foregroundDeletion", false);
+                    set(&mut finalizers, "orphan", false);
                 }
                 _ => {}
+            }
+            let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+            if already && finalizers != original && !finalizers.is_empty() {
+                // A second delete with another policy switches the garbage collector's finalizer.
+                let mut new = obj.clone();
+                let m = meta_mut(&mut new);
+                m.insert("finalizers".into(), Value::Array(finalizers.clone()));
+                m.remove("resourceVersion");
+                if opts.dry_run {
+                    return Ok(new);
+                }
+                let stored = registry::to_storage(def, new.clone());
+                match self.api.backend.update(self.key(name), stored_bytes(&stored), cur.revision).await {
+                    Ok(rev) => return Ok(with_rv(new, rev)),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(store_error(e, def, name)),
+                }
             }
             let is_ns = def.group.is_empty() && def.kind == "Namespace";
             let ns_finalizers =
                 is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
             let grace = self.pod_grace(&obj, opts);
-            let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
             if !finalizers.is_empty() || ns_finalizers || grace > 0 {
                 if already {
                     let cur_grace =
@@ -1169,45 +1199,6 @@ impl Ctx {
             }
         }
         Err(StatusError::conflict(def.group, def.plural, name, "too many concurrent updates, please retry"))
-    }
-
-    /// Remove the owner reference to `uid` from every object that has one.
-    async fn orphan_dependents(&self, uid: &str) -> Result<(), StatusError> {
-        if uid.is_empty() {
-            return Ok(());
-        }
-        let needle = uid.as_bytes();
-        let mentions = move |o: &CachedObject| o.json.windows(needle.len()).any(|w| w == needle);
-        let listing = self
-            .api
-            .cache
-            .list("/registry/", None, 0, None, &mentions)
-            .await
-            .map_err(|e| store_error(e, self.def, ""))?;
-        for o in &listing.objects {
-            let Some((storage, ns, name)) = registry::parse_key(&o.key) else { continue };
-            let Some(def) = registry::by_storage(storage) else { continue };
-            let owned = o.value().ok().and_then(|v| v.pointer("/metadata/ownerReferences").cloned());
-            if !owned.and_then(|r| r.as_array().cloned()).unwrap_or_default().iter().any(|r| r["uid"] == uid) {
-                continue;
-            }
-            let ctx = Ctx::new(self.api.clone(), def, ns.map(str::to_string), Query::default(), None)?;
-            let result = ctx
-                .guaranteed_update(name, Part::Main, None, &|cur: &Value| {
-                    let mut n = cur.clone();
-                    if let Some(refs) = n.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                        refs.retain(|r| r["uid"] != uid);
-                    }
-                    Ok(n)
-                })
-                .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 
     /// The grace period a pod deletion waits for its node (0 = delete now).
