@@ -162,3 +162,120 @@ async fn garbage_collector_cascades() {
         assert!(p.metadata.owner_references.unwrap_or_default().is_empty());
     }
 }
+
+#[tokio::test]
+async fn namespace_deletion_removes_everything_inside() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "nsdel").await;
+
+    // A custom resource too.
+    let group = format!("{}.example.com", unique("g"));
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    create(
+        &crds,
+        json!({
+            "metadata": {"name": format!("widgets.{group}")},
+            "spec": {
+                "group": group, "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+            },
+        }),
+    )
+    .await;
+    let ar = kube::discovery::ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    eventually("the custom resource to be served", || async { widgets.list(&ListParams::default()).await.ok() }).await;
+
+    // 200 objects of mixed kinds.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    for i in 0..40 {
+        create(&cms, json!({"metadata": {"name": format!("cm-{i}")}})).await;
+        create(&secrets, json!({"metadata": {"name": format!("s-{i}")}, "stringData": {"k": "v"}})).await;
+        create(&svcs, json!({"metadata": {"name": format!("svc-{i}")}, "spec": {"ports": [{"port": 80}]}})).await;
+        create(&pods, json!({"metadata": {"name": format!("p-{i}")}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})).await;
+        if i % 2 == 0 {
+            create(&rss, rs_json(&format!("rs-{i}"))).await;
+        } else {
+            let w = serde_json::from_value(json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+                "metadata": {"name": format!("w-{i}")}, "spec": {"size": i}}))
+            .unwrap();
+            widgets.create(&PostParams::default(), &w).await.unwrap();
+        }
+    }
+    // One object with a finalizer holds the namespace, and the conditions say so.
+    create(&cms, json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).await;
+
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.delete(&ns, &DeleteParams::default()).await.unwrap();
+    let conditions = eventually("the namespace to report what remains", || async {
+        let n = nss.get(&ns).await.unwrap();
+        let conds = n.status.and_then(|s| s.conditions).unwrap_or_default();
+        let find = |t: &str| conds.iter().find(|c| c.type_ == t).cloned();
+        let remaining = find("NamespaceContentRemaining")?;
+        let only_held =
+            remaining.message.as_deref() == Some("Some resources are remaining: configmaps has 1 resource instances");
+        only_held.then_some(conds)
+    })
+    .await;
+    let fin = conditions.iter().find(|c| c.type_ == "NamespaceFinalizersRemaining").unwrap();
+    assert_eq!(fin.status, "True");
+    assert_eq!(
+        fin.message.as_deref(),
+        Some("Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances")
+    );
+    assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 0);
+    assert_eq!(widgets.list(&ListParams::default()).await.unwrap().items.len(), 0);
+    assert_eq!(nss.get(&ns).await.unwrap().status.unwrap().phase.as_deref(), Some("Terminating"));
+
+    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    eventually("the namespace to go", || async { gone(&nss, &ns).await.then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn default_service_account_and_root_ca_in_every_namespace() {
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "sa").await;
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let ca = kelp::pki::Pki::load_ca(&server.data_dir().join("server/tls")).unwrap().ca_cert_pem;
+    let root_ca = || async {
+        cms.get_opt("kube-root-ca.crt").await.unwrap().and_then(|c| c.data).and_then(|d| d.get("ca.crt").cloned())
+    };
+
+    eventually("the default ServiceAccount", || async { sas.get_opt("default").await.unwrap() }).await;
+    assert_eq!(eventually("kube-root-ca.crt", root_ca).await, ca);
+    // The system namespaces have them too.
+    let system: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    eventually("kube-root-ca.crt in kube-system", || async { system.get_opt("kube-root-ca.crt").await.unwrap() }).await;
+
+    // Deleted: recreated.
+    let old = sas.get("default").await.unwrap().metadata.uid;
+    sas.delete("default", &DeleteParams::default()).await.unwrap();
+    eventually("the default ServiceAccount to come back", || async {
+        sas.get_opt("default").await.unwrap().filter(|s| s.metadata.uid != old)
+    })
+    .await;
+    cms.delete("kube-root-ca.crt", &DeleteParams::default()).await.unwrap();
+    assert_eq!(eventually("kube-root-ca.crt to come back", root_ca).await, ca);
+
+    // Changed: restored.
+    cms.patch("kube-root-ca.crt", &PatchParams::default(), &Patch::Merge(json!({"data": {"ca.crt": "forged"}})))
+        .await
+        .unwrap();
+    eventually("kube-root-ca.crt to be restored", || async { root_ca().await.filter(|c| *c == ca) }).await;
+}

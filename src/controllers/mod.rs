@@ -2,7 +2,10 @@
 //! controller. None touches the store.
 
 pub mod garbage_collector;
+pub mod namespace;
 pub mod resources;
+pub mod root_ca_publisher;
+pub mod service_account;
 
 use tokio::task::JoinHandle;
 
@@ -15,6 +18,10 @@ pub struct ClusterInfo {
 
 /// Starts every controller; each runs until its task is aborted.
 pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<()>> {
-    let _ = &cluster;
-    vec![tokio::spawn(garbage_collector::run(client.clone()))]
+    vec![
+        tokio::spawn(garbage_collector::run(client.clone())),
+        tokio::spawn(namespace::run(client.clone())),
+        tokio::spawn(service_account::run(client.clone())),
+        tokio::spawn(root_ca_publisher::run(client.clone(), cluster.root_ca_pem.clone())),
+    ]
 }
