@@ -279,3 +279,128 @@ async fn default_service_account_and_root_ca_in_every_namespace() {
         .unwrap();
     eventually("kube-root-ca.crt to be restored", || async { root_ca().await.filter(|c| *c == ca) }).await;
 }
+
+#[tokio::test]
+async fn endpointslices_and_endpoints_follow_pod_readiness() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "eps").await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
+    create(
+        &svcs,
+        json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}, {"name": "metrics", "port": 9100, "targetPort": 9100}]}}),
+    )
+    .await;
+    for (i, name) in ["web-a", "web-b"].iter().enumerate() {
+        create(
+            &pods,
+            json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": {"nodeName": "node-1",
+                "containers": [{"name": "c", "image": "busybox", "ports": [{"name": "http", "containerPort": 8080 + i}]}]}}),
+        )
+        .await;
+    }
+    let set_status = |name: &'static str, ip: &'static str, ready: bool| {
+        let pods = pods.clone();
+        async move {
+            let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+            pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        }
+    };
+    set_status("web-a", "10.42.0.10", true).await;
+    set_status("web-b", "10.42.0.11", false).await;
+
+    let lp = ListParams::default().labels("kubernetes.io/service-name=web");
+    let all_slices = || async {
+        let mut items = slices.list(&lp).await.unwrap().items;
+        items.sort_by_key(|s| s.ports.clone().unwrap_or_default().iter().map(|p| p.port).collect::<Vec<_>>());
+        items
+    };
+    let found = eventually("a slice per port set with both pods", || async {
+        let items = all_slices().await;
+        let n: usize = items.iter().map(|s| s.endpoints.len()).sum();
+        (items.len() == 2 && n == 2).then_some(items)
+    })
+    .await;
+    let s = &found[0];
+    assert_eq!(s.address_type, "IPv4");
+    let labels = s.metadata.labels.clone().unwrap();
+    assert_eq!(
+        labels.get("endpointslice.kubernetes.io/managed-by").map(String::as_str),
+        Some("endpointslice-controller.k8s.io")
+    );
+    let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Service", "web"));
+    let mut ports: Vec<(String, i32)> =
+        s.ports.clone().unwrap().into_iter().map(|p| (p.name.unwrap(), p.port.unwrap())).collect();
+    ports.sort();
+    assert_eq!(ports, vec![("http".to_string(), 8080), ("metrics".to_string(), 9100)]);
+    let ep = &s.endpoints[0];
+    assert_eq!(ep.addresses, vec!["10.42.0.10"]);
+    assert_eq!(ep.node_name.as_deref(), Some("node-1"));
+    assert_eq!(ep.target_ref.as_ref().unwrap().name.as_deref(), Some("web-a"));
+    let c = ep.conditions.clone().unwrap();
+    assert_eq!((c.ready, c.serving, c.terminating), (Some(true), Some(true), Some(false)));
+    assert_eq!(found[1].endpoints[0].conditions.clone().unwrap().ready, Some(false));
+
+    // Endpoints: ready in addresses, not ready in notReadyAddresses, one subset per port set.
+    let subsets = eventually("endpoints with both pods", || async {
+        let ep = endpoints.get_opt("web").await.unwrap()?;
+        let subsets = ep.subsets.unwrap_or_default();
+        (subsets.len() == 2).then_some(subsets)
+    })
+    .await;
+    let a = subsets.iter().find(|s| s.addresses.is_some()).unwrap();
+    assert_eq!(a.addresses.as_ref().unwrap()[0].ip, "10.42.0.10");
+    assert_eq!(a.ports.as_ref().unwrap().iter().find(|p| p.name.as_deref() == Some("http")).unwrap().port, 8080);
+    let b = subsets.iter().find(|s| s.not_ready_addresses.is_some()).unwrap();
+    assert_eq!(b.not_ready_addresses.as_ref().unwrap()[0].ip, "10.42.0.11");
+
+    // web-b turns ready: both places follow.
+    set_status("web-b", "10.42.0.11", true).await;
+    eventually("web-b ready in its slice", || async {
+        let items = all_slices().await;
+        let ready =
+            items.iter().flat_map(|s| &s.endpoints).filter(|e| e.conditions.clone().unwrap().ready == Some(true));
+        (ready.count() == 2).then_some(())
+    })
+    .await;
+    eventually("web-b ready in endpoints", || async {
+        let ep = endpoints.get("web").await.unwrap();
+        let subsets = ep.subsets.unwrap_or_default();
+        subsets.iter().all(|s| s.not_ready_addresses.is_none()).then_some(())
+    })
+    .await;
+
+    // A pod that goes: removed from both.
+    pods.delete("web-a", &DeleteParams::default().grace_period(0)).await.unwrap();
+    eventually("web-a gone from slices and endpoints", || async {
+        let n: usize = all_slices().await.iter().map(|s| s.endpoints.len()).sum();
+        let ep = endpoints.get("web").await.unwrap();
+        let addrs: usize =
+            ep.subsets.unwrap_or_default().iter().map(|s| s.addresses.as_ref().map_or(0, |a| a.len())).sum();
+        (n == 1 && addrs == 1).then_some(())
+    })
+    .await;
+
+    // The kubernetes service keeps the API server's endpoints.
+    let default_eps: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let k = default_eps.get("kubernetes").await.unwrap();
+    assert_eq!(
+        k.metadata.labels.unwrap().get("endpointslice.kubernetes.io/managed-by").map(String::as_str),
+        Some("kelp")
+    );
+
+    // The Service goes: its slices (garbage collected) and its Endpoints too.
+    svcs.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("slices and endpoints of a deleted service to go", || async {
+        (slices.list(&lp).await.unwrap().items.is_empty() && gone(&endpoints, "web").await).then_some(())
+    })
+    .await;
+}

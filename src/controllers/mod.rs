@@ -1,6 +1,8 @@
 //! The controllers: level-triggered kube-rs reconcilers over the in-process client, one module per
 //! controller. None touches the store.
 
+pub mod endpoints;
+pub mod endpointslice;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod resources;
@@ -21,6 +23,8 @@ pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<(
     vec![
         tokio::spawn(garbage_collector::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
+        tokio::spawn(endpointslice::run(client.clone())),
+        tokio::spawn(endpoints::run(client.clone())),
         tokio::spawn(service_account::run(client.clone())),
         tokio::spawn(root_ca_publisher::run(client.clone(), cluster.root_ca_pem.clone())),
     ]
