@@ -404,3 +404,124 @@ async fn endpointslices_and_endpoints_follow_pod_readiness() {
     })
     .await;
 }
+
+fn api_err(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn resource_quota_and_limit_range_admission() {
+    use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "quota").await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+
+    // LimitRange: defaults filled in, bounds enforced with upstream's messages.
+    create(
+        &ranges,
+        json!({"metadata": {"name": "limits"}, "spec": {"limits": [{"type": "Container",
+            "default": {"cpu": "200m", "memory": "128Mi"}, "defaultRequest": {"cpu": "100m", "memory": "64Mi"},
+            "max": {"cpu": "1"}, "min": {"cpu": "50m"}}]}}),
+    )
+    .await;
+    let p = create(
+        &pods,
+        json!({"metadata": {"name": "defaulted"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+    )
+    .await;
+    let r = p.spec.unwrap().containers[0].resources.clone().unwrap();
+    let s = |m: Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+             k: &str| { m.unwrap().get(k).unwrap().0.clone() };
+    assert_eq!(s(r.requests.clone(), "cpu"), "100m");
+    assert_eq!(s(r.requests.clone(), "memory"), "64Mi");
+    assert_eq!(s(r.limits.clone(), "cpu"), "200m");
+    assert_eq!(s(r.limits, "memory"), "128Mi");
+    assert_eq!(
+        p.metadata.annotations.unwrap().get("kubernetes.io/limit-ranger").map(String::as_str),
+        Some("LimitRanger plugin set: cpu, memory request for container app; cpu, memory limit for container app")
+    );
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "huge"}, "spec": {"containers": [{"name": "app", "image": "busybox",
+                "resources": {"limits": {"cpu": "2"}}}]}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_err(err),
+        (403, "pods \"huge\" is forbidden: maximum cpu usage per Container is 1, but limit is 2".to_string())
+    );
+
+    // ResourceQuota: status computed, creates beyond it refused with upstream's message.
+    create(
+        &quotas,
+        json!({"metadata": {"name": "compute"}, "spec": {"hard": {"pods": "2", "requests.cpu": "250m", "configmaps": "3"}}}),
+    )
+    .await;
+    let used = |k: &'static str| {
+        let quotas = quotas.clone();
+        async move {
+            let q = quotas.get("compute").await.unwrap();
+            q.status.and_then(|s| s.used).and_then(|u| u.get(k).map(|q| q.0.clone()))
+        }
+    };
+    eventually("the quota's usage", || async { (used("pods").await.as_deref() == Some("1")).then_some(()) }).await;
+    assert_eq!(used("requests.cpu").await.as_deref(), Some("100m"));
+    let cm_count = cms.list(&ListParams::default()).await.unwrap().items.len();
+    assert_eq!(used("configmaps").await, Some(cm_count.to_string()));
+
+    create(
+        &pods,
+        json!({"metadata": {"name": "second"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+    )
+    .await;
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "third"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_err(err),
+        (
+            403,
+            "pods \"third\" is forbidden: exceeded quota: compute, requested: pods=1,requests.cpu=100m, used: pods=2,requests.cpu=200m, limited: pods=2,requests.cpu=250m".to_string()
+        )
+    );
+    // Deleting a pod frees its share (the controller recomputes).
+    pods.delete("second", &DeleteParams::default()).await.unwrap();
+    eventually("usage to drop", || async { (used("pods").await.as_deref() == Some("1")).then_some(()) }).await;
+    create(
+        &pods,
+        json!({"metadata": {"name": "third"}, "spec": {"containers": [{"name": "app", "image": "busybox"}]}}),
+    )
+    .await;
+
+    // kubectl sees the same refusal.
+    let refused = (0..4)
+        .map(|i| server.kubectl("1.33", &["create", "configmap", &format!("x{i}"), "-n", &ns]))
+        .find(|o| !o.status.success())
+        .expect("a configmap over quota");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "is forbidden: exceeded quota: compute, requested: configmaps=1, used: configmaps=3, limited: configmaps=3"
+        ),
+        "{stderr}"
+    );
+}

@@ -10,7 +10,7 @@ use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::request::{negotiate, Query, Representation, ResourceRequest, Verb};
-use super::{alloc, bytes_response, json_response, watch, ApiServer, Body};
+use super::{admission, alloc, bytes_response, json_response, watch, ApiServer, Body};
 use crate::api::managed::{self, Manager, Operation, Tracked};
 use crate::api::registry::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
@@ -614,6 +614,64 @@ impl Ctx {
     }
 
     /// The namespace must exist and not be terminating for a create in it.
+    /// The objects of a core namespaced resource in this request's namespace, from the cache.
+    async fn namespace_objects(&self, plural: &str) -> Result<Vec<Value>, StatusError> {
+        let Some(ns) = self.ns.as_deref().filter(|_| self.def.namespaced) else { return Ok(Vec::new()) };
+        let def = registry::find("", "v1", plural).expect("a core resource");
+        let listing = self
+            .api
+            .cache
+            .list(&def.prefix(Some(ns)), None, 0, None, &|_| true)
+            .await
+            .map_err(|e| store_error(e, def, ""))?;
+        Ok(listing.objects.iter().filter_map(|o| o.value().ok()).collect())
+    }
+
+    /// ResourceQuota admission: the new object's usage must fit every quota of its namespace
+    /// that tracks it; it is then charged to their `status.used` (not for a dry run). The quota
+    /// controller corrects the figures from the objects afterwards.
+    async fn admit_quota(&self, name: &str, obj: &Value, dry_run: bool) -> Result<(), StatusError> {
+        if !self.def.namespaced || self.def.storage.is_empty() {
+            return Ok(());
+        }
+        let quotas = self.namespace_objects("resourcequotas").await?;
+        let def = self.def;
+        for quota in quotas {
+            if !admission::in_scope(&quota, def.group, def.plural, obj) {
+                continue;
+            }
+            let delta = admission::tracked(&quota, &admission::usage(def.group, def.plural, obj));
+            if delta.is_empty() {
+                continue;
+            }
+            admission::charge(&quota, &delta).map_err(|m| admission::forbidden(def.group, def.plural, name, &m))?;
+            if dry_run {
+                continue;
+            }
+            let qdef = registry::find("", "v1", "resourcequotas").expect("resourcequotas are registered");
+            let qname = meta_str(&quota, "name").unwrap_or_default().to_string();
+            let ctx = Ctx::new(self.api.clone(), qdef, self.ns.clone(), Query::default(), None)?;
+            let result = ctx
+                .guaranteed_update(&qname, Part::Status, None, &|cur: &Value| {
+                    let used = admission::charge(cur, &delta)
+                        .map_err(|m| admission::forbidden(def.group, def.plural, name, &m))?;
+                    let mut n = cur.clone();
+                    n["status"]["used"] = used;
+                    if n.pointer("/status/hard").is_none_or(Value::is_null) {
+                        n["status"]["hard"] = n.pointer("/spec/hard").cloned().unwrap_or(json!({}));
+                    }
+                    Ok(n)
+                })
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn check_namespace(&self, name: &str) -> Result<(), StatusError> {
         let Some(ns) = self.ns.as_deref().filter(|_| self.def.namespaced) else {
             return Ok(());
@@ -639,7 +697,7 @@ impl Ctx {
     }
 
     /// Prepare a new object for storage: identity, timestamps, status reset, defaults, validation.
-    fn prepare_create(&self, mut v: Value, name: &str) -> Result<Value, StatusError> {
+    fn prepare_create(&self, mut v: Value, name: &str, limit_ranges: &[Value]) -> Result<Value, StatusError> {
         let def = self.def;
         {
             let m = meta_mut(&mut v);
@@ -667,6 +725,7 @@ impl Ctx {
         defaults::apply_defaults(def.group, def.kind, &mut v);
         if def.group.is_empty() && def.kind == "Pod" {
             admit_pod(&mut v);
+            admission::default_pod(&mut v, limit_ranges);
         }
         let mut causes: Vec<Cause> = validation::validate_name(def.group, def.kind, name)
             .into_iter()
@@ -730,13 +789,23 @@ impl Ctx {
         }
         let display = given_name.clone().or_else(|| generate.clone()).unwrap_or_default();
         self.check_namespace(&display).await?;
+        let limit_ranges = if def.group.is_empty() && matches!(def.plural, "pods" | "persistentvolumeclaims") {
+            self.namespace_objects("limitranges").await?
+        } else {
+            Vec::new()
+        };
         let attempts = if given_name.is_none() { 5 } else { 1 };
         for attempt in 0..attempts {
             let name = match &given_name {
                 Some(n) => n.clone(),
                 None => format!("{}{}", generate.clone().unwrap_or_default(), random_suffix()),
             };
-            let mut obj = self.prepare_create(v.clone(), &name)?;
+            let mut obj = self.prepare_create(v.clone(), &name, &limit_ranges)?;
+            let errs = admission::validate_limits(def.plural, &obj, &limit_ranges);
+            if !errs.is_empty() {
+                return Err(admission::forbidden(def.group, def.plural, &name, &admission::aggregate(&errs)));
+            }
+            self.admit_quota(&name, &obj, dry_run).await?;
             let mut entries =
                 if who.operation == Operation::Apply { managed::managed_fields(&obj) } else { Vec::new() };
             self.typed(Part::Main)

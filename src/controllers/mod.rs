@@ -5,6 +5,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod resource_quota;
 pub mod resources;
 pub mod root_ca_publisher;
 pub mod service_account;
@@ -25,6 +26,7 @@ pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<(
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(endpointslice::run(client.clone())),
         tokio::spawn(endpoints::run(client.clone())),
+        tokio::spawn(resource_quota::run(client.clone())),
         tokio::spawn(service_account::run(client.clone())),
         tokio::spawn(root_ca_publisher::run(client.clone(), cluster.root_ca_pem.clone())),
     ]
