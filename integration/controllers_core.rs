@@ -525,3 +525,135 @@ async fn resource_quota_and_limit_range_admission() {
         "{stderr}"
     );
 }
+
+/// The HPA end to end: first without a metrics API (upstream's conditions and deduplicated
+/// events), then with `metrics.k8s.io` served by the test (a CRD standing in for
+/// metrics-server's PodMetrics) — the target is scaled through its scale subresource.
+#[tokio::test]
+async fn horizontal_pod_autoscaler_missing_metrics_then_scaling() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::Event;
+    let server = Server::start();
+    let client = server.client().await;
+    let ns = make_ns(&client, "hpa").await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    create(
+        &deployments,
+        json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+    )
+    .await;
+    let started = chrono::Utc::now() - chrono::Duration::minutes(10);
+    for name in ["web-1", "web-2"] {
+        create(
+            &pods,
+            json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": {"nodeName": "n1", "containers": [
+                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "200m"}}}]}}),
+        )
+        .await;
+        let status = json!({"status": {"phase": "Running", "podIP": "10.42.0.5", "startTime": started,
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": started}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    }
+    create(
+        &hpas,
+        json!({"metadata": {"name": "web"}, "spec": {"minReplicas": 1, "maxReplicas": 10,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}}),
+    )
+    .await;
+    let missing = "the server could not find the requested resource (get pods.metrics.k8s.io)";
+    let cond = |h: &HorizontalPodAutoscaler, t: &str| {
+        h.status
+            .clone()?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
+    };
+    let active = eventually("ScalingActive=False", || async {
+        let h = hpas.get("web").await.unwrap();
+        cond(&h, "ScalingActive").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(active.1, "FailedGetResourceMetric");
+    assert_eq!(
+        active.2,
+        format!("the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: {missing}")
+    );
+    let h = hpas.get("web").await.unwrap();
+    assert_eq!(cond(&h, "AbleToScale").unwrap().1, "SucceededGetScale");
+    // The same warning every 15 s is one Event whose count grows.
+    let ev = eventually("a repeated FailedGetResourceMetric event", || async {
+        let list = events.list(&ListParams::default()).await.unwrap().items;
+        let same: Vec<Event> =
+            list.into_iter().filter(|e| e.reason.as_deref() == Some("FailedGetResourceMetric")).collect();
+        (same.len() == 1 && same[0].count.unwrap_or(0) >= 2).then(|| same[0].clone())
+    })
+    .await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
+    assert_eq!(ev.source.and_then(|s| s.component).as_deref(), Some("horizontal-pod-autoscaler"));
+    assert_eq!(
+        ev.message.as_deref(),
+        Some(format!("failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: {missing}").as_str())
+    );
+    assert!(ev.series.is_some());
+    assert_eq!(deployments.get("web").await.unwrap().spec.unwrap().replicas, Some(2));
+
+    // Now a metrics API: PodMetrics at 100 % of the request against a 50 % target → 4 replicas.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    create(
+        &crds,
+        json!({
+            "metadata": {"name": "pods.metrics.k8s.io", "annotations": {"api-approved.kubernetes.io": "unapproved, test stand-in for metrics-server"}},
+            "spec": {"group": "metrics.k8s.io", "scope": "Namespaced",
+                "names": {"plural": "pods", "singular": "podmetrics", "kind": "PodMetrics", "listKind": "PodMetricsList"},
+                "versions": [{"name": "v1beta1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]},
+        }),
+    )
+    .await;
+    let ar = kube::discovery::ApiResource {
+        group: "metrics.k8s.io".into(),
+        version: "v1beta1".into(),
+        api_version: "metrics.k8s.io/v1beta1".into(),
+        kind: "PodMetrics".into(),
+        plural: "pods".into(),
+    };
+    let metrics: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    eventually("the metrics API to be served", || async { metrics.list(&ListParams::default()).await.ok() }).await;
+    for name in ["web-1", "web-2"] {
+        let m = serde_json::from_value(json!({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+            "metadata": {"name": name, "labels": {"app": "web"}}, "timestamp": chrono::Utc::now(), "window": "30s",
+            "containers": [{"name": "c", "usage": {"cpu": "200m", "memory": "10Mi"}}]}))
+        .unwrap();
+        metrics.create(&PostParams::default(), &m).await.unwrap();
+    }
+    eventually("the deployment scaled to 4", || async {
+        (deployments.get("web").await.unwrap().spec.unwrap().replicas == Some(4)).then_some(())
+    })
+    .await;
+    let h = eventually("the HPA status to follow", || async {
+        let h = hpas.get("web").await.unwrap();
+        (h.status.as_ref()?.desired_replicas == 4).then_some(h)
+    })
+    .await;
+    let st = h.status.clone().unwrap();
+    let cur = st.current_metrics.unwrap()[0].resource.clone().unwrap().current;
+    assert_eq!(cur.average_utilization, Some(100));
+    assert!(st.last_scale_time.is_some());
+    assert_eq!(cond(&h, "ScalingActive").unwrap().1, "ValidMetricFound");
+    let rescale = events.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        rescale.iter().any(|e| e.reason.as_deref() == Some("SuccessfulRescale")
+            && e.message.as_deref()
+                == Some("New size: 4; reason: cpu resource utilization (percentage of request) above target")),
+        "{:?}",
+        rescale.iter().map(|e| e.message.clone()).collect::<Vec<_>>()
+    );
+}

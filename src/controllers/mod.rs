@@ -4,6 +4,7 @@
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;
+pub mod horizontal_pod_autoscaler;
 pub mod namespace;
 pub mod resource_quota;
 pub mod resources;
@@ -27,6 +28,7 @@ pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<(
         tokio::spawn(endpointslice::run(client.clone())),
         tokio::spawn(endpoints::run(client.clone())),
         tokio::spawn(resource_quota::run(client.clone())),
+        tokio::spawn(horizontal_pod_autoscaler::run(client.clone())),
         tokio::spawn(service_account::run(client.clone())),
         tokio::spawn(root_ca_publisher::run(client.clone(), cluster.root_ca_pem.clone())),
     ]
