@@ -506,7 +506,7 @@ mod tests {
     fn limit_range_defaults_and_messages() {
         let lr = json!({"spec": {"limits": [{"type": "Container",
             "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
-            "min": {"cpu": "50m"}, "max": {"cpu": "1"}, "maxLimitRequestRatio": {"cpu": "4"}}]}});
+            "min": {"cpu": "50m"}, "max": {"cpu": "1"}, "maxLimitRequestRatio": {"cpu": "5"}}]}});
         let mut p = pod(json!([{"name": "app", "resources": {"limits": {"memory": "512Mi"}}}]));
         default_pod(&mut p, std::slice::from_ref(&lr));
         let r = &p["spec"]["containers"][0]["resources"];
@@ -527,7 +527,7 @@ mod tests {
         let errs = validate_limits("pods", &small, std::slice::from_ref(&lr));
         assert_eq!(
             aggregate(&errs),
-            "[minimum cpu usage per Container is 50m, but request is 10m, cpu max limit to request ratio per Container is 4, but provided ratio is 100.000000]"
+            "[minimum cpu usage per Container is 50m, but request is 10m, cpu max limit to request ratio per Container is 5, but provided ratio is 100.000000]"
         );
     }
 }

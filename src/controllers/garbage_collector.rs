@@ -50,7 +50,7 @@ pub enum GcError {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// An owner reference names a kind no served resource has.
     #[error("owner reference to an unknown kind {kind} in {api_version}")]
@@ -492,7 +492,7 @@ impl Gc {
                 resource: owner_key,
                 namespace: node.namespace.clone().unwrap_or_default(),
                 name: o.name.clone(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -565,7 +565,7 @@ impl Gc {
             resource: node.resource.clone(),
             namespace: node.namespace.clone().unwrap_or_default(),
             name: node.name.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }
