@@ -378,14 +378,23 @@ async fn endpointslices_and_endpoints_follow_pod_readiness() {
     })
     .await;
 
-    // A pod that goes: removed from both.
-    pods.delete("web-a", &DeleteParams::default().grace_period(0)).await.unwrap();
-    eventually("web-a gone from slices and endpoints", || async {
+    // A pod relabelled out of the selection, and a pod that goes: removed from both.
+    pods.patch("web-b", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})))
+        .await
+        .unwrap();
+    eventually("web-b out of slices and endpoints", || async {
         let n: usize = all_slices().await.iter().map(|s| s.endpoints.len()).sum();
         let ep = endpoints.get("web").await.unwrap();
         let addrs: usize =
             ep.subsets.unwrap_or_default().iter().map(|s| s.addresses.as_ref().map_or(0, |a| a.len())).sum();
         (n == 1 && addrs == 1).then_some(())
+    })
+    .await;
+    pods.delete("web-a", &DeleteParams::default().grace_period(0)).await.unwrap();
+    eventually("web-a gone from slices and endpoints", || async {
+        let n: usize = all_slices().await.iter().map(|s| s.endpoints.len()).sum();
+        let ep = endpoints.get("web").await.unwrap();
+        (n == 0 && ep.subsets.unwrap_or_default().is_empty()).then_some(())
     })
     .await;
 

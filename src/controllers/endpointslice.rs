@@ -4,7 +4,7 @@
 //! resolved per pod (named target ports from the containers' ports). Services without a selector
 //! (like `kubernetes`) are left alone. Also the helpers the Endpoints controller shares.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 
 /// The label naming a slice's Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -43,24 +43,60 @@ struct Ctx {
     client: kube::Client,
 }
 
-/// A controller over Services, triggered by their pods and by `owned` objects of type `O`
-/// mapped back to the Service of the same name.
+/// A controller over Services, triggered by changes to the pods they select (or selected).
+/// Bursts of pod changes are coalesced for 100 ms.
 pub(crate) fn service_controller(client: &kube::Client) -> Controller<Service> {
     let services: Api<Service> = Api::all(client.clone());
-    let controller = Controller::new(services, watcher::Config::default());
+    let controller = Controller::new(services, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(100)));
     let store = controller.store();
     let pods: Api<Pod> = Api::all(client.clone());
-    controller.watches(pods, watcher::Config::default(), move |pod: Pod| services_of(&store, &pod))
+    // pod UID → the Services that selected it last time: a pod whose labels changed may have left
+    // a Service's selection, and that Service must hear of it too.
+    let mut last = HashMap::<String, Vec<ObjectRef<Service>>>::new();
+    let mut seen = HashSet::<String>::new();
+    let triggers = watcher::watcher(pods, watcher::Config::default()).default_backoff().map(move |ev| {
+        let mut out = Vec::new();
+        match ev {
+            Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
+                let now = services_of(&store, &pod);
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                seen.insert(uid.clone());
+                out =
+                    if now.is_empty() { last.remove(&uid) } else { last.insert(uid, now.clone()) }.unwrap_or_default();
+                out.extend(now.into_iter().filter(|r| !out.contains(r)).collect::<Vec<_>>());
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                out = last.remove(&uid).unwrap_or_default();
+                out.extend(services_of(&store, &pod).into_iter().filter(|r| !out.contains(r)).collect::<Vec<_>>());
+            }
+            Ok(watcher::Event::Init) => seen.clear(),
+            Ok(watcher::Event::InitDone) => {
+                // Pods gone while the watch was down.
+                let gone: Vec<String> = last.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                for u in gone {
+                    out.extend(last.remove(&u).unwrap_or_default());
+                }
+                seen.clear();
+            }
+            Err(_) => {}
+        }
+        futures::stream::iter(out)
+    });
+    controller.reconcile_on(triggers.flatten())
 }
 
-/// Every Service with a selector in the pod's namespace: a pod whose labels changed may have
-/// left a Service's selection, so matching on current labels would miss it.
+/// The Services whose selector matches the pod's labels.
 fn services_of(store: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
     let ns = pod.metadata.namespace.as_deref();
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
     store
         .state()
         .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == ns && selector(s).is_some())
+        .filter(|s| s.metadata.namespace.as_deref() == ns)
+        .filter(|s| selector(s).is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v))))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
 }

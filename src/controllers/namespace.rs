@@ -36,13 +36,29 @@ pub enum NamespaceError {
 
 struct Ctx {
     client: kube::Client,
+    /// Passes so far per namespace still holding content: the recheck backs off (1 s doubling
+    /// up to 16 s), so a namespace held by a finalizer does not keep the API busy.
+    passes: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl Ctx {
+    fn next_check(&self, ns: &str) -> Duration {
+        let mut p = self.passes.lock().unwrap_or_else(|e| e.into_inner());
+        let n = p.entry(ns.to_string()).or_insert(0);
+        *n += 1;
+        Duration::from_secs(1u64 << (*n - 1).min(4))
+    }
+
+    fn done(&self, ns: &str) {
+        self.passes.lock().unwrap_or_else(|e| e.into_inner()).remove(ns);
+    }
 }
 
 /// Run the namespace controller until aborted.
 pub async fn run(client: kube::Client) {
     let api: Api<Namespace> = Api::all(client.clone());
     Controller::new(api, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
+        .run(reconcile, error_policy, Arc::new(Ctx { client, passes: Default::default() }))
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(message = "namespace reconcile failed", error = %e);
@@ -106,8 +122,9 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Namespac
         Err(e) => return Err(err("reporting the status of")(e)),
     }
     if report.discovery.is_some() || !report.failures.is_empty() || !report.remaining.is_empty() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        return Ok(Action::requeue(ctx.next_check(&name)));
     }
+    ctx.done(&name);
     let mut done = (*ns).clone();
     if let Some(spec) = done.spec.as_mut() {
         spec.finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
