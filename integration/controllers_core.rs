@@ -521,6 +521,29 @@ async fn resource_quota_and_limit_range_admission() {
     )
     .await;
 
+    // Updates are charged for what they add: a Service turning NodePort.
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &ns);
+    create(&quotas, json!({"metadata": {"name": "ports"}, "spec": {"hard": {"services.nodeports": "1"}}})).await;
+    let ports_used = || async {
+        let q = quotas.get("ports").await.unwrap();
+        q.status.and_then(|s| s.used).and_then(|u| u.get("services.nodeports").map(|q| q.0.clone()))
+    };
+    eventually("the ports quota's usage", || async { (ports_used().await.as_deref() == Some("0")).then_some(()) })
+        .await;
+    for n in ["np-a", "np-b"] {
+        create(&svcs, json!({"metadata": {"name": n}, "spec": {"ports": [{"port": 80}]}})).await;
+    }
+    let to_node_port = Patch::Merge(json!({"spec": {"type": "NodePort"}}));
+    svcs.patch("np-a", &PatchParams::default(), &to_node_port).await.unwrap();
+    let err = svcs.patch("np-b", &PatchParams::default(), &to_node_port).await.unwrap_err();
+    assert_eq!(
+        api_err(err),
+        (
+            403,
+            "services \"np-b\" is forbidden: exceeded quota: ports, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1".to_string()
+        )
+    );
+
     // kubectl sees the same refusal.
     let refused = (0..4)
         .map(|i| server.kubectl("1.33", &["create", "configmap", &format!("x{i}"), "-n", &ns]))

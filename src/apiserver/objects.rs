@@ -630,7 +630,15 @@ impl Ctx {
     /// ResourceQuota admission: the new object's usage must fit every quota of its namespace
     /// that tracks it; it is then charged to their `status.used` (not for a dry run). The quota
     /// controller corrects the figures from the objects afterwards.
-    async fn admit_quota(&self, name: &str, obj: &Value, dry_run: bool) -> Result<(), StatusError> {
+    /// On an update (`old` given) only the increase is charged (a Service turning NodePort, a
+    /// PVC growing).
+    async fn admit_quota(
+        &self,
+        name: &str,
+        obj: &Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<(), StatusError> {
         if !self.def.namespaced || self.def.storage.is_empty() {
             return Ok(());
         }
@@ -640,7 +648,15 @@ impl Ctx {
             if !admission::in_scope(&quota, def.group, def.plural, obj) {
                 continue;
             }
-            let delta = admission::tracked(&quota, &admission::usage(def.group, def.plural, obj));
+            let mut usage = admission::usage(def.group, def.plural, obj);
+            if let Some(old) = old {
+                let before = admission::usage(def.group, def.plural, old);
+                usage.retain(|k, q| q.nanos > before.get(k).map_or(0, |b| b.nanos));
+                for (k, q) in usage.iter_mut() {
+                    q.nanos -= before.get(k).map_or(0, |b| b.nanos);
+                }
+            }
+            let delta = admission::tracked(&quota, &usage);
             if delta.is_empty() {
                 continue;
             }
@@ -651,18 +667,18 @@ impl Ctx {
             let qdef = registry::find("", "v1", "resourcequotas").expect("resourcequotas are registered");
             let qname = meta_str(&quota, "name").unwrap_or_default().to_string();
             let ctx = Ctx::new(self.api.clone(), qdef, self.ns.clone(), Query::default(), None)?;
-            let result = ctx
-                .guaranteed_update(&qname, Part::Status, None, &|cur: &Value| {
-                    let used = admission::charge(cur, &delta)
-                        .map_err(|m| admission::forbidden(def.group, def.plural, name, &m))?;
-                    let mut n = cur.clone();
-                    n["status"]["used"] = used;
-                    if n.pointer("/status/hard").is_none_or(Value::is_null) {
-                        n["status"]["hard"] = n.pointer("/spec/hard").cloned().unwrap_or(json!({}));
-                    }
-                    Ok(n)
-                })
-                .await;
+            // Boxed: a quota update goes through guaranteed_update, which admits quota itself.
+            let change = |cur: &Value| {
+                let used = admission::charge(cur, &delta)
+                    .map_err(|m| admission::forbidden(def.group, def.plural, name, &m))?;
+                let mut n = cur.clone();
+                n["status"]["used"] = used;
+                if n.pointer("/status/hard").is_none_or(Value::is_null) {
+                    n["status"]["hard"] = n.pointer("/spec/hard").cloned().unwrap_or(json!({}));
+                }
+                Ok(n)
+            };
+            let result = Box::pin(ctx.guaranteed_update(&qname, Part::Status, None, &change)).await;
             match result {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
@@ -805,7 +821,7 @@ impl Ctx {
             if !errs.is_empty() {
                 return Err(admission::forbidden(def.group, def.plural, &name, &admission::aggregate(&errs)));
             }
-            self.admit_quota(&name, &obj, dry_run).await?;
+            self.admit_quota(&name, &obj, None, dry_run).await?;
             let mut entries =
                 if who.operation == Operation::Apply { managed::managed_fields(&obj) } else { Vec::new() };
             self.typed(Part::Main)
@@ -992,6 +1008,12 @@ impl Ctx {
             } else {
                 None
             };
+            if part == Part::Main
+                && self.def.group.is_empty()
+                && matches!(self.def.plural, "services" | "persistentvolumeclaims")
+            {
+                self.admit_quota(name, &new, Some(&old), dry_run).await?;
+            }
             let mut old_cmp = old.clone();
             if let Some(m) = old_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
