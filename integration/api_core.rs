@@ -15,12 +15,23 @@ use kube::Client;
 use serde_json::{json, Value};
 use support::{unique, Server};
 
+/// The ConfigMap the root CA publisher puts in every namespace.
+const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// A new namespace, once the controllers have put its root CA ConfigMap in (so counts are stable).
 async fn make_ns(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);
     let api: Api<Namespace> = Api::all(client.clone());
     api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
         .await
         .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+    for _ in 0..300 {
+        if cms.get_opt(ROOT_CA).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     name
 }
 
@@ -232,8 +243,9 @@ async fn label_and_field_selectors() {
     ] {
         cms.create(&PostParams::default(), &cm(name, labels, json!({}))).await.unwrap();
     }
+    // Every namespace also has the root CA ConfigMap (the publisher's); left out here.
     let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
-        let mut v: Vec<String> = l.items.into_iter().filter_map(|c| c.metadata.name).collect();
+        let mut v: Vec<String> = l.items.into_iter().filter_map(|c| c.metadata.name).filter(|n| n != ROOT_CA).collect();
         v.sort();
         v
     };
@@ -292,7 +304,8 @@ async fn pagination_is_a_consistent_snapshot() {
     }
     let first = cms.list(&ListParams::default().limit(10)).await.unwrap();
     assert_eq!(first.items.len(), 10);
-    assert_eq!(first.metadata.remaining_item_count, Some(15));
+    // 25 of ours and the root CA ConfigMap (which sorts last).
+    assert_eq!(first.metadata.remaining_item_count, Some(16));
     let token = first.metadata.continue_.clone().expect("a continue token");
     // Changes after the first page do not show up in later pages.
     cms.create(&PostParams::default(), &cm("cm-99", json!({}), json!({}))).await.unwrap();
@@ -305,11 +318,12 @@ async fn pagination_is_a_consistent_snapshot() {
         names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
         token = page.metadata.continue_.filter(|c| !c.is_empty());
     }
-    let want: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    let mut want: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    want.push(ROOT_CA.into());
     assert_eq!(names, want);
     // A fresh list sees the changes.
     let now = cms.list(&ListParams::default()).await.unwrap();
-    assert_eq!(now.items.len(), 25);
+    assert_eq!(now.items.len(), 26);
     assert!(now.items.iter().any(|c| c.metadata.name.as_deref() == Some("cm-99")));
     // A made-up continue token is a 400.
     assert_eq!(api_err(cms.list(&ListParams::default().continue_token("garbage")).await.unwrap_err()).0, 400);
@@ -614,7 +628,13 @@ async fn bad_input_gets_the_right_status_and_the_server_goes_on() {
     }
     // Nothing was stored by the bad requests, and the server still serves.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    assert!(cms.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|c| c.metadata.name.as_deref() == Some(ROOT_CA)));
     cms.create(&PostParams::default(), &cm("fine", json!({}), json!({}))).await.unwrap();
 }
 
@@ -754,21 +774,35 @@ async fn deletion_semantics() {
     pods.delete("free", &DeleteParams::default()).await.unwrap();
     assert_eq!(api_err(pods.get("free").await.unwrap_err()).0, 404);
 
-    // Foreground propagation leaves the object with the foregroundDeletion finalizer.
+    // Foreground propagation leaves the object with the foregroundDeletion finalizer while a
+    // dependent blocking its deletion remains (this one is held by a finalizer of its own; it
+    // also keeps the namespace terminating at the end of this test).
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    cms.create(&PostParams::default(), &cm("fg", json!({}), json!({}))).await.unwrap();
+    let fg = cms.create(&PostParams::default(), &cm("fg", json!({}), json!({}))).await.unwrap();
+    let held: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"],
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "fg", "uid": fg.metadata.uid.clone().unwrap(),
+        "blockOwnerDeletion": true}]}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &held).await.unwrap();
     cms.delete("fg", &DeleteParams::foreground()).await.unwrap();
     let fg = cms.get("fg").await.unwrap();
     assert_eq!(fg.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
     assert!(fg.metadata.deletion_timestamp.is_some());
 
-    // Orphan: the owner goes at once, its dependents stay without the owner reference.
+    // Orphan: the owner gets the `orphan` finalizer; the garbage collector drops the owner
+    // reference from its dependents, then the finalizer, and the owner goes.
     let parent = cms.create(&PostParams::default(), &cm("parent", json!({}), json!({}))).await.unwrap();
     let child: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
         "apiVersion": "v1", "kind": "ConfigMap", "name": "parent", "uid": parent.metadata.uid.clone().unwrap()}]}}))
     .unwrap();
     cms.create(&PostParams::default(), &child).await.unwrap();
     cms.delete("parent", &DeleteParams::orphan()).await.unwrap();
+    for _ in 0..300 {
+        if cms.get_opt("parent").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(api_err(cms.get("parent").await.unwrap_err()).0, 404);
     assert!(cms.get("child").await.unwrap().metadata.owner_references.unwrap_or_default().is_empty());
 
@@ -821,7 +855,7 @@ async fn watch_bookmarks_initial_events_and_timeouts() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(added, 2);
+    assert_eq!(added, 3, "a, b and the root CA ConfigMap");
     // timeoutSeconds ends the stream.
     let t0 = std::time::Instant::now();
     let mut s = cms.watch(&WatchParams::default().timeout(1), "0").await.unwrap().boxed();

@@ -167,7 +167,7 @@ impl EventRecorder {
             "action": action,
             "source": {"component": self.component, "host": self.host},
             "reportingComponent": self.component,
-            "reportingInstance": format!("{}-{}", self.component, self.host),
+            "reportingInstance": if self.host.is_empty() { self.component.clone() } else { format!("{}-{}", self.component, self.host) },
             "firstTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "lastTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),

@@ -225,7 +225,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(crate::scheduler::run(client.clone())));
     }
     if !args.disable_controller_manager {
-        tasks.extend(crate::controllers::spawn_all(client.clone()));
+        tasks.extend(crate::controllers::spawn_all(
+            client.clone(),
+            crate::controllers::ClusterInfo { root_ca_pem: pki.ca_cert_pem.clone() },
+        ));
     }
     apiserver::bootstrap::run(client, service_ip, advertise, args.https_listen_port)
         .await

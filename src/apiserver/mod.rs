@@ -4,6 +4,7 @@
 //! ([`client::in_process_client`]), goes through [`ApiServer::handle`]: authentication, then
 //! authorization, then the handler. Only this module touches the store.
 
+pub mod admission;
 pub mod alloc;
 pub mod authz;
 pub mod bootstrap;

@@ -10,7 +10,7 @@ use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::request::{negotiate, Query, Representation, ResourceRequest, Verb};
-use super::{alloc, bytes_response, json_response, watch, ApiServer, Body};
+use super::{admission, alloc, bytes_response, json_response, watch, ApiServer, Body};
 use crate::api::managed::{self, Manager, Operation, Tracked};
 use crate::api::registry::{self, ResourceDef};
 use crate::api::selector::{self, FieldSelector, LabelSelector};
@@ -614,6 +614,80 @@ impl Ctx {
     }
 
     /// The namespace must exist and not be terminating for a create in it.
+    /// The objects of a core namespaced resource in this request's namespace, from the cache.
+    async fn namespace_objects(&self, plural: &str) -> Result<Vec<Value>, StatusError> {
+        let Some(ns) = self.ns.as_deref().filter(|_| self.def.namespaced) else { return Ok(Vec::new()) };
+        let def = registry::find("", "v1", plural).expect("a core resource");
+        let listing = self
+            .api
+            .cache
+            .list(&def.prefix(Some(ns)), None, 0, None, &|_| true)
+            .await
+            .map_err(|e| store_error(e, def, ""))?;
+        Ok(listing.objects.iter().filter_map(|o| o.value().ok()).collect())
+    }
+
+    /// ResourceQuota admission: the new object's usage must fit every quota of its namespace
+    /// that tracks it; it is then charged to their `status.used` (not for a dry run). The quota
+    /// controller corrects the figures from the objects afterwards.
+    /// On an update (`old` given) only the increase is charged (a Service turning NodePort, a
+    /// PVC growing).
+    async fn admit_quota(
+        &self,
+        name: &str,
+        obj: &Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<(), StatusError> {
+        if !self.def.namespaced || self.def.storage.is_empty() {
+            return Ok(());
+        }
+        let quotas = self.namespace_objects("resourcequotas").await?;
+        let def = self.def;
+        for quota in quotas {
+            if !admission::in_scope(&quota, def.group, def.plural, obj) {
+                continue;
+            }
+            let mut usage = admission::usage(def.group, def.plural, obj);
+            if let Some(old) = old {
+                let before = admission::usage(def.group, def.plural, old);
+                usage.retain(|k, q| q.nanos > before.get(k).map_or(0, |b| b.nanos));
+                for (k, q) in usage.iter_mut() {
+                    q.nanos -= before.get(k).map_or(0, |b| b.nanos);
+                }
+            }
+            let delta = admission::tracked(&quota, &usage);
+            if delta.is_empty() {
+                continue;
+            }
+            admission::charge(&quota, &delta).map_err(|m| admission::forbidden(def.group, def.plural, name, &m))?;
+            if dry_run {
+                continue;
+            }
+            let qdef = registry::find("", "v1", "resourcequotas").expect("resourcequotas are registered");
+            let qname = meta_str(&quota, "name").unwrap_or_default().to_string();
+            let ctx = Ctx::new(self.api.clone(), qdef, self.ns.clone(), Query::default(), None)?;
+            // Boxed: a quota update goes through guaranteed_update, which admits quota itself.
+            let change = |cur: &Value| {
+                let used = admission::charge(cur, &delta)
+                    .map_err(|m| admission::forbidden(def.group, def.plural, name, &m))?;
+                let mut n = cur.clone();
+                n["status"]["used"] = used;
+                if n.pointer("/status/hard").is_none_or(Value::is_null) {
+                    n["status"]["hard"] = n.pointer("/spec/hard").cloned().unwrap_or(json!({}));
+                }
+                Ok(n)
+            };
+            let result = Box::pin(ctx.guaranteed_update(&qname, Part::Status, None, &change)).await;
+            match result {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn check_namespace(&self, name: &str) -> Result<(), StatusError> {
         let Some(ns) = self.ns.as_deref().filter(|_| self.def.namespaced) else {
             return Ok(());
@@ -639,7 +713,7 @@ impl Ctx {
     }
 
     /// Prepare a new object for storage: identity, timestamps, status reset, defaults, validation.
-    fn prepare_create(&self, mut v: Value, name: &str) -> Result<Value, StatusError> {
+    fn prepare_create(&self, mut v: Value, name: &str, limit_ranges: &[Value]) -> Result<Value, StatusError> {
         let def = self.def;
         {
             let m = meta_mut(&mut v);
@@ -667,6 +741,7 @@ impl Ctx {
         defaults::apply_defaults(def.group, def.kind, &mut v);
         if def.group.is_empty() && def.kind == "Pod" {
             admit_pod(&mut v);
+            admission::default_pod(&mut v, limit_ranges);
         }
         let mut causes: Vec<Cause> = validation::validate_name(def.group, def.kind, name)
             .into_iter()
@@ -730,13 +805,23 @@ impl Ctx {
         }
         let display = given_name.clone().or_else(|| generate.clone()).unwrap_or_default();
         self.check_namespace(&display).await?;
+        let limit_ranges = if def.group.is_empty() && matches!(def.plural, "pods" | "persistentvolumeclaims") {
+            self.namespace_objects("limitranges").await?
+        } else {
+            Vec::new()
+        };
         let attempts = if given_name.is_none() { 5 } else { 1 };
         for attempt in 0..attempts {
             let name = match &given_name {
                 Some(n) => n.clone(),
                 None => format!("{}{}", generate.clone().unwrap_or_default(), random_suffix()),
             };
-            let mut obj = self.prepare_create(v.clone(), &name)?;
+            let mut obj = self.prepare_create(v.clone(), &name, &limit_ranges)?;
+            let errs = admission::validate_limits(def.plural, &obj, &limit_ranges);
+            if !errs.is_empty() {
+                return Err(admission::forbidden(def.group, def.plural, &name, &admission::aggregate(&errs)));
+            }
+            self.admit_quota(&name, &obj, None, dry_run).await?;
             let mut entries =
                 if who.operation == Operation::Apply { managed::managed_fields(&obj) } else { Vec::new() };
             self.typed(Part::Main)
@@ -923,6 +1008,12 @@ impl Ctx {
             } else {
                 None
             };
+            if part == Part::Main
+                && self.def.group.is_empty()
+                && matches!(self.def.plural, "services" | "persistentvolumeclaims")
+            {
+                self.admit_quota(name, &new, Some(&old), dry_run).await?;
+            }
             let mut old_cmp = old.clone();
             if let Some(m) = old_cmp.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
@@ -939,7 +1030,12 @@ impl Ctx {
             let no_finalizers =
                 new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty());
             let grace = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
-            if deleting && no_finalizers && grace == 0 {
+            // A namespace also waits for its spec.finalizers (namespaces/finalize).
+            let ns_finalizers =
+                new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+                    && self.def.group.is_empty()
+                    && self.def.kind == "Namespace";
+            if deleting && no_finalizers && !ns_finalizers && grace == 0 {
                 match self.api.backend.delete(self.key(name), Some(cur.revision)).await {
                     Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
                     Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
@@ -1097,30 +1193,55 @@ impl Ctx {
                     return Err(StatusError::conflict(def.group, def.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
                 }
             }
-            let mut finalizers: Vec<Value> =
+            let original: Vec<Value> =
                 obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let policy = opts.propagation_policy.as_deref();
-            let add = |f: &mut Vec<Value>, name: &str| {
-                if !f.iter().any(|x| x == name) {
+            // The garbage collector's finalizers, per propagationPolicy as upstream: it orphans or
+            // deletes the dependents, then removes its finalizer. No policy keeps what is there.
+            let mut finalizers = original.clone();
+            let set = |f: &mut Vec<Value>, name: &str, on: bool| {
+                let has = f.iter().any(|x| x == name);
+                if on && !has {
                     f.push(json!(name));
+                } else if !on && has {
+                    f.retain(|x| x != name);
                 }
             };
-            match policy {
-                Some("Foreground") => add(&mut finalizers, "foregroundDeletion"),
-                // No garbage collector yet: the API server orphans the dependents itself (drops
-                // their owner reference) and the owner goes at once, instead of waiting on an
-                // `orphan` finalizer nothing would remove.
-                Some("Orphan") if !opts.dry_run => {
-                    let uid = meta_str(&obj, "uid").unwrap_or_default().to_string();
-                    self.orphan_dependents(&uid).await?;
+            match opts.propagation_policy.as_deref() {
+                Some("Foreground") => {
+                    set(&mut finalizers, "orphan", false);
+                    set(&mut finalizers, "foregroundDeletion", true);
+                }
+                Some("Orphan") => {
+                    set(&mut finalizers, "foregroundDeletion", false);
+                    set(&mut finalizers, "orphan", true);
+                }
+                Some("Background") => {
+                    set(&mut finalizers, "foregroundDeletion", false);
+                    set(&mut finalizers, "orphan", false);
                 }
                 _ => {}
+            }
+            let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+            if already && finalizers != original && !finalizers.is_empty() {
+                // A second delete with another policy switches the garbage collector's finalizer.
+                let mut new = obj.clone();
+                let m = meta_mut(&mut new);
+                m.insert("finalizers".into(), Value::Array(finalizers.clone()));
+                m.remove("resourceVersion");
+                if opts.dry_run {
+                    return Ok(new);
+                }
+                let stored = registry::to_storage(def, new.clone());
+                match self.api.backend.update(self.key(name), stored_bytes(&stored), cur.revision).await {
+                    Ok(rev) => return Ok(with_rv(new, rev)),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(store_error(e, def, name)),
+                }
             }
             let is_ns = def.group.is_empty() && def.kind == "Namespace";
             let ns_finalizers =
                 is_ns && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
             let grace = self.pod_grace(&obj, opts);
-            let already = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
             if !finalizers.is_empty() || ns_finalizers || grace > 0 {
                 if already {
                     let cur_grace =
@@ -1169,45 +1290,6 @@ impl Ctx {
             }
         }
         Err(StatusError::conflict(def.group, def.plural, name, "too many concurrent updates, please retry"))
-    }
-
-    /// Remove the owner reference to `uid` from every object that has one.
-    async fn orphan_dependents(&self, uid: &str) -> Result<(), StatusError> {
-        if uid.is_empty() {
-            return Ok(());
-        }
-        let needle = uid.as_bytes();
-        let mentions = move |o: &CachedObject| o.json.windows(needle.len()).any(|w| w == needle);
-        let listing = self
-            .api
-            .cache
-            .list("/registry/", None, 0, None, &mentions)
-            .await
-            .map_err(|e| store_error(e, self.def, ""))?;
-        for o in &listing.objects {
-            let Some((storage, ns, name)) = registry::parse_key(&o.key) else { continue };
-            let Some(def) = registry::by_storage(storage) else { continue };
-            let owned = o.value().ok().and_then(|v| v.pointer("/metadata/ownerReferences").cloned());
-            if !owned.and_then(|r| r.as_array().cloned()).unwrap_or_default().iter().any(|r| r["uid"] == uid) {
-                continue;
-            }
-            let ctx = Ctx::new(self.api.clone(), def, ns.map(str::to_string), Query::default(), None)?;
-            let result = ctx
-                .guaranteed_update(name, Part::Main, None, &|cur: &Value| {
-                    let mut n = cur.clone();
-                    if let Some(refs) = n.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                        refs.retain(|r| r["uid"] != uid);
-                    }
-                    Ok(n)
-                })
-                .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 
     /// The grace period a pod deletion waits for its node (0 = delete now).

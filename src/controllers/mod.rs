@@ -1,9 +1,35 @@
 //! The controllers: level-triggered kube-rs reconcilers over the in-process client, one module per
 //! controller. None touches the store.
 
+pub mod endpoints;
+pub mod endpointslice;
+pub mod garbage_collector;
+pub mod horizontal_pod_autoscaler;
+pub mod namespace;
+pub mod resource_quota;
+pub mod resources;
+pub mod root_ca_publisher;
+pub mod service_account;
+
 use tokio::task::JoinHandle;
 
+/// What the controllers need to know about the cluster besides the API.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterInfo {
+    /// The cluster CA certificate (PEM), published as `kube-root-ca.crt` in every namespace.
+    pub root_ca_pem: String,
+}
+
 /// Starts every controller; each runs until its task is aborted.
-pub fn spawn_all(_client: kube::Client) -> Vec<JoinHandle<()>> {
-    Vec::new()
+pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(garbage_collector::run(client.clone())),
+        tokio::spawn(namespace::run(client.clone())),
+        tokio::spawn(endpointslice::run(client.clone())),
+        tokio::spawn(endpoints::run(client.clone())),
+        tokio::spawn(resource_quota::run(client.clone())),
+        tokio::spawn(horizontal_pod_autoscaler::run(client.clone())),
+        tokio::spawn(service_account::run(client.clone())),
+        tokio::spawn(root_ca_publisher::run(client.clone(), cluster.root_ca_pem.clone())),
+    ]
 }
