@@ -203,6 +203,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         backend.clone(),
         ApiConfig {
             service_cidr: args.service_cidr,
+            cluster_cidr: Some(args.cluster_cidr),
             node_port_range: (args.service_node_port_range.start, args.service_node_port_range.end),
             advertise_address: advertise,
             port: args.https_listen_port,
