@@ -179,6 +179,14 @@ pub struct ContainerStatus {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Output of a command run to completion in a container (`exec_sync`: probes and hooks).
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 /// The runtime: spawns shims, finds them again after an agent restart, stops and removes containers.
 pub struct Runtime {
     _cfg: RuntimeConfig,
@@ -218,6 +226,12 @@ impl Runtime {
 
     /// Removes an exited container: state, rootfs, cgroup leaf. Its log file stays.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        Err(RuntimeError::NotFound(id.to_string()))
+    }
+
+    /// Runs `cmd` in a running container (its namespaces, cgroup, user, seccomp profile), waits
+    /// at most `timeout` (then kills it), and returns its exit code and output.
+    pub async fn exec_sync(&self, id: &str, _cmd: Vec<String>, _timeout: Duration) -> Result<ExecOutput, RuntimeError> {
         Err(RuntimeError::NotFound(id.to_string()))
     }
 
