@@ -13,7 +13,8 @@ command -v file >/dev/null || need+=(file)
 command -v gcc >/dev/null || need+=(gcc)
 # libseccomp (linked statically into kelp), the test-image and registry tools, crun for the
 # runtime benchmark's reference.
-for p in libseccomp-dev busybox-static docker-registry skopeo umoci zstd jq apache2-utils crun iproute2 tmux python3; do
+for p in libseccomp-dev busybox-static docker-registry skopeo umoci zstd jq apache2-utils crun iproute2 tmux python3 \
+  python3-cryptography openssl debootstrap; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -32,6 +33,9 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+
+log "test images (integration/fixtures/build-images.sh; fast when built)"
+integration/fixtures/build-images.sh
 
 log "unit and integration tests"
 cargo test --all-targets

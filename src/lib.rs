@@ -5,6 +5,7 @@ pub mod api;
 pub mod apiserver;
 pub mod config;
 pub mod controllers;
+pub mod events;
 pub mod image;
 pub mod logging;
 pub mod network;
@@ -13,3 +14,5 @@ pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
