@@ -189,3 +189,109 @@ pub fn kubectl_path(version: &str) -> PathBuf {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
+
+/// A `kelp agent` process (a node) against a `Server`, with its own data dir and unique run dir,
+/// cgroup root, bridge and pod log dir so tests run in parallel.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub node: String,
+    pub kubeconfig: PathBuf,
+    pub child: Option<Child>,
+    pub bridge: String,
+    pub cgroup_root: String,
+}
+
+impl Agent {
+    /// Starts an agent named `unique(prefix)`; `images` are copied into its air-gap folder first.
+    pub fn start(server: &Server, prefix: &str, images: &[&Path]) -> Agent {
+        let dir = tempfile::Builder::new().prefix("kelp-agent-").tempdir().expect("temp dir");
+        let node = unique(prefix);
+        let short = &node[node.len() - 8..];
+        let mut a = Agent {
+            kubeconfig: server.kubeconfig(),
+            bridge: format!("kt{short}"),
+            cgroup_root: format!("kelp-test-{short}"),
+            node,
+            dir,
+            child: None,
+        };
+        let img_dir = a.data_dir().join("agent/images");
+        std::fs::create_dir_all(&img_dir).expect("images dir");
+        for i in images {
+            std::fs::copy(i, img_dir.join(i.file_name().expect("file name"))).expect("copying an image tarball");
+        }
+        a.spawn();
+        a
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn pod_log_dir(&self) -> PathBuf {
+        self.dir.path().join("pod-logs")
+    }
+
+    /// (Re)starts the process on the same dirs.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log file");
+        let child = Command::new(kelp_bin())
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--node-name")
+            .arg(&self.node)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--cgroup-root")
+            .arg(&self.cgroup_root)
+            .arg("--bridge-name")
+            .arg(&self.bridge)
+            .arg("--pod-log-dir")
+            .arg(self.pod_log_dir())
+            .args(["--node-ip", "127.0.0.1", "-v"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning kelp agent");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the agent and reap it (its containers keep running under their shims).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The test images (built by `integration/fixtures/build-images.sh` on first use).
+pub fn fixtures() -> PathBuf {
+    let dir =
+        std::env::var_os("KELP_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/kelp-fixtures"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/fixtures/build-images.sh");
+    let out = Command::new("bash").arg(script).env("KELP_FIXTURES", &dir).output().expect("running build-images.sh");
+    assert!(out.status.success(), "build-images.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}

@@ -35,7 +35,10 @@ impl Objects {
         Objects {
             client: None,
             namespace: String::new(),
-            configmaps: configmaps.into_iter().map(|c| (c.metadata.name.clone().unwrap_or_default(), Some(c))).collect(),
+            configmaps: configmaps
+                .into_iter()
+                .map(|c| (c.metadata.name.clone().unwrap_or_default(), Some(c)))
+                .collect(),
             secrets: secrets.into_iter().map(|s| (s.metadata.name.clone().unwrap_or_default(), Some(s))).collect(),
         }
     }
@@ -160,7 +163,11 @@ pub fn field_ref(pod: &Pod, path: &str, d: &Downward) -> Result<String, ConfigEr
         return Ok(meta.annotations.as_ref().and_then(|l| l.get(&k)).cloned().unwrap_or_default());
     }
     let fmt_map = |m: Option<&BTreeMap<String, String>>| {
-        m.into_iter().flatten().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))).collect::<Vec<_>>().join("\n")
+        m.into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     Ok(match path {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
@@ -195,10 +202,12 @@ pub fn resource_field_ref(
         .ok_or_else(|| ConfigError(format!("container {container_name:?} not found in the pod")))?;
     let res = container.resources.as_ref();
     let get = |which: &str, name: &str| -> Option<String> {
-        let m = if which == "limits" { res.and_then(|r| r.limits.as_ref()) } else { res.and_then(|r| r.requests.as_ref()) };
+        let m =
+            if which == "limits" { res.and_then(|r| r.limits.as_ref()) } else { res.and_then(|r| r.requests.as_ref()) };
         m.and_then(|m| m.get(name)).map(|q| q.0.clone())
     };
-    let (which, name) = resource.split_once('.').ok_or_else(|| ConfigError(format!("unsupported resource: {resource}")))?;
+    let (which, name) =
+        resource.split_once('.').ok_or_else(|| ConfigError(format!("unsupported resource: {resource}")))?;
     if !matches!(which, "limits" | "requests") || !matches!(name, "cpu" | "memory" | "ephemeral-storage") {
         return Err(ConfigError(format!("unsupported container resource: {resource}")));
     }
@@ -234,7 +243,9 @@ pub fn resource_field_ref(
 
 /// Upstream's C_IDENTIFIER check for envFrom keys with a prefix.
 fn valid_env_name(s: &str) -> bool {
-    !s.is_empty() && !s.starts_with(|c: char| c.is_ascii_digit()) && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Service link variables (`FOO_SERVICE_HOST`, docker-link style `FOO_PORT_80_TCP…`).
@@ -305,7 +316,11 @@ pub async fn resolve(
         if let Some(r) = &from.secret_ref {
             match objects.secret(&r.name).await.map_err(api_err)? {
                 Some(s) => pairs.extend(
-                    s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())),
+                    s.data
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())),
                 ),
                 None if r.optional == Some(true) => {}
                 None => return Err(ConfigError(format!("secret {:?} not found", r.name))),
@@ -322,7 +337,10 @@ pub async fn resolve(
         }
         if !invalid.is_empty() {
             invalid.sort();
-            warnings.push(format!("Keys [{}] from the EnvFrom were skipped since they are invalid environment variable names.", invalid.join(", ")));
+            warnings.push(format!(
+                "Keys [{}] from the EnvFrom were skipped since they are invalid environment variable names.",
+                invalid.join(", ")
+            ));
         }
     }
     for e in container.env.iter().flatten() {
@@ -335,7 +353,12 @@ pub async fn resolve(
                             Some(v) => v.clone(),
                             None if optional => continue,
                             None => {
-                                return Err(ConfigError(format!("couldn't find key {} in ConfigMap {}/{}", r.key, ns(pod), r.name)))
+                                return Err(ConfigError(format!(
+                                    "couldn't find key {} in ConfigMap {}/{}",
+                                    r.key,
+                                    ns(pod),
+                                    r.name
+                                )))
                             }
                         },
                         None if optional => continue,
@@ -348,7 +371,12 @@ pub async fn resolve(
                             Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                             None if optional => continue,
                             None => {
-                                return Err(ConfigError(format!("couldn't find key {} in Secret {}/{}", r.key, ns(pod), r.name)))
+                                return Err(ConfigError(format!(
+                                    "couldn't find key {} in Secret {}/{}",
+                                    r.key,
+                                    ns(pod),
+                                    r.name
+                                )))
                             }
                         },
                         None if optional => continue,
@@ -357,7 +385,8 @@ pub async fn resolve(
                 } else if let Some(f) = &src.field_ref {
                     field_ref(pod, &f.field_path, d)?
                 } else if let Some(r) = &src.resource_field_ref {
-                    let cname = r.container_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| container.name.clone());
+                    let cname =
+                        r.container_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| container.name.clone());
                     resource_field_ref(pod, &cname, &r.resource, r.divisor.as_ref().map(|q| q.0.as_str()), d)?
                 } else {
                     String::new()
@@ -365,9 +394,10 @@ pub async fn resolve(
             }
             (None, Some(v)) => {
                 let lookup = |n: &str| {
-                    out.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).or_else(|| {
-                        service_vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
-                    })
+                    out.iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| service_vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
                 };
                 expand(v, &lookup)
             }
@@ -444,14 +474,19 @@ pub fn image_user(user: Option<&str>, layers: &[PathBuf]) -> Result<ImageUser, C
             (uid, gid, None)
         }
         Err(_) => {
-            let line = passwd().lines().map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>()).find(|f| f.len() > 3 && f[0] == u);
+            let line = passwd()
+                .lines()
+                .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+                .find(|f| f.len() > 3 && f[0] == u);
             match line {
                 Some(f) => (
                     f[2].parse().map_err(|_| ConfigError(format!("invalid uid for user {u:?} in /etc/passwd")))?,
                     f[3].parse().unwrap_or(0),
                     Some(u.to_string()),
                 ),
-                None => return Err(ConfigError(format!("unable to find user {u}: no matching entries in passwd file"))),
+                None => {
+                    return Err(ConfigError(format!("unable to find user {u}: no matching entries in passwd file")))
+                }
             }
         }
     };
@@ -525,24 +560,63 @@ mod tests {
 
     #[tokio::test]
     async fn env_sources_and_order() {
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "cm"}, "data": {"K": "v", "1bad": "x", "SHARED": "cm"}})).unwrap();
+        let cm: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "cm"}, "data": {"K": "v", "1bad": "x", "SHARED": "cm"}}),
+        )
+        .unwrap();
         let mut sec = Secret::default();
         sec.metadata.name = Some("sec".into());
         sec.data = Some([("pw".to_string(), ByteString(b"hunter2".to_vec()))].into_iter().collect());
         let mut objects = Objects::fixed(vec![cm], vec![sec]);
         let p = pod();
-        let fr = |path: &str| EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }), ..Default::default() };
+        let fr = |path: &str| EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), api_version: None }),
+            ..Default::default()
+        };
         let c = Container {
             name: "c".into(),
-            env_from: Some(vec![EnvFromSource { config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource { name: "cm".into(), optional: None }), prefix: None, secret_ref: None }]),
+            env_from: Some(vec![EnvFromSource {
+                config_map_ref: Some(k8s_openapi::api::core::v1::ConfigMapEnvSource {
+                    name: "cm".into(),
+                    optional: None,
+                }),
+                prefix: None,
+                secret_ref: None,
+            }]),
             env: Some(vec![
                 EnvVar { name: "SHARED".into(), value: Some("env".into()), value_from: None },
                 EnvVar { name: "POD".into(), value_from: Some(fr("metadata.name")), value: None },
                 EnvVar { name: "APP".into(), value_from: Some(fr("metadata.labels['app']")), value: None },
                 EnvVar { name: "IP".into(), value_from: Some(fr("status.podIP")), value: None },
-                EnvVar { name: "PW".into(), value_from: Some(EnvVarSource { secret_key_ref: Some(SecretKeySelector { name: "sec".into(), key: "pw".into(), optional: None }), ..Default::default() }), value: None },
-                EnvVar { name: "OPT".into(), value_from: Some(EnvVarSource { secret_key_ref: Some(SecretKeySelector { name: "nope".into(), key: "k".into(), optional: Some(true) }), ..Default::default() }), value: None },
-                EnvVar { name: "MSG".into(), value: Some("$(K)/$(POD)/$(KUBERNETES_SERVICE_HOST)/$(LATER)".into()), value_from: None },
+                EnvVar {
+                    name: "PW".into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: "sec".into(),
+                            key: "pw".into(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    value: None,
+                },
+                EnvVar {
+                    name: "OPT".into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: "nope".into(),
+                            key: "k".into(),
+                            optional: Some(true),
+                        }),
+                        ..Default::default()
+                    }),
+                    value: None,
+                },
+                EnvVar {
+                    name: "MSG".into(),
+                    value: Some("$(K)/$(POD)/$(KUBERNETES_SERVICE_HOST)/$(LATER)".into()),
+                    value_from: None,
+                },
                 EnvVar { name: "LATER".into(), value: Some("l".into()), value_from: None },
             ]),
             ..Default::default()
@@ -565,7 +639,14 @@ mod tests {
 
         let missing = Container {
             name: "c".into(),
-            env: Some(vec![EnvVar { name: "X".into(), value_from: Some(EnvVarSource { secret_key_ref: Some(SecretKeySelector { name: "sec".into(), key: "nokey".into(), optional: None }), ..Default::default() }), value: None }]),
+            env: Some(vec![EnvVar {
+                name: "X".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector { name: "sec".into(), key: "nokey".into(), optional: None }),
+                    ..Default::default()
+                }),
+                value: None,
+            }]),
             ..Default::default()
         };
         let err = resolve(&p, &missing, &mut objects, &[], &d).await.unwrap_err();
@@ -598,7 +679,10 @@ mod tests {
         let layers = vec![l1, l2];
         assert_eq!(image_user(None, &layers).unwrap(), ImageUser { uid: 0, gid: 0, name: None });
         assert_eq!(image_user(Some("1000"), &layers).unwrap(), ImageUser { uid: 1000, gid: 1001, name: None });
-        assert_eq!(image_user(Some("web"), &layers).unwrap(), ImageUser { uid: 1000, gid: 1001, name: Some("web".into()) });
+        assert_eq!(
+            image_user(Some("web"), &layers).unwrap(),
+            ImageUser { uid: 1000, gid: 1001, name: Some("web".into()) }
+        );
         assert_eq!(image_user(Some("web:staff"), &layers).unwrap().gid, 50);
         assert_eq!(image_user(Some("5:6"), &layers).unwrap(), ImageUser { uid: 5, gid: 6, name: None });
         assert!(image_user(Some("nobody"), &layers).is_err());

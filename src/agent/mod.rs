@@ -77,7 +77,8 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
 /// Runs the agent until the process is asked to stop.
 pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentError> {
     let cfg = Arc::new(cfg);
-    for d in [cfg.data_dir.clone(), cfg.data_dir.join("pods"), cfg.data_dir.join("pod-manifests"), cfg.run_dir.clone()] {
+    for d in [cfg.data_dir.clone(), cfg.data_dir.join("pods"), cfg.data_dir.join("pod-manifests"), cfg.run_dir.clone()]
+    {
         std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
     }
     let images = ImageStore::open(ImageStoreConfig {
@@ -95,7 +96,8 @@ pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentErro
     let registered = node::register(&client, &cfg, &capacity).await?;
     let node_uid = registered.metadata.uid.clone().unwrap_or_default();
     let health = Arc::new(node::Health::default());
-    let heartbeat = tokio::spawn(node::heartbeat(client.clone(), cfg.clone(), capacity.clone(), health.clone(), node_uid.clone()));
+    let heartbeat =
+        tokio::spawn(node::heartbeat(client.clone(), cfg.clone(), capacity.clone(), health.clone(), node_uid.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
 
     let pod_cidr = node::wait_pod_cidr(&client, &cfg.node_name).await?;
@@ -220,7 +222,12 @@ async fn import_images(images: &ImageStore, dir: &std::path::Path) {
     files.sort();
     for f in files {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !(name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar.zst") || name.ends_with(".tzst")) {
+        if !(name.ends_with(".tar")
+            || name.ends_with(".tar.gz")
+            || name.ends_with(".tgz")
+            || name.ends_with(".tar.zst")
+            || name.ends_with(".tzst"))
+        {
             continue;
         }
         match images.import(&f).await {
@@ -293,7 +300,9 @@ async fn housekeeping(ctx: &pods::Ctx, manager: &pods::Manager, api_pods: &HashS
             let need = want.saturating_sub(avail);
             let in_use: HashSet<String> = containers.iter().map(|c| c.image_id.clone()).collect();
             match ctx.images.gc(&in_use, need) {
-                Ok(freed) => tracing::info!(message = "image garbage collection", freed_bytes = freed, wanted_bytes = need),
+                Ok(freed) => {
+                    tracing::info!(message = "image garbage collection", freed_bytes = freed, wanted_bytes = need)
+                }
                 Err(e) => tracing::warn!(message = "image garbage collection failed", error = %e),
             }
         }

@@ -56,7 +56,11 @@ impl Capacity {
     }
 
     fn quantities(&self) -> BTreeMap<String, Quantity> {
-        let cpu = if self.cpu_millis % 1000 == 0 { format!("{}", self.cpu_millis / 1000) } else { format!("{}m", self.cpu_millis) };
+        let cpu = if self.cpu_millis % 1000 == 0 {
+            format!("{}", self.cpu_millis / 1000)
+        } else {
+            format!("{}m", self.cpu_millis)
+        };
         [
             ("cpu".to_string(), Quantity(cpu)),
             ("memory".to_string(), Quantity(format!("{}Ki", self.memory / 1024))),
@@ -344,7 +348,13 @@ pub async fn wait_pod_cidr(client: &kube::Client, name: &str) -> Result<ipnet::I
 }
 
 /// Lease renewal and status heartbeat, forever.
-pub async fn heartbeat(client: kube::Client, cfg: Arc<AgentConfig>, cap: Capacity, health: Arc<Health>, node_uid: String) {
+pub async fn heartbeat(
+    client: kube::Client,
+    cfg: Arc<AgentConfig>,
+    cap: Capacity,
+    health: Arc<Health>,
+    node_uid: String,
+) {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut last_post: Option<(Instant, Vec<(String, String)>)> = None;
@@ -363,7 +373,10 @@ pub async fn heartbeat(client: kube::Client, cfg: Arc<AgentConfig>, cap: Capacit
         };
         if due {
             let st = status(&cfg, &cap, conds, old.as_ref());
-            match nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&json!({"status": st}))).await {
+            match nodes
+                .patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&json!({"status": st})))
+                .await
+            {
                 Ok(n) => {
                     old = n.status;
                     last_post = Some((Instant::now(), sig));
@@ -379,7 +392,8 @@ async fn renew_lease(api: &Api<Lease>, name: &str, node_uid: &str) -> Result<(),
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     match api.get_opt(name).await? {
         Some(_) => {
-            let patch = json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}});
+            let patch =
+                json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}});
             api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         }
         None => {

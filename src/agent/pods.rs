@@ -56,7 +56,9 @@ pub struct Ctx {
 pub enum Source {
     Api,
     /// A static pod: its status goes to the mirror pod of this name.
-    File { mirror: String },
+    File {
+        mirror: String,
+    },
 }
 
 struct Handle {
@@ -141,12 +143,7 @@ struct State {
     finished: bool,
 }
 
-async fn worker(
-    m: Arc<Manager>,
-    uid: String,
-    mut rx: watch::Receiver<Option<(Arc<Pod>, Source)>>,
-    wake: Arc<Notify>,
-) {
+async fn worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option<(Arc<Pod>, Source)>>, wake: Arc<Notify>) {
     let mut st = State::default();
     let mut last: Option<(Arc<Pod>, Source)> = None;
     loop {
@@ -246,7 +243,13 @@ fn instant_of(t: SystemTime) -> Instant {
 }
 
 /// One sync; returns when to sync again at the latest.
-async fn sync(m: &Arc<Manager>, pod: &Arc<Pod>, source: &Source, st: &mut State, wake: &Arc<Notify>) -> Option<Duration> {
+async fn sync(
+    m: &Arc<Manager>,
+    pod: &Arc<Pod>,
+    source: &Source,
+    st: &mut State,
+    wake: &Arc<Notify>,
+) -> Option<Duration> {
     let ctx = &m.ctx;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -423,7 +426,12 @@ async fn restart(
                 pod_desc(pod)
             );
             if st.waiting.get(&c.name).map(|w| w.reason.as_str()) != Some("CrashLoopBackOff") {
-                ctx.events.record(&subject(pod, Some(&c.name), init), EventKind::Warning, "BackOff", &format!("Back-off restarting failed container {} in pod {}", c.name, pod_desc(pod)));
+                ctx.events.record(
+                    &subject(pod, Some(&c.name), init),
+                    EventKind::Warning,
+                    "BackOff",
+                    &format!("Back-off restarting failed container {} in pod {}", c.name, pod_desc(pod)),
+                );
             }
             st.waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message: msg });
             return Some(left);
@@ -451,7 +459,8 @@ fn pull_policy(c: &Container) -> PullPolicy {
         Some("IfNotPresent") => PullPolicy::IfNotPresent,
         _ => {
             let img = c.image.clone().unwrap_or_default();
-            let tag_latest = !img.contains('@') && (img.rsplit('/').next().is_some_and(|l| !l.contains(':')) || img.ends_with(":latest"));
+            let tag_latest = !img.contains('@')
+                && (img.rsplit('/').next().is_some_and(|l| !l.contains(':')) || img.ends_with(":latest"));
             if tag_latest {
                 PullPolicy::Always
             } else {
@@ -511,7 +520,12 @@ async fn start_container(
     let present = ctx.images.get(&image_name).ok().flatten();
     let image = match (&present, policy) {
         (Some(img), PullPolicy::IfNotPresent | PullPolicy::Never) => {
-            ctx.events.record(&subj, EventKind::Normal, "Pulled", &format!("Container image {image_name:?} already present on machine"));
+            ctx.events.record(
+                &subj,
+                EventKind::Normal,
+                "Pulled",
+                &format!("Container image {image_name:?} already present on machine"),
+            );
             img.clone()
         }
         _ => {
@@ -519,7 +533,12 @@ async fn start_container(
             if let Some((left, _)) = st.pulls.check(&key, Instant::now(), Instant::now()) {
                 if st.pull_errors.contains_key(&key) {
                     let err = st.pull_errors.get(&key).cloned().unwrap_or_default();
-                    ctx.events.record(&subj, EventKind::Normal, "BackOff", &format!("Back-off pulling image {image_name:?}"));
+                    ctx.events.record(
+                        &subj,
+                        EventKind::Normal,
+                        "BackOff",
+                        &format!("Back-off pulling image {image_name:?}"),
+                    );
                     ctx.events.record(&subj, EventKind::Warning, "Failed", "Error: ImagePullBackOff");
                     return Err((
                         "ImagePullBackOff".into(),
@@ -553,7 +572,12 @@ async fn start_container(
                         _ => ("ErrImagePull", backoff::INITIAL),
                     };
                     let msg = e.to_string();
-                    ctx.events.record(&subj, EventKind::Warning, "Failed", &format!("Failed to pull image {image_name:?}: {msg}"));
+                    ctx.events.record(
+                        &subj,
+                        EventKind::Warning,
+                        "Failed",
+                        &format!("Failed to pull image {image_name:?}: {msg}"),
+                    );
                     ctx.events.record(&subj, EventKind::Warning, "Failed", &format!("Error: {reason}"));
                     st.pull_errors.insert(key, msg.clone());
                     return Err((reason.into(), msg, retry));
@@ -616,7 +640,12 @@ async fn container_config(
     };
     let (env, warnings) = env::resolve(pod, c, objects, &services, d).await?;
     for w in warnings {
-        ctx.events.record(&subject(pod, Some(&c.name), false), EventKind::Warning, "InvalidEnvironmentVariableNames", &w);
+        ctx.events.record(
+            &subject(pod, Some(&c.name), false),
+            EventKind::Warning,
+            "InvalidEnvironmentVariableNames",
+            &w,
+        );
     }
     let args = env::argv(c, &image.config.entrypoint, &image.config.cmd, &env)?;
     let cwd = c
@@ -650,7 +679,8 @@ async fn container_config(
             )));
         }
     }
-    let mut additional_gids: Vec<u32> = psc.supplemental_groups.clone().unwrap_or_default().into_iter().map(|g| g as u32).collect();
+    let mut additional_gids: Vec<u32> =
+        psc.supplemental_groups.clone().unwrap_or_default().into_iter().map(|g| g as u32).collect();
     if let Some(g) = psc.fs_group {
         additional_gids.push(g as u32);
     }
@@ -695,13 +725,13 @@ async fn container_config(
         };
         let sub = match (&vm.sub_path, &vm.sub_path_expr) {
             (Some(s), _) if !s.is_empty() => Some(s.clone()),
-            (_, Some(e)) if !e.is_empty() => {
-                Some(env::expand(e, &|n: &str| env_map.get(n).map(|v| v.to_string())))
-            }
+            (_, Some(e)) if !e.is_empty() => Some(env::expand(e, &|n: &str| env_map.get(n).map(|v| v.to_string()))),
             _ => None,
         };
         let source = volumes::mount_source(path, sub.as_deref()).map_err(ConfigError)?;
-        let always_ro = vol.is_some_and(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some());
+        let always_ro = vol.is_some_and(|v| {
+            v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some()
+        });
         let propagation = match vm.mount_propagation.as_deref() {
             Some("HostToContainer") => runtime::Propagation::HostToContainer,
             Some("Bidirectional") => runtime::Propagation::Bidirectional,
@@ -728,7 +758,8 @@ async fn container_config(
     if !targets.contains("/etc/hostname") {
         mounts.push(bind("/etc/hostname", &sandbox.hostname_file, false));
     }
-    let term_path = c.termination_message_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/dev/termination-log".into());
+    let term_path =
+        c.termination_message_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/dev/termination-log".into());
     let term_dir = volumes::pod_dir(&ctx.cfg.data_dir, &uid).join("containers").join(&c.name);
     std::fs::create_dir_all(&term_dir).map_err(|e| ConfigError(format!("creating {}: {e}", term_dir.display())))?;
     let term_file = term_dir.join(format!("{attempt}-{:08x}", rand::random::<u32>()));
@@ -764,12 +795,7 @@ async fn container_config(
     };
 
     let host_network = spec.host_network == Some(true);
-    let log_path = ctx
-        .cfg
-        .pod_log_dir
-        .join(format!("{ns}_{name}_{uid}"))
-        .join(&c.name)
-        .join(format!("{attempt}.log"));
+    let log_path = ctx.cfg.pod_log_dir.join(format!("{ns}_{name}_{uid}")).join(&c.name).join(format!("{attempt}.log"));
     let mut labels = BTreeMap::new();
     labels.insert(LABEL_NAMESPACE.to_string(), ns.clone());
     labels.insert(LABEL_NAME.to_string(), name.clone());
@@ -819,7 +845,9 @@ async fn service_vars(client: &kube::Client, ns: &str) -> Vec<(String, String)> 
     let mut svcs: Vec<Service> = Vec::new();
     if !ns.is_empty() {
         if let Ok(l) = Api::<Service>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
-            svcs.extend(l.items.into_iter().filter(|s| !(ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))));
+            svcs.extend(
+                l.items.into_iter().filter(|s| !(ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))),
+            );
         }
     }
     let mut out = env::service_env(&svcs);
@@ -893,7 +921,8 @@ pub fn sandbox_config(cfg: &AgentConfig, pod: &Pod) -> SandboxConfig {
         }
     }
     let h = hostname(pod);
-    let fqdn = spec.subdomain.as_ref().filter(|s| !s.is_empty()).map(|sd| format!("{h}.{sd}.{ns}.svc.{}", cfg.cluster_domain));
+    let fqdn =
+        spec.subdomain.as_ref().filter(|s| !s.is_empty()).map(|sd| format!("{h}.{sd}.{ns}.svc.{}", cfg.cluster_domain));
     SandboxConfig {
         pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
         namespace: ns,
@@ -902,7 +931,12 @@ pub fn sandbox_config(cfg: &AgentConfig, pod: &Pod) -> SandboxConfig {
         fqdn,
         host_network,
         dns,
-        host_aliases: spec.host_aliases.iter().flatten().map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default())).collect(),
+        host_aliases: spec
+            .host_aliases
+            .iter()
+            .flatten()
+            .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
+            .collect(),
     }
 }
 
@@ -914,7 +948,11 @@ fn downward(ctx: &Ctx, pod: &Pod, sandbox: &Sandbox) -> Downward {
     Downward {
         node_name: ctx.cfg.node_name.clone(),
         host_ips: ctx.host_ips.clone(),
-        pod_ips: if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) { ctx.host_ips.clone() } else { pod_ips },
+        pod_ips: if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            ctx.host_ips.clone()
+        } else {
+            pod_ips
+        },
         node_cpu_millis: ctx.allocatable.cpu_millis,
         node_memory: ctx.allocatable.memory,
         node_ephemeral_storage: ctx.allocatable.ephemeral_storage,
@@ -1012,10 +1050,13 @@ async fn run_hook(
         let port = probes::port(&g.port, c)?;
         let ip = g.host.as_deref().and_then(|h| h.parse().ok()).or(sandbox.ip).unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let path = g.path.clone().unwrap_or_else(|| "/".into());
-        let headers: Vec<(String, String)> = g.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
+        let headers: Vec<(String, String)> =
+            g.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
         return match tokio::time::timeout(timeout, probes::http_get((ip, port).into(), &path, &headers)).await {
             Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
-            Ok(Ok(code)) => Err(format!("HTTP lifecycle hook ({path}) for Container {:?} failed - error: status {code}", c.name)),
+            Ok(Ok(code)) => {
+                Err(format!("HTTP lifecycle hook ({path}) for Container {:?} failed - error: status {code}", c.name))
+            }
             Ok(Err(e)) => Err(format!("HTTP lifecycle hook ({path}) for Container {:?} failed - error: {e}", c.name)),
             Err(_) => Err(format!("HTTP lifecycle hook ({path}) for Container {:?} timed out", c.name)),
         };
@@ -1048,7 +1089,12 @@ async fn kill_container(
     }
     let t0 = Instant::now();
     if event {
-        ctx.events.record(&subject(pod, Some(&rc.name), false), EventKind::Normal, "Killing", &format!("Stopping container {}", rc.name));
+        ctx.events.record(
+            &subject(pod, Some(&rc.name), false),
+            EventKind::Normal,
+            "Killing",
+            &format!("Stopping container {}", rc.name),
+        );
     }
     if let (Some(c), Some(sandbox)) = (c, st.sandbox.clone()) {
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
@@ -1068,14 +1114,17 @@ async fn stop_all(ctx: &Ctx, pod: &Pod, st: &mut State, grace: Duration) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let containers = pod_containers(ctx, &uid).await;
     let spec = pod.spec.clone().unwrap_or_default();
-    let running: Vec<&runtime::ContainerStatus> =
-        containers.iter().filter(|c| matches!(c.state, ContainerState::Running { .. } | ContainerState::Created)).collect();
+    let running: Vec<&runtime::ContainerStatus> = containers
+        .iter()
+        .filter(|c| matches!(c.state, ContainerState::Running { .. } | ContainerState::Created))
+        .collect();
     if running.is_empty() {
         return;
     }
     let sandbox = st.sandbox.clone();
     let futs = running.into_iter().map(|rc| {
-        let c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == rc.name).cloned();
+        let c =
+            spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == rc.name).cloned();
         let sandbox = sandbox.clone();
         async move {
             let mut tmp = State { sandbox, ..Default::default() };
@@ -1124,7 +1173,8 @@ async fn terminate(ctx: &Ctx, pod: &Pod, source: &Source, st: &mut State, in_api
     }
     if in_api {
         if let Source::Api = source {
-            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+            let api: Api<Pod> =
+                Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
@@ -1190,7 +1240,9 @@ async fn post_status(ctx: &Ctx, pod: &Pod, source: &Source, st: &mut State, stop
         return terminal;
     }
     let (ns, name) = match source {
-        Source::Api => (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default()),
+        Source::Api => {
+            (pod.metadata.namespace.clone().unwrap_or_default(), pod.metadata.name.clone().unwrap_or_default())
+        }
         Source::File { mirror } => (pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()), mirror.clone()),
     };
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);

@@ -265,7 +265,11 @@ pub async fn run(
                             stop = true;
                         }
                         (Kind::Startup, false) | (Kind::Liveness, false) => {
-                            e.failed = Some(format!("Container {} failed {} probe, will be restarted", container.name, kind.title().to_lowercase()));
+                            e.failed = Some(format!(
+                                "Container {} failed {} probe, will be restarted",
+                                container.name,
+                                kind.title().to_lowercase()
+                            ));
                             stop = true;
                         }
                         (Kind::Liveness, true) => {}

@@ -28,11 +28,17 @@ pub fn load(path: &Path, node: &str) -> Result<Pod, String> {
     } else {
         serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
     };
-    let name = pod.metadata.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| format!("{}: metadata.name is required", path.display()))?;
+    let name = pod
+        .metadata
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("{}: metadata.name is required", path.display()))?;
     let digest = ring::digest::digest(&ring::digest::SHA256, format!("{node}\n{}\n{text}", path.display()).as_bytes());
     let hash: String = digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
     pod.metadata.name = Some(format!("{name}-{node}"));
-    pod.metadata.namespace = Some(pod.metadata.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into()));
+    pod.metadata.namespace =
+        Some(pod.metadata.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into()));
     pod.metadata.uid = Some(hash.clone());
     let ann = pod.metadata.annotations.get_or_insert_with(BTreeMap::new);
     ann.insert(HASH.into(), hash.clone());
@@ -110,8 +116,14 @@ pub async fn run(m: Arc<Manager>, dir: PathBuf, node_uid: String) {
         for (path, pod) in running.clone() {
             if !files.contains(&path) {
                 m.remove(pod.metadata.uid.as_deref().unwrap_or_default());
-                let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-                let _ = api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+                let api: Api<Pod> =
+                    Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+                let _ = api
+                    .delete(
+                        pod.metadata.name.as_deref().unwrap_or_default(),
+                        &DeleteParams { grace_period_seconds: Some(0), ..Default::default() },
+                    )
+                    .await;
                 running.remove(&path);
             }
         }

@@ -135,7 +135,9 @@ fn container_status(inputs: &Inputs, c: &Container, default_reason: &str) -> Con
             st.last_state = prev_term.map(|t| ContainerState { terminated: Some(t), ..Default::default() });
         }
         runtime::ContainerState::Created => {
-            st.state = Some(wait_state(waiting.or(Some(&Waiting { reason: "ContainerCreating".into(), message: String::new() }))));
+            st.state = Some(wait_state(
+                waiting.or(Some(&Waiting { reason: "ContainerCreating".into(), message: String::new() })),
+            ));
             st.last_state = prev_term.map(|t| ContainerState { terminated: Some(t), ..Default::default() });
         }
         runtime::ContainerState::Exited { .. } => {
@@ -170,14 +172,17 @@ pub fn compute(pod: &Pod, old: Option<&PodStatus>, inputs: &Inputs) -> PodStatus
     let now = inputs.now.unwrap_or_else(SystemTime::now);
 
     let inits = spec.init_containers.clone().unwrap_or_default();
-    let init_statuses: Vec<ContainerStatus> = inits.iter().map(|c| container_status(inputs, c, "PodInitializing")).collect();
-    let init_done = |s: &ContainerStatus| {
-        s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
-    };
+    let init_statuses: Vec<ContainerStatus> =
+        inits.iter().map(|c| container_status(inputs, c, "PodInitializing")).collect();
+    let init_done =
+        |s: &ContainerStatus| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
     let initialized = init_statuses.iter().all(init_done);
     let init_failed = init_statuses.iter().any(|s| {
         let term = s.state.as_ref().and_then(|st| st.terminated.as_ref()).or_else(|| {
-            s.last_state.as_ref().and_then(|st| st.terminated.as_ref()).filter(|_| s.state.as_ref().is_some_and(|st| st.waiting.is_some()))
+            s.last_state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .filter(|_| s.state.as_ref().is_some_and(|st| st.waiting.is_some()))
         });
         term.is_some_and(|t| t.exit_code != 0)
     });
@@ -223,7 +228,11 @@ pub fn compute(pod: &Pod, old: Option<&PodStatus>, inputs: &Inputs) -> PodStatus
             "Running"
         } else if stopped > 0 {
             if inputs.stopping {
-                if stopped == succeeded { "Succeeded" } else { "Failed" }
+                if stopped == succeeded {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                }
             } else if policy == "Always" {
                 "Running"
             } else if stopped == succeeded {
@@ -246,7 +255,8 @@ pub fn compute(pod: &Pod, old: Option<&PodStatus>, inputs: &Inputs) -> PodStatus
     let all_ready = not_ready.is_empty() && !completed && phase != "Failed";
     let list = |v: &[&str]| format!("[{}]", v.join(" "));
     let ready_reason = if completed { "PodCompleted" } else { "ContainersNotReady" };
-    let ready_msg = if completed { None } else { Some(format!("containers with unready status: {}", list(&not_ready))) };
+    let ready_msg =
+        if completed { None } else { Some(format!("containers with unready status: {}", list(&not_ready))) };
     let mut conds = vec![
         condition("PodReadyToStartContainers", inputs.sandbox_ready, None, None),
         condition(
@@ -270,7 +280,9 @@ pub fn compute(pod: &Pod, old: Option<&PodStatus>, inputs: &Inputs) -> PodStatus
         let prev = old.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|o| o.type_ == c.type_));
         if c.last_transition_time.is_none() {
             c.last_transition_time = Some(match prev {
-                Some(p) if p.status == c.status && p.last_transition_time.is_some() => p.last_transition_time.clone().unwrap(),
+                Some(p) if p.status == c.status && p.last_transition_time.is_some() => {
+                    p.last_transition_time.clone().unwrap()
+                }
                 _ => time(now),
             });
         }
@@ -414,7 +426,10 @@ mod tests {
         let mut i = Inputs { containers: vec![&a0, &a1], sandbox_ready: true, ..Default::default() };
         i.waiting.insert(
             "app".into(),
-            Waiting { reason: "CrashLoopBackOff".into(), message: "back-off 10s restarting failed container=app pod=p_ns(u)".into() },
+            Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: "back-off 10s restarting failed container=app pod=p_ns(u)".into(),
+            },
         );
         let s = compute(&p, None, &i);
         assert_eq!(s.phase.as_deref(), Some("Running"));
@@ -461,7 +476,11 @@ mod tests {
         let again = compute(&p, Some(&s), &Inputs::default());
         assert_eq!(again.phase.as_deref(), Some("Failed"));
         let deadline = Inputs {
-            terminal: Some(("Failed".into(), "DeadlineExceeded".into(), "Pod was active on the node longer than the specified deadline".into())),
+            terminal: Some((
+                "Failed".into(),
+                "DeadlineExceeded".into(),
+                "Pod was active on the node longer than the specified deadline".into(),
+            )),
             ..Default::default()
         };
         let s = compute(&pod("Always", &[], &["app"]), None, &deadline);
@@ -488,12 +507,17 @@ mod tests {
     #[test]
     fn qos_classes() {
         let mk = |res: serde_json::Value| -> Pod {
-            serde_json::from_value(serde_json::json!({"metadata": {}, "spec": {"containers": [{"name": "a", "resources": res}]}})).unwrap()
+            serde_json::from_value(
+                serde_json::json!({"metadata": {}, "spec": {"containers": [{"name": "a", "resources": res}]}}),
+            )
+            .unwrap()
         };
         assert_eq!(qos_class(&mk(serde_json::json!({}))), "BestEffort");
         assert_eq!(qos_class(&mk(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
         assert_eq!(
-            qos_class(&mk(serde_json::json!({"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}))),
+            qos_class(&mk(
+                serde_json::json!({"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
             "Guaranteed"
         );
         assert_eq!(qos_class(&mk(serde_json::json!({"requests": {"cpu": "100m"}}))), "Burstable");

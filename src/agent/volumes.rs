@@ -198,7 +198,9 @@ fn project(
         Some(items) if !items.is_empty() => {
             for it in items {
                 let Some(v) = data.get(&it.key) else {
-                    return Err(format!("configmap references non-existent config key: {}", it.key).replace("configmap", what));
+                    return Err(
+                        format!("configmap references non-existent config key: {}", it.key).replace("configmap", what)
+                    );
                 };
                 safe_rel(&it.path)?;
                 out.insert(it.path.clone(), (v.clone(), it.mode.map(|m| m as u32).unwrap_or(default_mode)));
@@ -249,18 +251,26 @@ async fn secret_files(
         }
         return Err(format!("secret {name:?} not found"));
     };
-    let data: BTreeMap<String, Vec<u8>> = s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    let data: BTreeMap<String, Vec<u8>> =
+        s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
     project(&data, items, mode, "secret", out)
 }
 
-fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], mode: u32, d: &Downward, out: &mut Files) -> Result<(), String> {
+fn downward_files(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    mode: u32,
+    d: &Downward,
+    out: &mut Files,
+) -> Result<(), String> {
     for it in items {
         safe_rel(&it.path)?;
         let value = if let Some(f) = &it.field_ref {
             env::field_ref(pod, &f.field_path, d).map_err(|e| e.0)?
         } else if let Some(r) = &it.resource_field_ref {
             let c = r.container_name.clone().unwrap_or_default();
-            env::resource_field_ref(pod, &c, &r.resource, r.divisor.as_ref().map(|q| q.0.as_str()), d).map_err(|e| e.0)?
+            env::resource_field_ref(pod, &c, &r.resource, r.divisor.as_ref().map(|q| q.0.as_str()), d)
+                .map_err(|e| e.0)?
         } else {
             String::new()
         };
@@ -353,7 +363,8 @@ async fn fill(
         let mode = p.default_mode.unwrap_or(0o644) as u32;
         for (i, src) in p.sources.iter().flatten().enumerate() {
             if let Some(cm) = &src.config_map {
-                configmap_files(objects, &cm.name, cm.optional == Some(true), cm.items.as_ref(), mode, &mut files).await?;
+                configmap_files(objects, &cm.name, cm.optional == Some(true), cm.items.as_ref(), mode, &mut files)
+                    .await?;
             } else if let Some(s) = &src.secret {
                 secret_files(objects, &s.name, s.optional == Some(true), s.items.as_ref(), mode, &mut files).await?;
             } else if let Some(da) = &src.downward_api {
@@ -361,7 +372,8 @@ async fn fill(
             } else if let Some(t) = &src.service_account_token {
                 safe_rel(&t.path)?;
                 let key = format!("{}/{i}", v.name);
-                let token = token(cx, pod, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600), &key, state).await?;
+                let token =
+                    token(cx, pod, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600), &key, state).await?;
                 // Tokens are 0600 unless fsGroup / runAsUser say otherwise (upstream keeps the default mode).
                 files.insert(t.path.clone(), (token.into_bytes(), mode));
             } else if src.cluster_trust_bundle.is_some() {
@@ -415,12 +427,7 @@ async fn token(
         .await
         .map_err(|e| format!("failed to fetch token: {e}"))?;
     let status = got.status.ok_or("failed to fetch token: no token in the answer")?;
-    let life = status
-        .expiration_timestamp
-        .0
-        .duration_since(k8s_openapi::jiff::Timestamp::now())
-        .as_secs_f64()
-        .max(1.0);
+    let life = status.expiration_timestamp.0.duration_since(k8s_openapi::jiff::Timestamp::now()).as_secs_f64().max(1.0);
     let refresh_at = SystemTime::now() + Duration::from_secs_f64(life * 0.8);
     state.tokens.insert(key.to_string(), Token { token: status.token.clone(), refresh_at });
     Ok(status.token)
@@ -452,7 +459,11 @@ pub fn host_path(p: &Path, ty: &str) -> Result<(), String> {
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| io("creating the hostPath parent", e))?;
                 }
-                std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| io("creating the hostPath file", e))?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| io("creating the hostPath file", e))?;
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).map_err(|e| io("chmod", e))
             }
         },

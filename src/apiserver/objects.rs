@@ -705,7 +705,10 @@ impl Ctx {
         let def = registry::find("", "v1", "serviceaccounts").expect("serviceaccounts are registered");
         let key = def.key(Some(&ns), sa.unwrap_or("default"));
         match self.api.cache.get(&key).await {
-            Ok(Some(o)) => o.value().ok().and_then(|v| v.get("automountServiceAccountToken").and_then(Value::as_bool)) != Some(false),
+            Ok(Some(o)) => {
+                o.value().ok().and_then(|v| v.get("automountServiceAccountToken").and_then(Value::as_bool))
+                    != Some(false)
+            }
             _ => true,
         }
     }
@@ -1517,9 +1520,8 @@ fn add_api_access_volume(spec: &mut Value) {
             .is_some_and(|ms| ms.iter().any(|m| m["mountPath"].as_str() == Some(SA_TOKEN_MOUNT_PATH)))
     };
     let lists = ["initContainers", "containers"];
-    let needs = lists
-        .iter()
-        .any(|l| spec.get(*l).and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| !mounted(c))));
+    let needs =
+        lists.iter().any(|l| spec.get(*l).and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| !mounted(c))));
     if !needs {
         return;
     }
