@@ -270,7 +270,7 @@ async fn housekeeping(ctx: &pods::Ctx, manager: &pods::Manager, api_pods: &HashS
     }
     // Keep the running instance and the newest exited one (for `logs --previous`).
     for (_, mut v) in by_name {
-        v.sort_by(|a, b| b.attempt.cmp(&a.attempt));
+        v.sort_by_key(|c| std::cmp::Reverse(c.attempt));
         for old in v.iter().skip(2).filter(|c| matches!(c.state, ContainerState::Exited { .. })) {
             if let Err(e) = ctx.runtime.remove(&old.id).await {
                 tracing::debug!(message = "could not remove an old container", container = %old.id, error = %e);

@@ -54,7 +54,7 @@ pub fn time(t: SystemTime) -> Time {
 /// Instances of one container, newest first.
 fn instances<'a>(inputs: &Inputs<'a>, name: &str) -> Vec<&'a runtime::ContainerStatus> {
     let mut v: Vec<&runtime::ContainerStatus> = inputs.containers.iter().copied().filter(|c| c.name == name).collect();
-    v.sort_by(|a, b| b.attempt.cmp(&a.attempt));
+    v.sort_by_key(|c| std::cmp::Reverse(c.attempt));
     v
 }
 
