@@ -1036,12 +1036,11 @@ async fn run_hook(
     if let Some(e) = &h.exec {
         let cmd = e.command.clone().unwrap_or_default();
         return match ctx.runtime.exec_sync(id, cmd.clone(), timeout).await {
-            Ok(o) if o.exit_code == 0 => Ok(()),
-            Ok(o) => Err(format!(
-                "Exec lifecycle hook ({cmd:?}) for Container {:?} failed - error: command exited with {}, message: {:?}",
+            Ok((0, _)) => Ok(()),
+            Ok((code, out)) => Err(format!(
+                "Exec lifecycle hook ({cmd:?}) for Container {:?} failed - error: command exited with {code}, message: {:?}",
                 c.name,
-                o.exit_code,
-                String::from_utf8_lossy(&o.stdout)
+                String::from_utf8_lossy(&out)
             )),
             Err(e) => Err(format!("Exec lifecycle hook ({cmd:?}) for Container {:?} failed - error: {e}", c.name)),
         };

@@ -81,12 +81,11 @@ pub async fn check(runtime: &Runtime, probe: &Probe, c: &Container, t: &Target) 
     if let Some(e) = &probe.exec {
         let cmd = e.command.clone().unwrap_or_default();
         return match runtime.exec_sync(&t.container_id, cmd.clone(), timeout).await {
-            Ok(out) if out.exit_code == 0 => Outcome::Success,
-            Ok(out) => {
-                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&out.stderr));
+            Ok((0, _)) => Outcome::Success,
+            Ok((code, out)) => {
+                let text = String::from_utf8_lossy(&out).into_owned();
                 Outcome::Failure(if text.trim().is_empty() {
-                    format!("command {cmd:?} exited with {}", out.exit_code)
+                    format!("command {cmd:?} exited with {code}")
                 } else {
                     text.trim_end().to_string()
                 })

@@ -179,14 +179,6 @@ pub struct ContainerStatus {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Output of a command run to completion in a container (`exec_sync`: probes and hooks).
-#[derive(Clone, Debug, Default)]
-pub struct ExecOutput {
-    pub exit_code: i32,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-}
-
 /// The runtime: spawns shims, finds them again after an agent restart, stops and removes containers.
 pub struct Runtime {
     _cfg: RuntimeConfig,
@@ -229,9 +221,14 @@ impl Runtime {
         Err(RuntimeError::NotFound(id.to_string()))
     }
 
-    /// Runs `cmd` in a running container (its namespaces, cgroup, user, seccomp profile), waits
-    /// at most `timeout` (then kills it), and returns its exit code and output.
-    pub async fn exec_sync(&self, id: &str, _cmd: Vec<String>, _timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+    /// Runs `argv` in a running container; returns the exit code and the combined stdout and
+    /// stderr (the runtime branch's signature).
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        _argv: Vec<String>,
+        _timeout: Duration,
+    ) -> Result<(i32, Vec<u8>), RuntimeError> {
         Err(RuntimeError::NotFound(id.to_string()))
     }
 
