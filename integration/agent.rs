@@ -3,10 +3,11 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -15,6 +16,13 @@ use support::{fixtures, unique, Agent, Server};
 /// A cluster CIDR of its own per test, so parallel tests' bridges never overlap.
 fn cluster_cidr() -> String {
     format!("10.{}.0.0/16", 100 + rand::random_range(0..150u32))
+}
+
+/// Logs of the agents of the running test, shown when a wait times out.
+static AGENT_LOGS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn watch_log(a: &Agent) {
+    AGENT_LOGS.lock().unwrap().push(a.dir.path().join("agent.log"));
 }
 
 async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
@@ -27,7 +35,11 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            let logs: Vec<String> =
+                AGENT_LOGS.lock().unwrap().iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n----\n"));
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -48,10 +60,12 @@ async fn nodes_register_with_capacity_lease_and_distinct_pod_cidrs() {
     let client = server.client().await;
     let a = Agent::start(&server, "na", &[]);
     let b = Agent::start(&server, "nb", &[]);
+    watch_log(&a);
+    watch_log(&b);
     let nodes: Api<Node> = Api::all(client.clone());
     let mut cidrs = Vec::new();
     for agent in [&a, &b] {
-        let n = wait_for(&format!("node {} Ready\n{}", agent.node, agent.log()), 60, || async {
+        let n = wait_for(&format!("node {} Ready", agent.node), 60, || async {
             let n = nodes.get_opt(&agent.node).await.ok().flatten()?;
             let ready =
                 n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
@@ -113,7 +127,13 @@ async fn pod_runs_to_completion_with_env_and_volumes() {
     let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
     let client = server.client().await;
     let agent = Agent::start(&server, "nc", &[&fix.join("busybox.oci.tar")]);
+    watch_log(&agent);
     let ns = namespace(&client).await;
+    // No ServiceAccount controller runs with --disable-agent tests: the token needs the account.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
+        .await
+        .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for (name, data) in [("cfg", json!({"k": "v", "greeting": "hello"})), ("kube-root-ca.crt", json!({"ca.crt": "CA"}))]
     {
@@ -160,7 +180,7 @@ echo all-good"#;
     .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let p = wait_for(&format!("the pod to finish\n{}", agent.log()), 120, || async {
+    let p = wait_for("the pod to finish", 120, || async {
         let p = pods.get("done").await.ok()?;
         matches!(p.status.as_ref()?.phase.as_deref(), Some("Succeeded" | "Failed")).then_some(p)
     })
@@ -191,7 +211,14 @@ async fn crash_loop_pull_back_off_and_adoption_after_kill9() {
     let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
     let client = server.client().await;
     let mut agent = Agent::start(&server, "nd", &[&fix.join("busybox.oci.tar")]);
+    watch_log(&agent);
     let ns = namespace(&client).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node_ready = || async {
+        let n = nodes.get_opt(&agent.node).await.ok().flatten()?;
+        n.status?.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    };
+    wait_for("the node to be Ready", 60, node_ready).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mk = |name: &str, image: &str, cmd: &str| -> Pod {
         serde_json::from_value(json!({
@@ -211,7 +238,7 @@ async fn crash_loop_pull_back_off_and_adoption_after_kill9() {
     let waiting_reason = |p: &Pod| -> Option<String> {
         p.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()?.waiting.as_ref()?.reason.clone()
     };
-    wait_for(&format!("CrashLoopBackOff\n{}", agent.log()), 120, || async {
+    wait_for("CrashLoopBackOff", 120, || async {
         let p = pods.get("crash").await.ok()?;
         let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
         (waiting_reason(&p).as_deref() == Some("CrashLoopBackOff")
@@ -236,9 +263,7 @@ async fn crash_loop_pull_back_off_and_adoption_after_kill9() {
         }
     })
     .await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let n = nodes.get(&agent.node).await.unwrap();
-    assert!(n.status.unwrap().conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(node_ready().await.is_some(), "the node stays Ready");
 
     let running = wait_for("sleeper running", 60, || async {
         let p = pods.get("sleeper").await.ok()?;

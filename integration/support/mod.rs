@@ -259,7 +259,7 @@ impl Agent {
             .arg(&self.bridge)
             .arg("--pod-log-dir")
             .arg(self.pod_log_dir())
-            .args(["--node-ip", "127.0.0.1", "-v"])
+            .args(["--node-ip", "127.0.0.1"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

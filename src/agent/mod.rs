@@ -85,7 +85,8 @@ pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentErro
         root: cfg.data_dir.join("image-store"),
         registries_file: cfg.registries_file.clone(),
     })?;
-    import_images(&images, &cfg.data_dir.join("images")).await;
+    // Air-gap images are pinned: image GC never removes them (as k3s does).
+    let pinned: Arc<HashSet<String>> = Arc::new(import_images(&images, &cfg.data_dir.join("images")).await);
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         state_dir: cfg.run_dir.join("runtime"),
         data_dir: cfg.data_dir.join("containers"),
@@ -112,6 +113,7 @@ pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentErro
         .await?,
     );
     health.network_ready.store(true, Ordering::Relaxed);
+    health.changed.notify_one();
     tracing::info!(message = "node agent ready", node = %cfg.node_name, pod_cidr = %pod_cidr);
 
     let ctx = Arc::new(pods::Ctx {
@@ -168,7 +170,7 @@ pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentErro
                         api_pods = std::mem::take(&mut listed);
                         if !synced {
                             synced = true;
-                            housekeeping(&ctx, &manager, &api_pods, &health).await;
+                            housekeeping(&ctx, &manager, &api_pods, &health, &pinned).await;
                         }
                     }
                     Ok(watcher::Event::Apply(p)) => {
@@ -190,7 +192,7 @@ pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentErro
             }
             _ = tick.tick() => {
                 if synced {
-                    housekeeping(&ctx, &manager, &api_pods, &health).await;
+                    housekeeping(&ctx, &manager, &api_pods, &health, &pinned).await;
                 }
             }
         }
@@ -215,9 +217,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Imports every air-gap tarball in `dir`.
-async fn import_images(images: &ImageStore, dir: &std::path::Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+/// Imports every air-gap tarball in `dir`; returns the image names imported.
+async fn import_images(images: &ImageStore, dir: &std::path::Path) -> HashSet<String> {
+    let mut all = HashSet::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return all };
     let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();
     for f in files {
@@ -231,16 +234,26 @@ async fn import_images(images: &ImageStore, dir: &std::path::Path) {
             continue;
         }
         match images.import(&f).await {
-            Ok(names) => tracing::info!(message = "imported images", file = %f.display(), images = ?names),
+            Ok(names) => {
+                tracing::info!(message = "imported images", file = %f.display(), images = ?names);
+                all.extend(names);
+            }
             Err(e) => tracing::warn!(message = "could not import images", file = %f.display(), error = %e),
         }
     }
+    all
 }
 
 /// Removes what belongs to no pod (after a restart: containers and sandboxes of pods deleted
 /// meanwhile), keeps only the newest exited instance of each container, and frees disk by image
 /// GC under disk pressure.
-async fn housekeeping(ctx: &pods::Ctx, manager: &pods::Manager, api_pods: &HashSet<String>, health: &node::Health) {
+async fn housekeeping(
+    ctx: &pods::Ctx,
+    manager: &pods::Manager,
+    api_pods: &HashSet<String>,
+    health: &node::Health,
+    pinned: &Arc<HashSet<String>>,
+) {
     let known: HashSet<String> = manager.known().union(api_pods).cloned().collect();
     let containers = match ctx.runtime.list().await {
         Ok(c) => c,
@@ -298,8 +311,11 @@ async fn housekeeping(ctx: &pods::Ctx, manager: &pods::Manager, api_pods: &HashS
             // Free up to 15 % available, a margin above the 10 % threshold.
             let want = (total as f64 * 0.15) as u64;
             let need = want.saturating_sub(avail);
-            let in_use: HashSet<String> = containers.iter().map(|c| c.image_id.clone()).collect();
-            match ctx.images.gc(&in_use, need) {
+            let mut in_use: HashSet<String> = containers.iter().map(|c| c.image_id.clone()).collect();
+            in_use.extend(pinned.iter().cloned());
+            let images = ctx.images.clone();
+            match tokio::task::spawn_blocking(move || images.gc(&in_use, need)).await.unwrap_or(Ok(0)) {
+                Ok(0) => {}
                 Ok(freed) => {
                     tracing::info!(message = "image garbage collection", freed_bytes = freed, wanted_bytes = need)
                 }

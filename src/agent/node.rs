@@ -211,6 +211,8 @@ pub struct Health {
     /// The pod network is up (Ready needs it).
     pub network_ready: AtomicBool,
     pub disk_pressure: AtomicBool,
+    /// Wakes the heartbeat early (the network became ready).
+    pub changed: tokio::sync::Notify,
 }
 
 fn cond(ty: &str, status: bool, reason: &str, message: &str) -> NodeCondition {
@@ -384,7 +386,10 @@ pub async fn heartbeat(
                 Err(e) => tracing::warn!(message = "could not update the node status", error = %e),
             }
         }
-        tokio::time::sleep(RENEW_INTERVAL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(RENEW_INTERVAL) => {}
+            _ = health.changed.notified() => {}
+        }
     }
 }
 

@@ -87,7 +87,13 @@ impl Manager {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let mut w = self.workers.lock().expect("workers lock");
         if let Some(h) = w.get(&uid) {
-            if h.tx.send(Some((pod.clone(), source.clone()))).is_ok() {
+            if h.tx.receiver_count() > 0 {
+                // A change of the status alone (mostly our own posts) does not wake the worker.
+                h.tx.send_if_modified(|cur| {
+                    let wake = cur.as_ref().is_none_or(|(old, _)| !same_but_status(old, &pod));
+                    *cur = Some((pod.clone(), source.clone()));
+                    wake
+                });
                 return;
             }
         }
@@ -121,6 +127,18 @@ impl Manager {
     fn done(&self, uid: &str) {
         self.workers.lock().expect("workers lock").remove(uid);
     }
+}
+
+/// Whether two versions of a pod differ only in status and bookkeeping metadata.
+fn same_but_status(a: &Pod, b: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        p.status = None;
+        p.metadata.resource_version = None;
+        p.metadata.managed_fields = None;
+        p
+    };
+    strip(a) == strip(b)
 }
 
 /// A worker's memory between syncs.
@@ -287,7 +305,15 @@ async fn sync(
     }
 
     // Sandbox.
-    let sandbox = match ctx.network.create_sandbox(&sandbox_config(&ctx.cfg, pod)).await {
+    let existing = match &st.sandbox {
+        Some(_) => ctx.network.sandbox(&uid).await,
+        None => None,
+    };
+    let made = match existing {
+        Some(s) => Ok(s),
+        None => ctx.network.create_sandbox(&sandbox_config(&ctx.cfg, pod)).await,
+    };
+    let sandbox = match made {
         Ok(s) => s,
         Err(e) => {
             ctx.events.record(
@@ -530,7 +556,9 @@ async fn start_container(
         }
         _ => {
             let key = format!("pull/{image_name}");
-            if let Some((left, _)) = st.pulls.check(&key, Instant::now(), Instant::now()) {
+            // The wait runs from the last attempt.
+            let long_ago = Instant::now().checked_sub(backoff::MAX * 4).unwrap_or_else(Instant::now);
+            if let Some((left, _)) = st.pulls.check(&key, long_ago, Instant::now()) {
                 if st.pull_errors.contains_key(&key) {
                     let err = st.pull_errors.get(&key).cloned().unwrap_or_default();
                     ctx.events.record(
@@ -569,7 +597,9 @@ async fn start_container(
                     let (reason, retry) = match &e {
                         ImageError::InvalidName { .. } => ("InvalidImageName", Duration::from_secs(300)),
                         ImageError::NeverPull(_) => ("ErrImageNeverPull", Duration::from_secs(10)),
-                        _ => ("ErrImagePull", backoff::INITIAL),
+                        // Look again shortly: the container then shows ImagePullBackOff until the
+                        // back-off allows the next pull.
+                        _ => ("ErrImagePull", Duration::from_secs(1)),
                     };
                     let msg = e.to_string();
                     ctx.events.record(
