@@ -293,3 +293,159 @@ async fn crash_loop_pull_back_off_and_adoption_after_kill9() {
     })
     .await;
 }
+
+fn pod_json(node: &str, name: &str, extra_spec: serde_json::Value, container: serde_json::Value) -> Pod {
+    let mut c = json!({"name": "c", "image": "docker.io/kelp-test/busybox:latest", "imagePullPolicy": "IfNotPresent"});
+    for (k, v) in container.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    let mut spec = json!({"nodeName": node, "automountServiceAccountToken": false, "containers": [c]});
+    for (k, v) in extra_spec.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+fn container_status(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first().cloned()
+}
+
+/// Probes flip readiness and restart on liveness failure; a memory hog is OOMKilled; deletion
+/// runs preStop then stops within the grace period; a static pod runs with its mirror pod; and
+/// nothing is left on the host afterwards.
+#[tokio::test]
+async fn probes_oom_termination_static_pods_and_no_leftovers() {
+    let fix = fixtures();
+    let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
+    let client = server.client().await;
+    let mut agent = Agent::start(&server, "ne", &[&fix.join("busybox.oci.tar")]);
+    watch_log(&agent);
+    let ns = namespace(&client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let node = agent.node.clone();
+    let host_dir = agent.dir.path().join("host");
+    std::fs::create_dir_all(&host_dir).unwrap();
+
+    let ready_probe =
+        json!({"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let live_probe = json!({"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2});
+    let pre_stop = json!({"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /host/bye"]}}});
+    for p in [
+        pod_json(
+            &node,
+            "ready",
+            json!({}),
+            json!({
+            "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 3600"],
+            "readinessProbe": ready_probe}),
+        ),
+        pod_json(&node, "live", json!({}), json!({"command": ["sleep", "3600"], "livenessProbe": live_probe})),
+        pod_json(
+            &node,
+            "hog",
+            json!({"restartPolicy": "Never"}),
+            json!({
+            "command": ["sh", "-c", "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"],
+            "resources": {"limits": {"memory": "16Mi"}}}),
+        ),
+        pod_json(
+            &node,
+            "graceful",
+            json!({"terminationGracePeriodSeconds": 20,
+            "volumes": [{"name": "host", "hostPath": {"path": host_dir.display().to_string(), "type": "Directory"}}]}),
+            json!({"command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"], "lifecycle": pre_stop,
+                   "volumeMounts": [{"name": "host", "mountPath": "/host"}]}),
+        ),
+    ] {
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+
+    // Readiness: False, then True, then False again.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<bool>::new()));
+    wait_for("readiness to flip up and down", 90, || {
+        let (pods, seen) = (pods.clone(), seen.clone());
+        async move {
+            let p = pods.get("ready").await.ok()?;
+            let cs = container_status(&p)?;
+            cs.state.as_ref()?.running.as_ref()?;
+            let mut seen = seen.lock().unwrap();
+            if seen.last() != Some(&cs.ready) {
+                seen.push(cs.ready);
+            }
+            seen.ends_with(&[false, true, false]).then_some(())
+        }
+    })
+    .await;
+
+    // Liveness: restarted, with a Killing event.
+    wait_for("a liveness restart", 90, || async {
+        let p = pods.get("live").await.ok()?;
+        (container_status(&p)?.restart_count >= 1).then_some(())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    wait_for("Killing and Unhealthy events", 30, || async {
+        let evs = events.list(&Default::default()).await.ok()?.items;
+        let has = |r: &str| {
+            evs.iter().any(|e| e.involved_object.name.as_deref() == Some("live") && e.reason.as_deref() == Some(r))
+        };
+        (has("Killing") && has("Unhealthy")).then_some(())
+    })
+    .await;
+
+    // OOM.
+    let hog = wait_for("the memory hog to be OOMKilled", 90, || async {
+        let p = pods.get("hog").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Failed")).then_some(p)
+    })
+    .await;
+    let term = container_status(&hog).unwrap().state.unwrap().terminated.unwrap();
+    assert_eq!(term.reason.as_deref(), Some("OOMKilled"), "{term:?}");
+
+    // Graceful termination: preStop ran, the container stopped on SIGTERM, the pod is gone.
+    wait_for("graceful running", 60, || async {
+        container_status(&pods.get("graceful").await.ok()?)?.state?.running.map(|_| ())
+    })
+    .await;
+    pods.delete("graceful", &DeleteParams::default()).await.unwrap();
+    wait_for("graceful gone", 60, || async { pods.get_opt("graceful").await.ok()?.is_none().then_some(()) }).await;
+    assert_eq!(std::fs::read_to_string(host_dir.join("bye")).unwrap().trim(), "bye");
+
+    // A static pod and its mirror.
+    let manifest = agent.data_dir().join("agent/pod-manifests/web.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  containers:\n  - name: c\n    image: docker.io/kelp-test/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n"
+        ),
+    )
+    .unwrap();
+    let mirror_name = format!("web-{node}");
+    let mirror = wait_for("the mirror pod running", 90, || async {
+        let p = pods.get_opt(&mirror_name).await.ok()??;
+        container_status(&p)?.state?.running?;
+        Some(p)
+    })
+    .await;
+    assert!(mirror.metadata.annotations.as_ref().unwrap().contains_key("kubernetes.io/config.mirror"));
+    let owner = &mirror.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", node.as_str()));
+    std::fs::remove_file(&manifest).unwrap();
+    wait_for("the mirror pod gone", 60, || async { pods.get_opt(&mirror_name).await.ok()?.is_none().then_some(()) })
+        .await;
+
+    // Delete the rest; then nothing of the pods is left on the host.
+    for name in ["ready", "live", "hog"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    wait_for("all pods gone", 90, || async {
+        pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !agent.leftovers().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(agent.leftovers(), Vec::<String>::new(), "left on the host");
+    agent.cleanup();
+}

@@ -280,9 +280,110 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// What the node left on the host: processes started from its run dir (shims, containers),
+    /// cgroups under its cgroup root, mounts under its dirs, its bridge. Empty when clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let run = self.run_dir().display().to_string();
+        for pid in self.shim_pids() {
+            out.push(format!("process {pid} from {run}"));
+        }
+        for dir in self.cgroup_dirs() {
+            let pods: Vec<String> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.path().display().to_string())
+                .collect();
+            out.extend(pods.into_iter().map(|p| format!("cgroup {p}")));
+        }
+        let base = self.dir.path().display().to_string();
+        for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines() {
+            if let Some(mp) = m.split(' ').nth(4) {
+                if mp.starts_with(&base) && !mp.starts_with(&run) {
+                    out.push(format!("mount {mp}"));
+                }
+            }
+        }
+        out
+    }
+
+    fn shim_pids(&self) -> Vec<i32> {
+        let run = self.run_dir().display().to_string();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&run) && pid != std::process::id() as i32 {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&self.cgroup_root))
+            .chain(std::iter::once(PathBuf::from("/sys/fs/cgroup").join(&self.cgroup_root)))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Removes whatever the node left (also after a failed test).
+    pub fn cleanup(&mut self) {
+        self.kill9();
+        for pid in self.shim_pids() {
+            kill_pid(pid);
+        }
+        fn rm_cgroups(dir: &Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    rm_cgroups(&e.path());
+                }
+            }
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+                if let Ok(p) = pid.trim().parse() {
+                    kill_pid(p);
+                }
+            }
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for d in self.cgroup_dirs() {
+            rm_cgroups(&d);
+        }
+        let base = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|m| m.split(' ').nth(4).map(str::to_string))
+            .filter(|mp| mp.starts_with(&base))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("nft").args(["delete", "table", "ip", &self.bridge]).output();
+    }
+}
+
+fn kill_pid(pid: i32) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        self.kill9();
+        self.cleanup();
     }
 }
 
