@@ -336,7 +336,7 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
             "ready",
             json!({}),
             json!({
-            "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 3600"],
+            "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 20; rm /tmp/ready; sleep 3600"],
             "readinessProbe": ready_probe}),
         ),
         pod_json(&node, "live", json!({}), json!({"command": ["sleep", "3600"], "livenessProbe": live_probe})),
