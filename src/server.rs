@@ -48,6 +48,7 @@ fn agent_config(
     cluster_dns: IpAddr,
     cluster_domain: &str,
     node: &NodeArgs,
+    server_node: bool,
 ) -> AgentConfig {
     let hostname =
         hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()).to_lowercase();
@@ -65,6 +66,7 @@ fn agent_config(
         max_pods: node.max_pods,
         node_labels: node.node_labels.clone(),
         node_taints: node.node_taints.clone(),
+        server_node,
     }
 }
 
@@ -84,6 +86,7 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         args.cluster_dns,
         &args.cluster_domain,
         &args.node,
+        false,
     );
     tokio::select! {
         r = agent::run(cfg, client) => r.context("node agent")?,
@@ -203,6 +206,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         backend.clone(),
         ApiConfig {
             service_cidr: args.service_cidr,
+            cluster_cidr: Some(args.cluster_cidr),
             node_port_range: (args.service_node_port_range.start, args.service_node_port_range.end),
             advertise_address: advertise,
             port: args.https_listen_port,
@@ -252,6 +256,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.cluster_dns,
             &args.cluster_domain,
             &args.node,
+            true,
         );
         let user = apiserver::UserInfo {
             name: format!("system:node:{}", cfg.node_name),

@@ -22,6 +22,7 @@ impl TestApi {
             backend.clone(),
             ApiConfig {
                 service_cidr: "10.43.0.0/16".parse().expect("cidr"),
+                cluster_cidr: Some("10.42.0.0/16".parse().expect("cidr")),
                 node_port_range: (30000, 32767),
                 advertise_address: "127.0.0.1".parse().expect("address"),
                 port: 6443,

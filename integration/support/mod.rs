@@ -191,3 +191,210 @@ pub fn kubectl_path(version: &str) -> PathBuf {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
+
+/// A `kelp agent` process (a node) against a `Server`, with its own data dir and unique run dir,
+/// cgroup root, bridge and pod log dir so tests run in parallel.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub node: String,
+    pub kubeconfig: PathBuf,
+    pub child: Option<Child>,
+    pub bridge: String,
+    pub cgroup_root: String,
+}
+
+impl Agent {
+    /// Starts an agent named `unique(prefix)`; `images` are copied into its air-gap folder first.
+    pub fn start(server: &Server, prefix: &str, images: &[&Path]) -> Agent {
+        let dir = tempfile::Builder::new().prefix("kelp-agent-").tempdir().expect("temp dir");
+        let node = unique(prefix);
+        let short = &node[node.len() - 8..];
+        let mut a = Agent {
+            kubeconfig: server.kubeconfig(),
+            bridge: format!("kt{short}"),
+            cgroup_root: format!("kelp-test-{short}"),
+            node,
+            dir,
+            child: None,
+        };
+        let img_dir = a.data_dir().join("agent/images");
+        std::fs::create_dir_all(&img_dir).expect("images dir");
+        for i in images {
+            std::fs::copy(i, img_dir.join(i.file_name().expect("file name"))).expect("copying an image tarball");
+        }
+        a.spawn();
+        a
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn pod_log_dir(&self) -> PathBuf {
+        self.dir.path().join("pod-logs")
+    }
+
+    /// (Re)starts the process on the same dirs.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log file");
+        let child = Command::new(kelp_bin())
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--node-name")
+            .arg(&self.node)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--cgroup-root")
+            .arg(&self.cgroup_root)
+            .arg("--bridge-name")
+            .arg(&self.bridge)
+            .arg("--pod-log-dir")
+            .arg(self.pod_log_dir())
+            .args(["--node-ip", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning kelp agent");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the agent and reap it (its containers keep running under their shims).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Agent {
+    /// What the node left on the host: processes started from its run dir (shims, containers),
+    /// cgroups under its cgroup root, mounts under its dirs, its bridge. Empty when clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let run = self.run_dir().display().to_string();
+        for pid in self.shim_pids() {
+            out.push(format!("process {pid} from {run}"));
+        }
+        for dir in self.cgroup_dirs() {
+            let pods: Vec<String> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.path().display().to_string())
+                .collect();
+            out.extend(pods.into_iter().map(|p| format!("cgroup {p}")));
+        }
+        let base = self.dir.path().display().to_string();
+        for m in std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines() {
+            if let Some(mp) = m.split(' ').nth(4) {
+                if mp.starts_with(&base) && !mp.starts_with(&run) {
+                    out.push(format!("mount {mp}"));
+                }
+            }
+        }
+        out
+    }
+
+    fn shim_pids(&self) -> Vec<i32> {
+        let run = self.run_dir().display().to_string();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&run) && pid != std::process::id() as i32 {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&self.cgroup_root))
+            .chain(std::iter::once(PathBuf::from("/sys/fs/cgroup").join(&self.cgroup_root)))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Removes whatever the node left (also after a failed test).
+    pub fn cleanup(&mut self) {
+        self.kill9();
+        for pid in self.shim_pids() {
+            kill_pid(pid);
+        }
+        fn rm_cgroups(dir: &Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    rm_cgroups(&e.path());
+                }
+            }
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+                if let Ok(p) = pid.trim().parse() {
+                    kill_pid(p);
+                }
+            }
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for d in self.cgroup_dirs() {
+            rm_cgroups(&d);
+        }
+        let base = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|m| m.split(' ').nth(4).map(str::to_string))
+            .filter(|mp| mp.starts_with(&base))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("nft").args(["delete", "table", "ip", &self.bridge]).output();
+    }
+}
+
+fn kill_pid(pid: i32) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// The test images (built by `integration/fixtures/build-images.sh` on first use).
+pub fn fixtures() -> PathBuf {
+    let dir =
+        std::env::var_os("KELP_FIXTURES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/kelp-fixtures"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/fixtures/build-images.sh");
+    let out = Command::new("bash").arg(script).env("KELP_FIXTURES", &dir).output().expect("running build-images.sh");
+    assert!(out.status.success(), "build-images.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}

@@ -1,4 +1,4 @@
-//! ClusterIP and NodePort allocation for Services.
+//! ClusterIP and NodePort allocation for Services; podCIDR allocation for Nodes.
 //!
 //! What is in use is derived from the Services in the store. Allocation runs under the API
 //! server's allocation lock, held until the write that records it has committed, so two creates
@@ -230,6 +230,73 @@ fn pick_port(lo: u16, hi: u16, used: &HashSet<u16>) -> Option<u16> {
     (lo..=hi).find(|n| !used.contains(n))
 }
 
+/// The subnet size handed to each node: a /24 from an IPv4 cluster CIDR, a /64 from an IPv6 one.
+fn node_prefix(cluster: &ipnet::IpNet) -> u8 {
+    match cluster {
+        ipnet::IpNet::V4(_) => 24,
+        ipnet::IpNet::V6(_) => 64,
+    }
+}
+
+/// The first node subnet of `cluster` not in `used`.
+fn pick_node_cidr(cluster: &ipnet::IpNet, used: &HashSet<ipnet::IpNet>) -> Option<ipnet::IpNet> {
+    let prefix = node_prefix(cluster).max(cluster.prefix_len());
+    cluster.subnets(prefix).ok()?.take(1 << 16).find(|n| !used.contains(n))
+}
+
+/// Give a Node a podCIDR from the cluster CIDR when it has none (on create, and on update of a
+/// node that still has none). What is in use is read from the other Nodes, so a subnet is never
+/// handed out twice while its node exists. Runs under the allocation lock like Service IPs.
+pub async fn allocate_node_cidr(api: &ApiServer, node: &mut Value, old: Option<&Value>) -> Result<(), Vec<Cause>> {
+    let Some(cluster) = api.config.cluster_cidr else { return Ok(()) };
+    let has = |v: &Value| v.pointer("/spec/podCIDR").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    if has(node) {
+        return Ok(());
+    }
+    if let Some(old) = old.filter(|o| has(o)) {
+        // An update that left the field out keeps the node's subnet.
+        let spec = &mut node["spec"];
+        spec["podCIDR"] = old["spec"]["podCIDR"].clone();
+        spec["podCIDRs"] = old["spec"]["podCIDRs"].clone();
+        return Ok(());
+    }
+    let def = registry::find("", "v1", "nodes").expect("nodes are registered");
+    let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let own_key = def.key(None, &name);
+    let mut used = HashSet::new();
+    if let Ok(listing) = api.cache.list(&def.prefix(None), None, 0, None, &|_| true).await {
+        for o in &listing.objects {
+            if o.key == own_key {
+                continue;
+            }
+            let Ok(v) = o.value() else { continue };
+            for c in v.pointer("/spec/podCIDRs").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(net) = c.as_str().and_then(|s| s.parse::<ipnet::IpNet>().ok()) {
+                    used.insert(net.trunc());
+                }
+            }
+            if let Some(net) = v.pointer("/spec/podCIDR").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+                used.insert(ipnet::IpNet::trunc(&net));
+            }
+        }
+    }
+    match pick_node_cidr(&cluster, &used) {
+        Some(net) => {
+            if !node.get("spec").is_some_and(Value::is_object) {
+                node["spec"] = json!({});
+            }
+            node["spec"]["podCIDR"] = json!(net.to_string());
+            node["spec"]["podCIDRs"] = json!([net.to_string()]);
+            Ok(())
+        }
+        None => Err(vec![Cause::invalid(
+            "spec.podCIDR",
+            &json!(""),
+            format!("failed to allocate a pod CIDR: the cluster CIDR {cluster} is full"),
+        )]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +314,19 @@ mod tests {
         assert_eq!(pick_ip(&cidr, &used), None);
         let used: HashSet<u16> = (30000..30010).collect();
         assert_eq!(pick_port(30000, 30010, &used), Some(30010));
+    }
+
+    #[test]
+    fn node_cidrs_are_the_first_free_subnets() {
+        let cluster: ipnet::IpNet = "10.42.0.0/16".parse().unwrap();
+        let mut used = HashSet::new();
+        assert_eq!(pick_node_cidr(&cluster, &used).unwrap().to_string(), "10.42.0.0/24");
+        used.insert("10.42.0.0/24".parse().unwrap());
+        used.insert("10.42.2.0/24".parse().unwrap());
+        assert_eq!(pick_node_cidr(&cluster, &used).unwrap().to_string(), "10.42.1.0/24");
+        let small: ipnet::IpNet = "10.42.0.0/24".parse().unwrap();
+        assert!(pick_node_cidr(&small, &[small].into_iter().collect()).is_none());
+        let v6: ipnet::IpNet = "fd00:42::/56".parse().unwrap();
+        assert_eq!(pick_node_cidr(&v6, &HashSet::new()).unwrap().to_string(), "fd00:42::/64");
     }
 }

@@ -74,6 +74,9 @@ impl UserInfo {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub service_cidr: ipnet::IpNet,
+    /// Pod network of the cluster; each Node gets a subnet of it as its podCIDR (`None`: no
+    /// allocation).
+    pub cluster_cidr: Option<ipnet::IpNet>,
     pub node_port_range: (u16, u16),
     /// Address other components and the `kubernetes` service reach the API at.
     pub advertise_address: std::net::IpAddr,

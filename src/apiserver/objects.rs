@@ -713,7 +713,13 @@ impl Ctx {
     }
 
     /// Prepare a new object for storage: identity, timestamps, status reset, defaults, validation.
-    fn prepare_create(&self, mut v: Value, name: &str, limit_ranges: &[Value]) -> Result<Value, StatusError> {
+    fn prepare_create(
+        &self,
+        mut v: Value,
+        name: &str,
+        limit_ranges: &[Value],
+        sa_automount: bool,
+    ) -> Result<Value, StatusError> {
         let def = self.def;
         {
             let m = meta_mut(&mut v);
@@ -740,7 +746,7 @@ impl Ctx {
         self.reset_status_on_create(&mut v);
         defaults::apply_defaults(def.group, def.kind, &mut v);
         if def.group.is_empty() && def.kind == "Pod" {
-            admit_pod(&mut v);
+            admit_pod(&mut v, sa_automount);
             admission::default_pod(&mut v, limit_ranges);
         }
         let mut causes: Vec<Cause> = validation::validate_name(def.group, def.kind, name)
@@ -769,6 +775,22 @@ impl Ctx {
         }
         if let Some(m) = v.as_object_mut() {
             m.remove("status");
+        }
+    }
+
+    /// Whether the pod's ServiceAccount lets its token be mounted (`automountServiceAccountToken`
+    /// on the ServiceAccount; a missing ServiceAccount does not forbid it).
+    async fn sa_automount(&self, pod: &Value) -> bool {
+        let ns = self.ns.clone().or_else(|| meta_str(pod, "namespace").map(str::to_string)).unwrap_or_default();
+        let sa = pod.pointer("/spec/serviceAccountName").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let def = registry::find("", "v1", "serviceaccounts").expect("serviceaccounts are registered");
+        let key = def.key(Some(&ns), sa.unwrap_or("default"));
+        match self.api.cache.get(&key).await {
+            Ok(Some(o)) => {
+                o.value().ok().and_then(|v| v.get("automountServiceAccountToken").and_then(Value::as_bool))
+                    != Some(false)
+            }
+            _ => true,
         }
     }
 
@@ -811,12 +833,13 @@ impl Ctx {
             Vec::new()
         };
         let attempts = if given_name.is_none() { 5 } else { 1 };
+        let sa_automount = if def.group.is_empty() && def.kind == "Pod" { self.sa_automount(&v).await } else { true };
         for attempt in 0..attempts {
             let name = match &given_name {
                 Some(n) => n.clone(),
                 None => format!("{}{}", generate.clone().unwrap_or_default(), random_suffix()),
             };
-            let mut obj = self.prepare_create(v.clone(), &name, &limit_ranges)?;
+            let mut obj = self.prepare_create(v.clone(), &name, &limit_ranges, sa_automount)?;
             let errs = admission::validate_limits(def.plural, &obj, &limit_ranges);
             if !errs.is_empty() {
                 return Err(admission::forbidden(def.group, def.plural, &name, &admission::aggregate(&errs)));
@@ -831,6 +854,12 @@ impl Ctx {
             let _guard = if def.group.is_empty() && def.kind == "Service" {
                 let g = self.api.alloc_lock.lock().await;
                 alloc::allocate_service(&self.api, &mut obj, None)
+                    .await
+                    .map_err(|causes| self.invalid(&name, causes))?;
+                Some(g)
+            } else if def.group.is_empty() && def.kind == "Node" {
+                let g = self.api.alloc_lock.lock().await;
+                alloc::allocate_node_cidr(&self.api, &mut obj, None)
                     .await
                     .map_err(|causes| self.invalid(&name, causes))?;
                 Some(g)
@@ -1004,6 +1033,10 @@ impl Ctx {
             let _guard = if self.def.group.is_empty() && self.def.kind == "Service" && part == Part::Main {
                 let g = self.api.alloc_lock.lock().await;
                 alloc::allocate_service(&self.api, &mut new, Some(&old)).await.map_err(|c| self.invalid(name, c))?;
+                Some(g)
+            } else if self.def.group.is_empty() && self.def.kind == "Node" && part == Part::Main {
+                let g = self.api.alloc_lock.lock().await;
+                alloc::allocate_node_cidr(&self.api, &mut new, Some(&old)).await.map_err(|c| self.invalid(name, c))?;
                 Some(g)
             } else {
                 None
@@ -1523,8 +1556,20 @@ impl Ctx {
     }
 }
 
-/// What pod admission adds: the default service account and the not-ready/unreachable tolerations.
-fn admit_pod(v: &mut Value) {
+/// Where the ServiceAccount admission mounts the API access volume.
+const SA_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// What pod admission adds: the default service account, the not-ready/unreachable tolerations
+/// and, unless `automountServiceAccountToken` is false on the pod (or, when the pod does not say,
+/// on its ServiceAccount: `sa_automount`), upstream's `kube-api-access-<random>` projected volume
+/// (a bound token, the cluster CA, the namespace) mounted in every container. Mirror pods get no
+/// token.
+fn admit_pod(v: &mut Value, sa_automount: bool) {
+    let mirror = v.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
+    let automount = v.pointer("/spec/automountServiceAccountToken").and_then(Value::as_bool).unwrap_or(sa_automount);
+    if automount && !mirror {
+        add_api_access_volume(&mut v["spec"]);
+    }
     let spec = &mut v["spec"];
     if spec.get("serviceAccountName").and_then(Value::as_str).is_none_or(str::is_empty) {
         spec["serviceAccountName"] = json!("default");
@@ -1547,6 +1592,51 @@ fn admit_pod(v: &mut Value) {
     spec["tolerations"] = Value::Array(tolerations);
     if spec.get("priority").is_none() {
         spec["priority"] = json!(0);
+    }
+}
+
+/// Upstream's ServiceAccount admission volume: skipped when one is there already (a pod that is
+/// re-admitted, or one that mounts something at the token path in every container).
+fn add_api_access_volume(spec: &mut Value) {
+    let volumes = spec.get("volumes").and_then(Value::as_array).cloned().unwrap_or_default();
+    if volumes.iter().any(|v| v["name"].as_str().is_some_and(|n| n.starts_with("kube-api-access-"))) {
+        return;
+    }
+    let mounted = |c: &Value| {
+        c.get("volumeMounts")
+            .and_then(Value::as_array)
+            .is_some_and(|ms| ms.iter().any(|m| m["mountPath"].as_str() == Some(SA_TOKEN_MOUNT_PATH)))
+    };
+    let lists = ["initContainers", "containers"];
+    let needs =
+        lists.iter().any(|l| spec.get(*l).and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| !mounted(c))));
+    if !needs {
+        return;
+    }
+    let name = format!("kube-api-access-{}", random_suffix());
+    let mut volumes = volumes;
+    volumes.push(json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    }));
+    spec["volumes"] = Value::Array(volumes);
+    for l in lists {
+        let Some(cs) = spec.get_mut(l).and_then(Value::as_array_mut) else { continue };
+        for c in cs {
+            if mounted(c) {
+                continue;
+            }
+            let mut ms = c.get("volumeMounts").and_then(Value::as_array).cloned().unwrap_or_default();
+            ms.push(json!({"name": name, "readOnly": true, "mountPath": SA_TOKEN_MOUNT_PATH}));
+            c["volumeMounts"] = Value::Array(ms);
+        }
     }
 }
 
@@ -1875,9 +1965,39 @@ mod tests {
     #[test]
     fn admission_adds_tolerations_once() {
         let mut p = json!({"spec": {"containers": []}});
-        admit_pod(&mut p);
-        admit_pod(&mut p);
+        admit_pod(&mut p, true);
+        admit_pod(&mut p, true);
         assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 2);
         assert_eq!(p["spec"]["serviceAccountName"], "default");
+    }
+
+    #[test]
+    fn admission_mounts_the_api_access_volume_unless_told_not_to() {
+        let mut p = json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}],
+                                    "initContainers": [{"name": "i"}]}});
+        admit_pod(&mut p, true);
+        admit_pod(&mut p, true);
+        let vols = p["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 1);
+        let name = vols[0]["name"].as_str().unwrap();
+        assert!(name.starts_with("kube-api-access-"), "{name}");
+        assert_eq!(vols[0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"], 3607);
+        for c in ["/spec/containers/0", "/spec/containers/1", "/spec/initContainers/0"] {
+            let ms = p.pointer(c).unwrap()["volumeMounts"].as_array().unwrap();
+            assert_eq!(ms.iter().filter(|m| m["mountPath"] == SA_TOKEN_MOUNT_PATH).count(), 1, "{c}");
+            assert!(ms.iter().any(|m| m["name"] == name && m["readOnly"] == true));
+        }
+        let mut off = json!({"spec": {"automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
+        admit_pod(&mut off, true);
+        assert!(off["spec"].get("volumes").is_none());
+        let mut by_sa = json!({"spec": {"containers": [{"name": "a"}]}});
+        admit_pod(&mut by_sa, false);
+        assert!(by_sa["spec"].get("volumes").is_none());
+        let mut pod_wins = json!({"spec": {"automountServiceAccountToken": true, "containers": [{"name": "a"}]}});
+        admit_pod(&mut pod_wins, false);
+        assert_eq!(pod_wins["spec"]["volumes"].as_array().unwrap().len(), 1);
+        let mut mirror = json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {"containers": [{"name": "a"}]}});
+        admit_pod(&mut mirror, true);
+        assert!(mirror["spec"].get("volumes").is_none());
     }
 }

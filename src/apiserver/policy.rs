@@ -196,7 +196,8 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![
                 rule(&[""], &["nodes"], &["create", "get", "list", "watch", "patch", "update"]),
                 rule(&[""], &["nodes/status"], &["patch", "update"]),
-                rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+                // create and delete: mirror pods of static pods; delete: the final delete of a stopped pod.
+                rule(&[""], &["pods"], &["get", "list", "watch", "create", "delete"]),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 rule(
                     &[""],
