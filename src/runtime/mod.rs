@@ -653,17 +653,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// Runs `argv` in a running container; returns the exit code and the combined stdout and
-    /// stderr (the runtime branch's signature).
-    pub async fn exec_sync(
-        &self,
-        id: &str,
-        _argv: Vec<String>,
-        _timeout: Duration,
-    ) -> Result<(i32, Vec<u8>), RuntimeError> {
-        Err(RuntimeError::NotFound(id.to_string()))
-    }
-
     /// Removes the pod's cgroup parents once all its containers are removed.
     pub async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
         cgroups::remove(self.cgroups, &self.pod_cgroup(pod_uid))
