@@ -129,14 +129,16 @@ async fn pod_runs_to_completion_with_env_and_volumes() {
     let agent = Agent::start(&server, "nc", &[&fix.join("busybox.oci.tar")]);
     watch_log(&agent);
     let ns = namespace(&client).await;
-    // No ServiceAccount controller runs with --disable-agent tests: the token needs the account.
+    // The ServiceAccount controller makes `default` and `kube-root-ca.crt`; the token needs both.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap())
-        .await
-        .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    for (name, data) in [("cfg", json!({"k": "v", "greeting": "hello"})), ("kube-root-ca.crt", json!({"ca.crt": "CA"}))]
-    {
+    wait_for("the default ServiceAccount and kube-root-ca.crt", 30, || async {
+        (sas.get_opt("default").await.ok().flatten().is_some()
+            && cms.get_opt("kube-root-ca.crt").await.ok().flatten().is_some())
+        .then_some(())
+    })
+    .await;
+    for (name, data) in [("cfg", json!({"k": "v", "greeting": "hello"}))] {
         cms.create(
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).unwrap(),
