@@ -189,3 +189,5 @@ pub fn kubectl_path(version: &str) -> PathBuf {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
+
+pub mod fake_kubelet;
