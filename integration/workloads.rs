@@ -8,8 +8,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -404,4 +404,313 @@ async fn deployment_progress_deadline_exceeded() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
+}
+
+/// Records, for each pod as it first appears, which pods of the namespace were Running and Ready
+/// at that moment; and the order pods were deleted in.
+type Appearances = Vec<(String, Vec<String>)>;
+
+fn observe_order(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, std::sync::Arc<std::sync::Mutex<(Appearances, Vec<String>)>>) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
+    let out = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut pods: HashMap<String, Pod> = HashMap::new();
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                    let uid = p.uid().unwrap_or_default();
+                    if !pods.contains_key(&uid) {
+                        let ready: Vec<String> = pods.values().filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none()).map(|p| p.name_any()).collect();
+                        seen.lock().unwrap().0.push((p.name_any(), ready));
+                    }
+                    if p.metadata.deletion_timestamp.is_some() && pods.get(&uid).is_some_and(|o| o.metadata.deletion_timestamp.is_none()) {
+                        seen.lock().unwrap().1.push(p.name_any());
+                    }
+                    pods.insert(uid, p);
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    if pods.remove(&p.uid().unwrap_or_default()).is_some_and(|o| o.metadata.deletion_timestamp.is_none()) {
+                        seen.lock().unwrap().1.push(p.name_any());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    (task, out)
+}
+
+async fn sts_status(api: &Api<StatefulSet>, name: &str, replicas: i32) -> Option<StatefulSet> {
+    let s = api.get(name).await.unwrap();
+    let st = s.status.clone()?;
+    (st.observed_generation == s.metadata.generation
+        && st.replicas == replicas
+        && st.ready_replicas == Some(replicas)
+        && st.updated_replicas == Some(replicas)
+        && st.current_revision == st.update_revision)
+        .then_some(s)
+}
+
+fn image_of(p: &Pod) -> String {
+    p.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_order_claims_partition_and_scale_down() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    let client = server.client().await;
+    let ns = namespace(&client, "sts").await;
+    let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(100));
+    let (task, seen) = observe_order(&client, &ns);
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": template("db", "busybox:1", &[]),
+                 "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &set).await.unwrap();
+    let s = wait_for(60, "3 ready stateful pods", || sts_status(&api, "db", 3)).await;
+    let rev1 = s.status.as_ref().unwrap().update_revision.clone().unwrap();
+
+    // Ordered: db-0, db-1, db-2, each created once all before it were Ready.
+    {
+        let seen = seen.lock().unwrap();
+        let names: Vec<&str> = seen.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["db-0", "db-1", "db-2"]);
+        for (i, (_, ready)) in seen.0.iter().enumerate() {
+            let mut ready = ready.clone();
+            ready.sort();
+            let want: Vec<String> = (0..i).map(|j| format!("db-{j}")).collect();
+            assert_eq!(ready, want, "pod db-{i} created before its predecessors were ready");
+        }
+    }
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for i in 0..3 {
+        let p = pods_api.get(&format!("db-{i}")).await.unwrap();
+        let labels = p.labels();
+        assert_eq!(labels.get("statefulset.kubernetes.io/pod-name"), Some(&format!("db-{i}")));
+        assert_eq!(labels.get("apps.kubernetes.io/pod-index"), Some(&i.to_string()));
+        assert_eq!(labels.get("controller-revision-hash"), Some(&rev1));
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!((spec.hostname.as_deref(), spec.subdomain.as_deref()), (Some(format!("db-{i}").as_str()), Some("db")));
+        let vol = spec.volumes.iter().flatten().find(|v| v.name == "data").unwrap();
+        assert_eq!(vol.persistent_volume_claim.as_ref().unwrap().claim_name, format!("data-db-{i}"));
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let claims = pvcs.list(&ListParams::default()).await.unwrap().items;
+    let mut names: Vec<String> = claims.iter().map(|c| c.name_any()).collect();
+    names.sort();
+    assert_eq!(names, ["data-db-0", "data-db-1", "data-db-2"]);
+    assert!(claims.iter().all(|c| c.labels().get("app").map(String::as_str) == Some("db") && c.owner_references().is_empty()));
+
+    // Partition 2: only db-2 moves to the new revision.
+    seen.lock().unwrap().1.clear();
+    let p = json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+                            "template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}});
+    api.patch("db", &PatchParams::default(), &Patch::Strategic(p)).await.unwrap();
+    let s = wait_for(60, "db-2 updated", || async {
+        let s = api.get("db").await.unwrap();
+        let st = s.status.clone()?;
+        let p2 = pods_api.get_opt("db-2").await.unwrap()?;
+        (st.observed_generation == s.metadata.generation && st.updated_replicas == Some(1) && st.ready_replicas == Some(3) && image_of(&p2) == "busybox:2" && ready(&p2))
+            .then_some(s)
+    })
+    .await;
+    let st = s.status.unwrap();
+    assert_ne!(st.update_revision, st.current_revision);
+    assert_eq!(st.current_revision.as_deref(), Some(rev1.as_str()));
+    assert_eq!(st.current_replicas, Some(2));
+    for i in 0..2 {
+        assert_eq!(image_of(&pods_api.get(&format!("db-{i}")).await.unwrap()), "busybox:1");
+    }
+    // Partition 0: the rest, highest ordinal first.
+    api.patch("db", &PatchParams::default(), &Patch::Merge(json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}))).await.unwrap();
+    let s = wait_for(60, "all stateful pods updated", || sts_status(&api, "db", 3)).await;
+    assert_ne!(s.status.as_ref().unwrap().current_revision.as_deref(), Some(rev1.as_str()));
+    assert_eq!(seen.lock().unwrap().1, ["db-2", "db-1", "db-0"]);
+    for i in 0..3 {
+        assert_eq!(image_of(&pods_api.get(&format!("db-{i}")).await.unwrap()), "busybox:2");
+    }
+    let revs: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(revs.list(&ListParams::default()).await.unwrap().items.len(), 2);
+
+    // Scale down: highest ordinal first; claims retained.
+    seen.lock().unwrap().1.clear();
+    api.patch("db", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap();
+    wait_for(60, "one stateful pod", || sts_status(&api, "db", 1)).await;
+    assert_eq!(seen.lock().unwrap().1, ["db-2", "db-1"]);
+    assert_eq!(pvcs.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_parallel_and_on_delete() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    let client = server.client().await;
+    let ns = namespace(&client, "stsp").await;
+    let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(10));
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    // Parallel: all pods are created even though none becomes Ready.
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "par"},
+        "spec": {"replicas": 3, "serviceName": "par", "podManagementPolicy": "Parallel", "selector": {"matchLabels": {"app": "par"}},
+                 "template": template("par", "busybox:1", &[("fake-kubelet/outcome", "unready")])}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &set).await.unwrap();
+    wait_for(30, "3 parallel pods", || async {
+        let s = api.get("par").await.unwrap();
+        (s.status.as_ref()?.replicas == 3 && s.status.as_ref()?.ready_replicas == Some(0)).then_some(())
+    })
+    .await;
+
+    // OnDelete: a template change replaces nothing until a pod is deleted.
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "od"},
+        "spec": {"replicas": 2, "serviceName": "od", "updateStrategy": {"type": "OnDelete"}, "selector": {"matchLabels": {"app": "od"}},
+                 "template": template("od", "busybox:1", &[])}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &set).await.unwrap();
+    wait_for(30, "2 ready pods", || sts_status(&api, "od", 2)).await;
+    let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}});
+    api.patch("od", &PatchParams::default(), &Patch::Strategic(p)).await.unwrap();
+    let s = wait_for(30, "the new update revision", || async {
+        let s = api.get("od").await.unwrap();
+        (s.status.as_ref()?.observed_generation == s.metadata.generation).then_some(s)
+    })
+    .await;
+    let st = s.status.unwrap();
+    assert_ne!(st.update_revision, st.current_revision);
+    assert_eq!(st.updated_replicas, Some(0));
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(image_of(&pods_api.get("od-1").await.unwrap()), "busybox:1");
+    let old_uid = pods_api.get("od-1").await.unwrap().uid();
+    pods_api.delete("od-1", &DeleteParams::default()).await.unwrap();
+    wait_for(30, "od-1 recreated at the update revision", || async {
+        let p = pods_api.get_opt("od-1").await.unwrap()?;
+        (p.uid() != old_uid && image_of(&p) == "busybox:2" && ready(&p)).then_some(())
+    })
+    .await;
+    assert_eq!(image_of(&pods_api.get("od-0").await.unwrap()), "busybox:1");
+}
+
+async fn make_node(client: &Client, name: &str, labels: Value, taints: Value, unschedulable: bool) {
+    let api: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints, "unschedulable": unschedulable}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &node).await.unwrap();
+    let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}]}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+}
+
+fn pod_node(p: &Pod) -> String {
+    let a = p.spec.as_ref().unwrap().affinity.as_ref().unwrap().node_affinity.as_ref().unwrap();
+    let terms = &a.required_during_scheduling_ignored_during_execution.as_ref().unwrap().node_selector_terms;
+    let f = &terms[0].match_fields.as_ref().unwrap()[0];
+    assert_eq!((f.key.as_str(), f.operator.as_str()), ("metadata.name", "In"));
+    f.values.as_ref().unwrap()[0].clone()
+}
+
+async fn ds_state(api: &Api<DaemonSet>, desired: i32) -> Option<DaemonSet> {
+    let d = api.get("agent").await.unwrap();
+    let s = d.status.clone()?;
+    (s.observed_generation == d.metadata.generation
+        && s.desired_number_scheduled == desired
+        && s.current_number_scheduled == desired
+        && s.number_ready == desired
+        && s.number_available == Some(desired)
+        && s.updated_number_scheduled == Some(desired)
+        && s.number_misscheduled == 0)
+        .then_some(d)
+}
+
+async fn daemon_nodes(client: &Client, ns: &str) -> Vec<String> {
+    let mut v: Vec<String> = live(&pods_of(client, ns, "app=agent").await).iter().map(|p| pod_node(p)).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    let client = server.client().await;
+    let ns = namespace(&client, "ds").await;
+    let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(30));
+    make_node(&client, "n1", json!({"role": "edge"}), json!([]), false).await;
+    make_node(&client, "n2", json!({"role": "edge"}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]), false).await;
+    make_node(&client, "n3", json!({"role": "edge"}), json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]), true).await;
+    make_node(&client, "n4", json!({"role": "core"}), json!([]), false).await;
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
+    let mut tpl = template("agent", "busybox:1", &[]);
+    tpl["spec"]["nodeSelector"] = json!({"role": "edge"});
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": tpl}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &ds).await.unwrap();
+    // n2's taint is not tolerated, n4 does not match the selector; cordoned n3 is fine.
+    wait_for(30, "daemon pods on n1 and n3", || ds_state(&api, 2)).await;
+    assert_eq!(daemon_nodes(&client, &ns).await, ["n1", "n3"]);
+    let pods = pods_of(&client, &ns, "app=agent").await;
+    for p in &pods {
+        let tol = p.spec.as_ref().unwrap().tolerations.clone().unwrap();
+        for (key, effect) in [
+            ("node.kubernetes.io/not-ready", "NoExecute"),
+            ("node.kubernetes.io/unreachable", "NoExecute"),
+            ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+            ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+            ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+            ("node.kubernetes.io/unschedulable", "NoSchedule"),
+        ] {
+            assert!(
+                tol.iter().any(|t| t.key.as_deref() == Some(key) && t.effect.as_deref() == Some(effect) && t.operator.as_deref() == Some("Exists")),
+                "missing toleration {key}:{effect} in {tol:?}"
+            );
+        }
+        assert!(p.labels().contains_key("controller-revision-hash"));
+    }
+
+    // Tolerating the taint: a rolling update (maxUnavailable 1) replaces every pod, n2 gets one.
+    let (task, mut rx) = observe_pods(&client, &ns);
+    rx.recv().await.unwrap();
+    let p = json!({"spec": {"template": {"spec": {
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}],
+        "containers": [{"name": "c", "image": "busybox:2"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Strategic(p)).await.unwrap();
+    wait_for(60, "the rolled-out daemon on 3 nodes", || async {
+        let d = ds_state(&api, 3).await?;
+        let pods = pods_of(&client, &ns, "app=agent").await;
+        (live(&pods).iter().all(|p| image_of(p) == "busybox:2") && live(&pods).len() == 3).then_some(d)
+    })
+    .await;
+    assert_eq!(daemon_nodes(&client, &ns).await, ["n1", "n2", "n3"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    task.abort();
+    while let Ok((live, available, _)) = rx.try_recv() {
+        // 2 old pods, maxUnavailable 1: never fewer than 1 available, never more than 3 pods.
+        assert!(live <= 3 && available >= 1, "{live} live, {available} available");
+    }
+
+    // A new eligible node gets a pod; a NoExecute taint evicts; a deleted node's pod goes.
+    make_node(&client, "n5", json!({"role": "edge"}), json!([]), false).await;
+    wait_for(30, "a pod on n5", || ds_state(&api, 4)).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes.patch("n1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"taints": [{"key": "evict", "effect": "NoExecute"}]}}))).await.unwrap();
+    nodes.delete("n5", &DeleteParams::default()).await.unwrap();
+    wait_for(30, "pods gone from n1 and n5", || ds_state(&api, 2)).await;
+    wait_for(30, "daemon pods on n2 and n3 only", || async {
+        (daemon_nodes(&client, &ns).await == ["n2", "n3"]).then_some(())
+    })
+    .await;
+    let revs: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(revs.list(&ListParams::default()).await.unwrap().items.len(), 2);
 }

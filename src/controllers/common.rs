@@ -17,6 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -114,6 +115,33 @@ where
             })
             .await;
     })
+}
+
+/// Maps a pod event to the objects of kind `K` to reconcile: its controller when it has one of
+/// that kind, otherwise (an orphan) every object in its namespace whose selector matches (adoption).
+pub fn pod_mapper<K>(
+    store: Store<K>,
+    selector_of: fn(&K) -> Option<&LabelSelector>,
+) -> impl Fn(Pod) -> Vec<ObjectRef<K>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    move |pod: Pod| {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        if let Some(r) = controller_of(&pod.metadata) {
+            if r.kind == K::kind(&()) && r.api_version == K::api_version(&()) {
+                return vec![ObjectRef::<K>::new(&r.name).within(&ns)];
+            }
+            return Vec::new();
+        }
+        store
+            .state()
+            .iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+            .filter(|o| selector(selector_of(o), "").is_ok_and(|s| matches(&s, pod.metadata.labels.as_ref())))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
 }
 
 /// Whether an error is a 409 (conflict or already exists).

@@ -2,12 +2,19 @@
 //! controller. None touches the store.
 
 pub mod common;
+pub mod daemonset;
 pub mod deployment;
 pub mod replicaset;
+pub mod statefulset;
 
 use tokio::task::JoinHandle;
 
 /// Starts every controller; each runs until its task is aborted.
 pub fn spawn_all(client: kube::Client) -> Vec<JoinHandle<()>> {
-    vec![replicaset::spawn(client.clone()), deployment::spawn(client.clone())]
+    let mut tasks = Vec::new();
+    tasks.push(replicaset::spawn(client.clone()));
+    tasks.push(deployment::spawn(client.clone()));
+    tasks.push(statefulset::spawn(client.clone()));
+    tasks.push(daemonset::spawn(client.clone()));
+    tasks
 }

@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
@@ -26,27 +25,9 @@ pub fn spawn(client: Client) -> JoinHandle<()> {
     let rs: Api<ReplicaSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     let controller = Controller::new(rs, watcher::Config::default());
-    let store = controller.store();
     // Owned pods map to their owner; orphans to every ReplicaSet whose selector matches (adoption).
-    let controller = controller.watches(pods, watcher::Config::default(), move |pod: Pod| {
-        let ns = pod.namespace().unwrap_or_default();
-        if let Some(r) = common::controller_of(&pod.metadata) {
-            if r.kind == "ReplicaSet" {
-                return vec![ObjectRef::<ReplicaSet>::new(&r.name).within(&ns)];
-            }
-            return Vec::new();
-        }
-        store
-            .state()
-            .iter()
-            .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-            .filter(|rs| {
-                common::selector(rs.spec.as_ref().and_then(|s| Some(&s.selector)), "")
-                    .is_ok_and(|s| common::matches(&s, pod.metadata.labels.as_ref()))
-            })
-            .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-            .collect()
-    });
+    let mapper = common::pod_mapper(controller.store(), |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector));
+    let controller = controller.watches(pods, watcher::Config::default(), mapper);
     common::spawn("replicaset", client, controller, reconcile)
 }
 
