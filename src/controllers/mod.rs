@@ -2,10 +2,14 @@
 //! controller. None touches the store.
 
 pub mod common;
+pub mod cron;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod job;
 pub mod replicaset;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 use tokio::task::JoinHandle;
 
@@ -16,5 +20,8 @@ pub fn spawn_all(client: kube::Client) -> Vec<JoinHandle<()>> {
     tasks.push(deployment::spawn(client.clone()));
     tasks.push(statefulset::spawn(client.clone()));
     tasks.push(daemonset::spawn(client.clone()));
+    tasks.push(job::spawn(client.clone()));
+    tasks.push(ttl_after_finished::spawn(client.clone()));
+    tasks.push(cronjob::spawn(client.clone()));
     tasks
 }
