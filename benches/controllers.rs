@@ -26,7 +26,9 @@ const REPLICAS: i32 = 100;
 
 async fn namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+        .await
+        .unwrap();
 }
 
 async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
@@ -68,7 +70,8 @@ async fn main() {
     }
     until("reference pods ready", async || {
         let list = pods.list(&ListParams::default()).await.unwrap().items;
-        list.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count() == REPLICAS as usize
+        list.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count()
+            == REPLICAS as usize
     })
     .await;
     let reference = t0.elapsed();

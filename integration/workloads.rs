@@ -36,7 +36,9 @@ where
 async fn namespace(client: &Client, prefix: &str) -> String {
     let ns = support::unique(prefix);
     let api: Api<Namespace> = Api::all(client.clone());
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
     ns
 }
 
@@ -98,7 +100,10 @@ async fn replicaset_scales_heals_adopts_and_releases() {
         assert!(p.name_any().starts_with("web-"), "{}", p.name_any());
         assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
         let r = &p.owner_references()[0];
-        assert_eq!((r.kind.as_str(), r.uid.as_str(), r.controller, r.block_owner_deletion), ("ReplicaSet", uid.as_str(), Some(true), Some(true)));
+        assert_eq!(
+            (r.kind.as_str(), r.uid.as_str(), r.controller, r.block_owner_deletion),
+            ("ReplicaSet", uid.as_str(), Some(true), Some(true))
+        );
     }
 
     // Self-heal: a deleted pod is replaced.
@@ -129,7 +134,8 @@ async fn replicaset_scales_heals_adopts_and_releases() {
     wait_for(30, "the orphan adopted and 2 pods left", || async {
         let pods = pods_of(&client, &ns, "app=web").await;
         let live = live(&pods);
-        let all_owned = live.iter().all(|p| p.owner_references().iter().any(|r| r.uid == uid && r.controller == Some(true)));
+        let all_owned =
+            live.iter().all(|p| p.owner_references().iter().any(|r| r.uid == uid && r.controller == Some(true)));
         let orphan_handled = pods.iter().find(|p| p.name_any() == "orphan").is_none_or(|p| {
             p.owner_references().iter().any(|r| r.uid == uid) || p.metadata.deletion_timestamp.is_some()
         });
@@ -139,7 +145,10 @@ async fn replicaset_scales_heals_adopts_and_releases() {
 
     // A pod relabelled out of the selector is released and replaced.
     let kept = live(&pods_of(&client, &ns, "app=web").await)[0].name_any();
-    pod_api.patch(&kept, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}}))).await.unwrap();
+    pod_api
+        .patch(&kept, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})))
+        .await
+        .unwrap();
     wait_for(30, "the relabelled pod released and replaced", || async {
         let p = pod_api.get(&kept).await.unwrap();
         let released = p.owner_references().iter().all(|r| r.uid != uid);
@@ -167,13 +176,19 @@ async fn rollout_complete(api: &Api<Deployment>, name: &str) -> Option<Deploymen
         && s.updated_replicas == Some(want)
         && s.replicas == Some(want)
         && s.available_replicas == Some(want)
-        && s.conditions.iter().flatten().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")))
+        && s.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")))
     .then_some(d)
 }
 
 /// Watches every pod of `ns` and records, at each event, the live (not terminating) and available
 /// pod counts.
-fn observe_pods(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, tokio::sync::mpsc::UnboundedReceiver<(usize, usize, usize)>) {
+fn observe_pods(
+    client: &Client,
+    ns: &str,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::mpsc::UnboundedReceiver<(usize, usize, usize)>) {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
@@ -200,20 +215,30 @@ fn observe_pods(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, toki
             }
             let live: Vec<&Pod> = pods.values().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
             let available = live.iter().filter(|p| ready(p)).count();
-            let new = live.iter().filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2")).count();
+            let new = live
+                .iter()
+                .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2"))
+                .count();
             let _ = tx.send((live.len(), available, new));
         }
     });
     (task, rx)
 }
 
-async fn rolling_update_respects_bounds(replicas: i32, surge: Value, unavailable: Value, max_live: usize, min_available: usize) {
+async fn rolling_update_respects_bounds(
+    replicas: i32,
+    surge: Value,
+    unavailable: Value,
+    max_live: usize,
+    min_available: usize,
+) {
     let server = Server::start_with(&["--disable-scheduler"]);
     let client = server.client().await;
     let ns = namespace(&client, "roll").await;
     let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(150));
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}});
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}});
     api.create(&PostParams::default(), &deployment("web", replicas, strategy, "busybox:1", &[])).await.unwrap();
     wait_for(60, "the first rollout", || rollout_complete(&api, "web")).await;
 
@@ -238,7 +263,10 @@ async fn rolling_update_respects_bounds(replicas: i32, surge: Value, unavailable
     while let Ok((live, available, new)) = rx.try_recv() {
         events += 1;
         assert!(live <= max_live, "{live} live pods exceed replicas + maxSurge = {max_live}");
-        assert!(available >= min_available, "{available} available pods are below replicas - maxUnavailable = {min_available}");
+        assert!(
+            available >= min_available,
+            "{available} available pods are below replicas - maxUnavailable = {min_available}"
+        );
         max_seen = max_seen.max(live);
         min_seen = min_seen.min(available);
         all_new |= new == replicas as usize && live == replicas as usize;
@@ -252,11 +280,25 @@ async fn rolling_update_respects_bounds(replicas: i32, surge: Value, unavailable
     for rs in &rss {
         let hash = rs.labels().get("pod-template-hash").unwrap();
         assert_eq!(rs.name_any(), format!("web-{hash}"));
-        assert_eq!(rs.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap().get("pod-template-hash"), Some(hash));
+        assert_eq!(
+            rs.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap().get("pod-template-hash"),
+            Some(hash)
+        );
         let rev = rs.annotations().get("deployment.kubernetes.io/revision").unwrap();
-        let want = if rs.spec.as_ref().unwrap().template.as_ref().unwrap().spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:2") { ("2", replicas) } else { ("1", 0) };
+        let want = if rs.spec.as_ref().unwrap().template.as_ref().unwrap().spec.as_ref().unwrap().containers[0]
+            .image
+            .as_deref()
+            == Some("busybox:2")
+        {
+            ("2", replicas)
+        } else {
+            ("1", 0)
+        };
         assert_eq!((rev.as_str(), rs.spec.as_ref().unwrap().replicas.unwrap()), want);
-        assert_eq!(rs.annotations().get("deployment.kubernetes.io/desired-replicas").map(String::as_str), Some(replicas.to_string().as_str()));
+        assert_eq!(
+            rs.annotations().get("deployment.kubernetes.io/desired-replicas").map(String::as_str),
+            Some(replicas.to_string().as_str())
+        );
     }
     eprintln!("rolling update: max {max_seen} live, min {min_seen} available over {events} events");
 }
@@ -279,7 +321,9 @@ async fn deployment_recreate_never_overlaps() {
     let ns = namespace(&client, "recreate").await;
     let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(50));
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &deployment("web", 3, json!({"type": "Recreate"}), "busybox:1", &[])).await.unwrap();
+    api.create(&PostParams::default(), &deployment("web", 3, json!({"type": "Recreate"}), "busybox:1", &[]))
+        .await
+        .unwrap();
     wait_for(60, "the first rollout", || rollout_complete(&api, "web")).await;
     let (task, mut rx) = observe_pods(&client, &ns);
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -321,7 +365,8 @@ async fn kubectl_rollout_status_undo_pause_resume_restart_and_history_limit() {
     let out = k(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let image = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
+    let image =
+        |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
     assert_eq!(image(&api.get("web").await.unwrap()), "busybox:2");
 
     let history = k(&["rollout", "history", "deployment/web"]);
@@ -341,7 +386,10 @@ async fn kubectl_rollout_status_undo_pause_resume_restart_and_history_limit() {
         let d = api.get("web").await.unwrap();
         let s = d.status.clone()?;
         (s.observed_generation == d.metadata.generation
-            && s.conditions.iter().flatten().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("DeploymentPaused")))
+            && s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("DeploymentPaused")))
         .then_some(d)
     })
     .await;
@@ -351,7 +399,11 @@ async fn kubectl_rollout_status_undo_pause_resume_restart_and_history_limit() {
     assert!(!err.status.success(), "undo of a paused deployment must fail");
     k(&["rollout", "resume", "deployment/web"]);
     k(&["rollout", "status", "deployment/web", "--timeout=60s"]);
-    assert!(pods_of(&client, &ns, "app=web").await.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:3")));
+    assert!(pods_of(&client, &ns, "app=web")
+        .await
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("busybox:3")));
 
     // Restart: a new ReplicaSet with the restartedAt annotation.
     k(&["rollout", "restart", "deployment/web"]);
@@ -387,7 +439,8 @@ async fn deployment_progress_deadline_exceeded() {
     let ns = namespace(&client, "deadline").await;
     let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(10));
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut d = deployment("stuck", 2, json!({"type": "RollingUpdate"}), "busybox:1", &[("fake-kubelet/outcome", "unready")]);
+    let mut d =
+        deployment("stuck", 2, json!({"type": "RollingUpdate"}), "busybox:1", &[("fake-kubelet/outcome", "unready")]);
     d.spec.as_mut().unwrap().progress_deadline_seconds = Some(3);
     api.create(&PostParams::default(), &d).await.unwrap();
     let d = wait_for(30, "ProgressDeadlineExceeded", || async {
@@ -397,7 +450,10 @@ async fn deployment_progress_deadline_exceeded() {
     })
     .await;
     let s = d.status.unwrap();
-    assert_eq!((s.replicas, s.ready_replicas, s.available_replicas, s.unavailable_replicas), (Some(2), Some(0), Some(0), Some(2)));
+    assert_eq!(
+        (s.replicas, s.ready_replicas, s.available_replicas, s.unavailable_replicas),
+        (Some(2), Some(0), Some(0), Some(2))
+    );
     let avail = s.conditions.unwrap().into_iter().find(|c| c.type_ == "Available").unwrap();
     assert_eq!((avail.status.as_str(), avail.reason.as_deref()), ("False", Some("MinimumReplicasUnavailable")));
     let out = server.kubectl("1.33", &["rollout", "status", "deployment/stuck", "-n", &ns, "--timeout=20s"]);
@@ -409,8 +465,10 @@ async fn deployment_progress_deadline_exceeded() {
 /// Records, for each pod as it first appears, which pods of the namespace were Running and Ready
 /// at that moment; and the order pods were deleted in.
 type Appearances = Vec<(String, Vec<String>)>;
+/// What `observe_order` shares: appearances and deletions in order.
+type Order = std::sync::Arc<std::sync::Mutex<(Appearances, Vec<String>)>>;
 
-fn observe_order(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, std::sync::Arc<std::sync::Mutex<(Appearances, Vec<String>)>>) {
+fn observe_order(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, Order) {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let seen = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
     let out = seen.clone();
@@ -422,18 +480,26 @@ fn observe_order(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, std
                 Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
                     let uid = p.uid().unwrap_or_default();
                     if !pods.contains_key(&uid) {
-                        let ready: Vec<String> = pods.values().filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none()).map(|p| p.name_any()).collect();
+                        let ready: Vec<String> = pods
+                            .values()
+                            .filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none())
+                            .map(|p| p.name_any())
+                            .collect();
                         seen.lock().unwrap().0.push((p.name_any(), ready));
                     }
-                    if p.metadata.deletion_timestamp.is_some() && pods.get(&uid).is_some_and(|o| o.metadata.deletion_timestamp.is_none()) {
+                    if p.metadata.deletion_timestamp.is_some()
+                        && pods.get(&uid).is_some_and(|o| o.metadata.deletion_timestamp.is_none())
+                    {
                         seen.lock().unwrap().1.push(p.name_any());
                     }
                     pods.insert(uid, p);
                 }
-                Ok(watcher::Event::Delete(p)) => {
-                    if pods.remove(&p.uid().unwrap_or_default()).is_some_and(|o| o.metadata.deletion_timestamp.is_none()) {
-                        seen.lock().unwrap().1.push(p.name_any());
-                    }
+                Ok(watcher::Event::Delete(p))
+                    if pods
+                        .remove(&p.uid().unwrap_or_default())
+                        .is_some_and(|o| o.metadata.deletion_timestamp.is_none()) =>
+                {
+                    seen.lock().unwrap().1.push(p.name_any());
                 }
                 _ => {}
             }
@@ -496,7 +562,10 @@ async fn statefulset_order_claims_partition_and_scale_down() {
         assert_eq!(labels.get("apps.kubernetes.io/pod-index"), Some(&i.to_string()));
         assert_eq!(labels.get("controller-revision-hash"), Some(&rev1));
         let spec = p.spec.as_ref().unwrap();
-        assert_eq!((spec.hostname.as_deref(), spec.subdomain.as_deref()), (Some(format!("db-{i}").as_str()), Some("db")));
+        assert_eq!(
+            (spec.hostname.as_deref(), spec.subdomain.as_deref()),
+            (Some(format!("db-{i}").as_str()), Some("db"))
+        );
         let vol = spec.volumes.iter().flatten().find(|v| v.name == "data").unwrap();
         assert_eq!(vol.persistent_volume_claim.as_ref().unwrap().claim_name, format!("data-db-{i}"));
     }
@@ -505,7 +574,9 @@ async fn statefulset_order_claims_partition_and_scale_down() {
     let mut names: Vec<String> = claims.iter().map(|c| c.name_any()).collect();
     names.sort();
     assert_eq!(names, ["data-db-0", "data-db-1", "data-db-2"]);
-    assert!(claims.iter().all(|c| c.labels().get("app").map(String::as_str) == Some("db") && c.owner_references().is_empty()));
+    assert!(claims
+        .iter()
+        .all(|c| c.labels().get("app").map(String::as_str) == Some("db") && c.owner_references().is_empty()));
 
     // Partition 2: only db-2 moves to the new revision.
     seen.lock().unwrap().1.clear();
@@ -516,8 +587,12 @@ async fn statefulset_order_claims_partition_and_scale_down() {
         let s = api.get("db").await.unwrap();
         let st = s.status.clone()?;
         let p2 = pods_api.get_opt("db-2").await.unwrap()?;
-        (st.observed_generation == s.metadata.generation && st.updated_replicas == Some(1) && st.ready_replicas == Some(3) && image_of(&p2) == "busybox:2" && ready(&p2))
-            .then_some(s)
+        (st.observed_generation == s.metadata.generation
+            && st.updated_replicas == Some(1)
+            && st.ready_replicas == Some(3)
+            && image_of(&p2) == "busybox:2"
+            && ready(&p2))
+        .then_some(s)
     })
     .await;
     let st = s.status.unwrap();
@@ -528,7 +603,13 @@ async fn statefulset_order_claims_partition_and_scale_down() {
         assert_eq!(image_of(&pods_api.get(&format!("db-{i}")).await.unwrap()), "busybox:1");
     }
     // Partition 0: the rest, highest ordinal first.
-    api.patch("db", &PatchParams::default(), &Patch::Merge(json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}))).await.unwrap();
+    api.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}})),
+    )
+    .await
+    .unwrap();
     let s = wait_for(60, "all stateful pods updated", || sts_status(&api, "db", 3)).await;
     assert_ne!(s.status.as_ref().unwrap().current_revision.as_deref(), Some(rev1.as_str()));
     assert_eq!(seen.lock().unwrap().1, ["db-2", "db-1", "db-0"]);
@@ -645,8 +726,22 @@ async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
     let ns = namespace(&client, "ds").await;
     let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(30));
     make_node(&client, "n1", json!({"role": "edge"}), json!([]), false).await;
-    make_node(&client, "n2", json!({"role": "edge"}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]), false).await;
-    make_node(&client, "n3", json!({"role": "edge"}), json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]), true).await;
+    make_node(
+        &client,
+        "n2",
+        json!({"role": "edge"}),
+        json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+        false,
+    )
+    .await;
+    make_node(
+        &client,
+        "n3",
+        json!({"role": "edge"}),
+        json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+        true,
+    )
+    .await;
     make_node(&client, "n4", json!({"role": "core"}), json!([]), false).await;
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
     let mut tpl = template("agent", "busybox:1", &[]);
@@ -672,7 +767,9 @@ async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
             ("node.kubernetes.io/unschedulable", "NoSchedule"),
         ] {
             assert!(
-                tol.iter().any(|t| t.key.as_deref() == Some(key) && t.effect.as_deref() == Some(effect) && t.operator.as_deref() == Some("Exists")),
+                tol.iter().any(|t| t.key.as_deref() == Some(key)
+                    && t.effect.as_deref() == Some(effect)
+                    && t.operator.as_deref() == Some("Exists")),
                 "missing toleration {key}:{effect} in {tol:?}"
             );
         }
@@ -704,7 +801,14 @@ async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
     make_node(&client, "n5", json!({"role": "edge"}), json!([]), false).await;
     wait_for(30, "a pod on n5", || ds_state(&api, 4)).await;
     let nodes: Api<Node> = Api::all(client.clone());
-    nodes.patch("n1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"taints": [{"key": "evict", "effect": "NoExecute"}]}}))).await.unwrap();
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": [{"key": "evict", "effect": "NoExecute"}]}})),
+        )
+        .await
+        .unwrap();
     nodes.delete("n5", &DeleteParams::default()).await.unwrap();
     wait_for(30, "pods gone from n1 and n5", || ds_state(&api, 2)).await;
     wait_for(30, "daemon pods on n2 and n3 only", || async {

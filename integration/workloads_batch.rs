@@ -38,7 +38,9 @@ async fn setup(prefix: &str, delay_ms: u64) -> (Server, Client, String, FakeKube
     let client = server.client().await;
     let ns = support::unique(prefix);
     let api: Api<Namespace> = Api::all(client.clone());
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
     let kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(delay_ms));
     (server, client, ns, kubelet)
 }
@@ -85,7 +87,9 @@ fn observe(client: &Client, ns: &str) -> (tokio::task::JoinHandle<()>, Arc<Mutex
             match ev {
                 Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
                     let uid = p.uid().unwrap_or_default();
-                    if !pods.contains_key(&uid) && !p.finalizers().iter().any(|f| f == "batch.kubernetes.io/job-tracking") {
+                    if !pods.contains_key(&uid)
+                        && !p.finalizers().iter().any(|f| f == "batch.kubernetes.io/job-tracking")
+                    {
                         o.lock().unwrap().1 = false;
                     }
                     pods.insert(uid, p);
@@ -114,7 +118,9 @@ async fn job_completions_with_parallelism() {
     let (_server, client, ns, _k) = setup("job", 150).await;
     let (task, seen) = observe(&client, &ns);
     let api: Api<Job> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &job("work", "succeed", json!({"completions": 5, "parallelism": 2}))).await.unwrap();
+    api.create(&PostParams::default(), &job("work", "succeed", json!({"completions": 5, "parallelism": 2})))
+        .await
+        .unwrap();
     let j = wait_condition(&api, "work", "Complete", 60).await;
     task.abort();
     let s = j.status.as_ref().unwrap();
@@ -144,14 +150,26 @@ async fn job_backoff_limit_with_backoff_delay() {
     assert_eq!(s.failed, Some(2));
     assert!(s.completion_time.is_none());
     let c = condition(&j, "Failed").unwrap();
-    assert_eq!((c.reason.as_deref(), c.message.as_deref()), (Some("BackoffLimitExceeded"), Some("Job has reached the specified backoff limit")));
+    assert_eq!(
+        (c.reason.as_deref(), c.message.as_deref()),
+        (Some("BackoffLimitExceeded"), Some("Job has reached the specified backoff limit"))
+    );
     assert!(condition(&j, "FailureTarget").is_some());
     let mut pods = job_pods(&client, &ns, "flaky").await;
     assert_eq!(pods.len(), 2);
     pods.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     // The retry waited for the back-off (10 s after the first failure).
     let failed_at = pods[0].status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
-        .state.as_ref().unwrap().terminated.as_ref().unwrap().finished_at.as_ref().unwrap().0;
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap()
+        .finished_at
+        .as_ref()
+        .unwrap()
+        .0;
     let retried_at = pods[1].metadata.creation_timestamp.as_ref().unwrap().0;
     let gap = retried_at.as_second() - failed_at.as_second();
     assert!(gap >= 9, "the retry came {gap} s after the failure");
@@ -161,7 +179,12 @@ async fn job_backoff_limit_with_backoff_delay() {
 async fn job_indexed_completion() {
     let (_server, client, ns, _k) = setup("jobidx", 50).await;
     let api: Api<Job> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &job("idx", "succeed", json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}))).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &job("idx", "succeed", json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"})),
+    )
+    .await
+    .unwrap();
     let j = wait_condition(&api, "idx", "Complete", 60).await;
     assert_eq!(j.status.as_ref().unwrap().completed_indexes.as_deref(), Some("0-2"));
     assert_eq!(j.status.as_ref().unwrap().succeeded, Some(3));
@@ -182,7 +205,16 @@ async fn job_indexed_completion() {
     }
 
     // One failing index with backoffLimit 0: the Job fails, the other indexes are recorded.
-    api.create(&PostParams::default(), &job("idxfail", "fail-index-1", json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed", "backoffLimit": 0}))).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &job(
+            "idxfail",
+            "fail-index-1",
+            json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed", "backoffLimit": 0}),
+        ),
+    )
+    .await
+    .unwrap();
     let j = wait_condition(&api, "idxfail", "Failed", 60).await;
     let s = j.status.unwrap();
     assert_eq!(s.failed, Some(1));
@@ -195,7 +227,9 @@ async fn job_suspend_resume_deadline_and_ttl() {
     let (_server, client, ns, _k) = setup("jobsus", 50).await;
     let api: Api<Job> = Api::namespaced(client.clone(), &ns);
     // Created suspended: no pods, no start time.
-    api.create(&PostParams::default(), &job("later", "succeed", json!({"suspend": true, "completions": 2}))).await.unwrap();
+    api.create(&PostParams::default(), &job("later", "succeed", json!({"suspend": true, "completions": 2})))
+        .await
+        .unwrap();
     let j = wait_condition(&api, "later", "Suspended", 30).await;
     assert_eq!(condition(&j, "Suspended").unwrap().reason.as_deref(), Some("JobSuspended"));
     assert!(j.status.as_ref().unwrap().start_time.is_none());
@@ -207,7 +241,9 @@ async fn job_suspend_resume_deadline_and_ttl() {
     assert_eq!(j.status.as_ref().unwrap().succeeded, Some(2));
 
     // Suspending a running Job removes its pods without counting failures.
-    api.create(&PostParams::default(), &job("running", "unready", json!({"parallelism": 2, "completions": 2}))).await.unwrap();
+    api.create(&PostParams::default(), &job("running", "unready", json!({"parallelism": 2, "completions": 2})))
+        .await
+        .unwrap();
     wait_for(30, "2 active pods", || async {
         let j = api.get("running").await.unwrap();
         (j.status.as_ref()?.active == Some(2)).then_some(())
@@ -223,14 +259,23 @@ async fn job_suspend_resume_deadline_and_ttl() {
     api.create(&PostParams::default(), &job("slow", "unready", json!({"activeDeadlineSeconds": 2}))).await.unwrap();
     let j = wait_condition(&api, "slow", "Failed", 30).await;
     let c = condition(&j, "Failed").unwrap();
-    assert_eq!((c.reason.as_deref(), c.message.as_deref()), (Some("DeadlineExceeded"), Some("Job was active longer than specified deadline")));
+    assert_eq!(
+        (c.reason.as_deref(), c.message.as_deref()),
+        (Some("DeadlineExceeded"), Some("Job was active longer than specified deadline"))
+    );
     assert_eq!(j.status.as_ref().unwrap().active.unwrap_or(0), 0);
-    assert!(job_pods(&client, &ns, "slow").await.iter().all(|p| p.metadata.deletion_timestamp.is_some() || p.finalizers().is_empty()));
+    assert!(job_pods(&client, &ns, "slow")
+        .await
+        .iter()
+        .all(|p| p.metadata.deletion_timestamp.is_some() || p.finalizers().is_empty()));
 
     // ttlSecondsAfterFinished: the finished Job goes away.
     api.create(&PostParams::default(), &job("brief", "succeed", json!({"ttlSecondsAfterFinished": 1}))).await.unwrap();
     wait_condition(&api, "brief", "Complete", 30).await;
-    wait_for(30, "the job deleted after its TTL", || async { api.get_opt("brief").await.unwrap().is_none().then_some(()) }).await;
+    wait_for(30, "the job deleted after its TTL", || async {
+        api.get_opt("brief").await.unwrap().is_none().then_some(())
+    })
+    .await;
 }
 
 fn cronjob(name: &str, schedule: &str, policy: &str, outcome: &str) -> CronJob {
@@ -285,19 +330,29 @@ async fn cronjob_concurrency_policies_and_history_limits() {
     let past = k8s_openapi::jiff::Timestamp::from_second(past).unwrap().to_string();
     for (name, policy) in [("forbid", "Forbid"), ("replace", "Replace")] {
         api.create(&PostParams::default(), &cronjob(name, "*/1 * * * *", policy, "unready")).await.unwrap();
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {"lastScheduleTime": past}}))).await.unwrap();
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {"lastScheduleTime": past}})))
+            .await
+            .unwrap();
     }
-    let first_forbid = wait_for(30, "forbid's first job", || async { jobs_of(&jobs, "forbid").await.into_iter().next() }).await;
-    let first_replace = wait_for(30, "replace's first job", || async { jobs_of(&jobs, "replace").await.into_iter().next() }).await;
+    let first_forbid =
+        wait_for(30, "forbid's first job", || async { jobs_of(&jobs, "forbid").await.into_iter().next() }).await;
+    let first_replace =
+        wait_for(30, "replace's first job", || async { jobs_of(&jobs, "replace").await.into_iter().next() }).await;
     let cj = api.get("forbid").await.unwrap();
-    assert_eq!(cj.status.as_ref().unwrap().active.as_ref().unwrap()[0].name.as_deref(), Some(first_forbid.name_any().as_str()));
+    assert_eq!(
+        cj.status.as_ref().unwrap().active.as_ref().unwrap()[0].name.as_deref(),
+        Some(first_forbid.name_any().as_str())
+    );
 
     // At the next minute Replace swaps its running Job; Forbid keeps its one.
     let second = wait_for(70, "replace's second job", || async {
         jobs_of(&jobs, "replace").await.into_iter().find(|j| j.name_any() != first_replace.name_any())
     })
     .await;
-    wait_for(30, "the replaced job deleted", || async { jobs.get_opt(&first_replace.name_any()).await.unwrap().is_none().then_some(()) }).await;
+    wait_for(30, "the replaced job deleted", || async {
+        jobs.get_opt(&first_replace.name_any()).await.unwrap().is_none().then_some(())
+    })
+    .await;
     wait_for(30, "replace's active list holding only the new job", || async {
         let cj = api.get("replace").await.unwrap();
         let active: Vec<String> = cj.status?.active.unwrap_or_default().into_iter().filter_map(|r| r.name).collect();
@@ -307,7 +362,12 @@ async fn cronjob_concurrency_policies_and_history_limits() {
     // Both CronJobs were due at the same moment; give Forbid's reconcile time to have run.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let forbid_jobs = jobs_of(&jobs, "forbid").await;
-    assert_eq!(forbid_jobs.len(), 1, "Forbid started a second job: {:?}", forbid_jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>());
+    assert_eq!(
+        forbid_jobs.len(),
+        1,
+        "Forbid started a second job: {:?}",
+        forbid_jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>()
+    );
 
     // History limits: a suspended CronJob keeps the newest finished Jobs only.
     let mut keeper = cronjob("keeper", "0 0 1 1 *", "Allow", "succeed");
@@ -325,7 +385,8 @@ async fn cronjob_concurrency_policies_and_history_limits() {
         jobs.create(&PostParams::default(), &j).await.unwrap();
         // Let the Job controller record the suspension first, so the finish below is not overwritten.
         let suspended = wait_condition(&jobs, &name, "Suspended", 30).await;
-        let mut conds: Vec<Value> = suspended.status.unwrap().conditions.unwrap().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
+        let mut conds: Vec<Value> =
+            suspended.status.unwrap().conditions.unwrap().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let finish = if *kind == "Complete" {
             json!([{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastTransitionTime": now},
@@ -346,7 +407,12 @@ async fn cronjob_concurrency_policies_and_history_limits() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let left = wait_for(30, "history trimmed", || async {
-        let names: Vec<String> = jobs_of(&jobs, "keeper").await.into_iter().filter(|j| j.metadata.deletion_timestamp.is_none()).map(|j| j.name_any()).collect();
+        let names: Vec<String> = jobs_of(&jobs, "keeper")
+            .await
+            .into_iter()
+            .filter(|j| j.metadata.deletion_timestamp.is_none())
+            .map(|j| j.name_any())
+            .collect();
         (names.len() == 2).then_some(names)
     })
     .await;

@@ -80,7 +80,8 @@ async fn play(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
         None => outcome,
     };
     let now = Timestamp::now().to_string();
-    let cond = |t: &str, s: bool| json!({"type": t, "status": if s { "True" } else { "False" }, "lastTransitionTime": now});
+    let cond =
+        |t: &str, s: bool| json!({"type": t, "status": if s { "True" } else { "False" }, "lastTransitionTime": now});
     let name = pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()).unwrap_or_default();
     let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
     let status = match outcome.as_str() {

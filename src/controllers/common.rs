@@ -204,12 +204,7 @@ pub fn matches(sel: &Selector, labels: Option<&BTreeMap<String, String>>) -> boo
 /// Claims objects for an owner like upstream's ControllerRefManager: keeps the owned ones that
 /// still match, adopts matching orphans, releases owned ones that no longer match. Returns the
 /// claimed objects.
-pub async fn claim<K, O>(
-    api: &Api<K>,
-    owner: &O,
-    sel: &Selector,
-    objects: Vec<K>,
-) -> Result<Vec<K>, ControllerError>
+pub async fn claim<K, O>(api: &Api<K>, owner: &O, sel: &Selector, objects: Vec<K>) -> Result<Vec<K>, ControllerError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
     O: Resource<DynamicType = ()>,
@@ -317,9 +312,12 @@ pub fn pod_ready_since(p: &Pod) -> Option<Timestamp> {
     if c.status != "True" {
         return None;
     }
-    Some(c.last_transition_time.as_ref().map(|t| t.0).unwrap_or_else(|| {
-        p.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH)
-    }))
+    Some(
+        c.last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH)),
+    )
 }
 
 /// Whether the pod's Ready condition is True.
@@ -356,15 +354,21 @@ pub fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 
 /// Resolves an int-or-percent against `total` (percentages round up or down): upstream's
 /// GetScaledValueFromIntOrPercent.
-pub fn int_or_percent(v: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> Result<i32, ControllerError> {
+pub fn int_or_percent(
+    v: Option<&IntOrString>,
+    default: &str,
+    total: i32,
+    round_up: bool,
+) -> Result<i32, ControllerError> {
     let v = v.cloned().unwrap_or_else(|| IntOrString::String(default.to_string()));
     match v {
         IntOrString::Int(i) => Ok(i),
         IntOrString::String(s) => {
-            let p = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse::<i64>().ok())
-                .ok_or_else(|| ControllerError::Invalid(format!("invalid value for IntOrString: invalid type: string is not a percentage: {s:?}")))?;
+            let p = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()).ok_or_else(|| {
+                ControllerError::Invalid(format!(
+                    "invalid value for IntOrString: invalid type: string is not a percentage: {s:?}"
+                ))
+            })?;
             let scaled = i64::from(total) * p;
             Ok(if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) } as i32)
         }
@@ -607,7 +611,9 @@ mod tests {
 
     #[test]
     fn conditions_keep_transition_time() {
-        let mut conds = vec![json!({"type": "Available", "status": "True", "reason": "A", "message": "m", "lastTransitionTime": "old"})];
+        let mut conds = vec![
+            json!({"type": "Available", "status": "True", "reason": "A", "message": "m", "lastTransitionTime": "old"}),
+        ];
         assert!(set_condition(&mut conds, condition("Available", "True", "B", "n"), false));
         assert_eq!(conds[0]["lastTransitionTime"], "old");
         assert!(!set_condition(&mut conds, condition("Available", "True", "B", "n"), false));

@@ -56,7 +56,9 @@ const MONTH: Bounds = Bounds { min: 1, max: 12, names: &MONTHS, name_base: 1 };
 const DOW: Bounds = Bounds { min: 0, max: 6, names: &DAYS, name_base: 0 };
 
 fn parse_int(s: &str) -> Result<u32, CronError> {
-    let n: i64 = s.parse().map_err(|_| CronError(format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: invalid syntax")))?;
+    let n: i64 = s
+        .parse()
+        .map_err(|_| CronError(format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: invalid syntax")))?;
     if n < 0 {
         return Err(CronError(format!("negative number ({n}) not allowed: {s}")));
     }
@@ -219,7 +221,7 @@ impl Schedule {
                 (*minute, *hour, *dom, *month, *dow, *dom_star, *dow_star)
             }
         };
-        let has = |bits: u64, v: i64| v >= 0 && v < 64 && bits & (1u64 << v) != 0;
+        let has = |bits: u64, v: i64| (0..64).contains(&v) && bits & (1u64 << v) != 0;
         let local = after.to_zoned(tz.clone()).datetime();
         // Start at the next whole minute.
         let mut dt = DateTime::from_parts(local.date(), Time::new(local.hour(), local.minute(), 0, 0).ok()?);

@@ -84,8 +84,11 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
     let spec = cj.spec.clone().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cj.metadata.uid.clone().unwrap_or_default();
-    let jobs: Vec<Job> =
-        common::list_all(&jobs_api).await?.into_iter().filter(|j| common::is_controlled_by(&j.metadata, &uid)).collect();
+    let jobs: Vec<Job> = common::list_all(&jobs_api)
+        .await?
+        .into_iter()
+        .filter(|j| common::is_controlled_by(&j.metadata, &uid))
+        .collect();
     let status = cj.status.clone().unwrap_or_default();
     let old_status = serde_json::to_value(&status)?;
 
@@ -119,8 +122,12 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
     let tz = super::cron::time_zone(spec.time_zone.as_deref());
     let sched = Schedule::parse(&spec.schedule);
     match (tz, sched) {
-        (Err(e), _) => tracing::warn!(message = "cronjob has an unknown time zone", cronjob = %name, namespace = %ns, error = %e),
-        (_, Err(e)) => tracing::warn!(message = "cronjob has an unparseable schedule", cronjob = %name, namespace = %ns, schedule = %spec.schedule, error = %e),
+        (Err(e), _) => {
+            tracing::warn!(message = "cronjob has an unknown time zone", cronjob = %name, namespace = %ns, error = %e)
+        }
+        (_, Err(e)) => {
+            tracing::warn!(message = "cronjob has an unparseable schedule", cronjob = %name, namespace = %ns, schedule = %spec.schedule, error = %e)
+        }
         (Ok(_), Ok(_)) if spec.suspend == Some(true) => {}
         (Ok(tz), Ok(sched)) => {
             let created = cj.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(at);
@@ -206,7 +213,8 @@ fn job_for(cj: &CronJob, name: &str, scheduled: Timestamp, tz: &TimeZone) -> Job
     let tm = tpl.metadata.unwrap_or_default();
     let mut annotations = tm.annotations.unwrap_or_default();
     let local = scheduled.to_zoned(tz.clone());
-    annotations.insert(SCHEDULED_TIMESTAMP.into(), local.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string().replace("+00:00", "Z"));
+    annotations
+        .insert(SCHEDULED_TIMESTAMP.into(), local.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string().replace("+00:00", "Z"));
     Job {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -227,7 +235,11 @@ async fn cleanup(api: &Api<Job>, jobs: &[Job], kind: &str, limit: i32) -> Result
         return Ok(());
     }
     let start = |j: &Job| {
-        j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).or(j.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).or(j
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0))
     };
     done.sort_by_key(|j| start(j));
     let excess = done.len() - limit;

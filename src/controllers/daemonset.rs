@@ -88,7 +88,8 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
         "Gt" | "Lt" => {
-            let (Some(v), Some(x)) = (value.and_then(|v| v.parse::<i64>().ok()), vals.first().and_then(|x| x.parse::<i64>().ok()))
+            let (Some(v), Some(x)) =
+                (value.and_then(|v| v.parse::<i64>().ok()), vals.first().and_then(|x| x.parse::<i64>().ok()))
             else {
                 return false;
             };
@@ -147,7 +148,8 @@ fn target_node(p: &Pod) -> Option<String> {
     if let Some(n) = spec.node_name.as_ref().filter(|n| !n.is_empty()) {
         return Some(n.clone());
     }
-    let sel = spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+    let sel =
+        spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
     sel.node_selector_terms.iter().flat_map(|t| t.match_fields.iter().flatten()).find_map(|r| {
         (r.key == "metadata.name" && r.operator == "In" && r.values.as_ref().is_some_and(|v| v.len() == 1))
             .then(|| r.values.as_ref().unwrap()[0].clone())
@@ -352,7 +354,10 @@ async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Control
     let all = common::list_all(&pods_api).await?;
     let uid = ds.metadata.uid.clone().unwrap_or_default();
     let mut by_node: HashMap<String, Vec<Pod>> = HashMap::new();
-    for p in all.into_iter().filter(|p| common::is_controlled_by(&p.metadata, &uid) && p.metadata.deletion_timestamp.is_none()) {
+    for p in all
+        .into_iter()
+        .filter(|p| common::is_controlled_by(&p.metadata, &uid) && p.metadata.deletion_timestamp.is_none())
+    {
         if let Some(n) = target_node(&p) {
             by_node.entry(n).or_default().push(p);
         }
@@ -374,7 +379,7 @@ async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Control
                     avail += 1;
                 }
                 wait = common::earliest(wait, w);
-                if pods.iter().any(|p| is_new(p)) {
+                if pods.iter().any(&is_new) {
                     updated += 1;
                 }
             }
@@ -396,7 +401,12 @@ async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Control
     if new_status.as_object().unwrap().iter().any(|(k, v)| old.get(k).cloned().unwrap_or(json!(0)) != *v) {
         common::patch_status(&api, &name, &new_status).await?;
     }
-    let live: Vec<&str> = by_node.values().flatten().filter_map(|p| p.labels().get(CONTROLLER_REVISION_HASH)).map(|h| h.as_str()).collect();
+    let live: Vec<&str> = by_node
+        .values()
+        .flatten()
+        .filter_map(|p| p.labels().get(CONTROLLER_REVISION_HASH))
+        .map(|h| h.as_str())
+        .collect();
     let live_revs: Vec<String> = revs
         .iter()
         .filter(|r| r.labels().get(CONTROLLER_REVISION_HASH).is_some_and(|h| live.contains(&h.as_str())))
@@ -430,13 +440,24 @@ mod tests {
         let mut spec = PodSpec::default();
         assert_eq!(should_run(&spec, &node("a", &[], vec![])), (true, true));
         // Daemon tolerations cover unschedulable and not-ready.
-        let n = node("b", &[], vec![taint("node.kubernetes.io/unschedulable", "NoSchedule"), taint("node.kubernetes.io/not-ready", "NoExecute")]);
+        let n = node(
+            "b",
+            &[],
+            vec![
+                taint("node.kubernetes.io/unschedulable", "NoSchedule"),
+                taint("node.kubernetes.io/not-ready", "NoExecute"),
+            ],
+        );
         assert_eq!(should_run(&spec, &n), (true, true));
         // An untolerated NoSchedule taint: not started, but kept running.
         assert_eq!(should_run(&spec, &node("c", &[], vec![taint("dedicated", "NoSchedule")])), (false, true));
         // An untolerated NoExecute taint: evicted.
         assert_eq!(should_run(&spec, &node("c", &[], vec![taint("dedicated", "NoExecute")])), (false, false));
-        spec.tolerations = Some(vec![Toleration { key: Some("dedicated".into()), operator: Some("Exists".into()), ..Default::default() }]);
+        spec.tolerations = Some(vec![Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]);
         assert_eq!(should_run(&spec, &node("c", &[], vec![taint("dedicated", "NoExecute")])), (true, true));
         spec.node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
         assert_eq!(should_run(&spec, &node("d", &[], vec![])), (false, false));
@@ -444,8 +465,7 @@ mod tests {
         pin_to_node(&mut spec, "d");
         assert!(should_run(&spec, &node("d", &[("disk", "ssd")], vec![])).0);
         assert!(!should_run(&spec, &node("e", &[("disk", "ssd")], vec![])).0);
-        let mut p = Pod::default();
-        p.spec = Some(spec);
+        let p = Pod { spec: Some(spec), ..Default::default() };
         assert_eq!(target_node(&p).as_deref(), Some("d"));
     }
 }

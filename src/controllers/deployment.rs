@@ -474,7 +474,13 @@ impl Rollout {
         sorted.sort_by(|a, b| {
             let c = rs_replicas(b).cmp(&rs_replicas(a));
             let c = if to_add > 0 { c } else { c.reverse() };
-            c.then(b.metadata.creation_timestamp.as_ref().map(|t| t.0).cmp(&a.metadata.creation_timestamp.as_ref().map(|t| t.0)))
+            c.then(
+                b.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0)
+                    .cmp(&a.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+            )
         });
         let mut added = 0;
         let mut targets: Vec<i32> = Vec::new();
@@ -544,9 +550,27 @@ impl Rollout {
 
         let min_available = self.replicas - self.max_unavailable()?;
         if available >= min_available {
-            common::set_condition(&mut conds, common::condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."), true);
+            common::set_condition(
+                &mut conds,
+                common::condition(
+                    "Available",
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                ),
+                true,
+            );
         } else {
-            common::set_condition(&mut conds, common::condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."), true);
+            common::set_condition(
+                &mut conds,
+                common::condition(
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                ),
+                true,
+            );
         }
 
         let mut wait = None;
@@ -568,10 +592,18 @@ impl Rollout {
             }
             if let Some(c) = created {
                 let msg = format!("Created new replica set \"{c}\"");
-                common::set_condition(&mut conds, common::condition("Progressing", "True", "NewReplicaSetCreated", &msg), false);
+                common::set_condition(
+                    &mut conds,
+                    common::condition("Progressing", "True", "NewReplicaSetCreated", &msg),
+                    false,
+                );
             } else if new_rs.is_some() && reason_of(&conds).is_none() {
                 let msg = format!("Found new replica set \"{rs_name}\"");
-                common::set_condition(&mut conds, common::condition("Progressing", "True", "FoundNewReplicaSet", &msg), false);
+                common::set_condition(
+                    &mut conds,
+                    common::condition("Progressing", "True", "FoundNewReplicaSet", &msg),
+                    false,
+                );
             }
             let complete = new_rs.is_some()
                 && updated == self.replicas
@@ -587,10 +619,18 @@ impl Rollout {
             let timed_out_reason = reason_of(&conds).as_deref() == Some("ProgressDeadlineExceeded");
             if complete {
                 let msg = format!("ReplicaSet \"{rs_name}\" has successfully progressed.");
-                common::set_condition(&mut conds, common::condition("Progressing", "True", "NewReplicaSetAvailable", &msg), true);
+                common::set_condition(
+                    &mut conds,
+                    common::condition("Progressing", "True", "NewReplicaSetAvailable", &msg),
+                    true,
+                );
             } else if progressing && new_rs.is_some() {
                 let msg = format!("ReplicaSet \"{rs_name}\" is progressing.");
-                common::set_condition(&mut conds, common::condition("Progressing", "True", "ReplicaSetUpdated", &msg), false);
+                common::set_condition(
+                    &mut conds,
+                    common::condition("Progressing", "True", "ReplicaSetUpdated", &msg),
+                    false,
+                );
                 wait = Some(Duration::from_secs(deadline.max(0) as u64 + 1));
             } else if !timed_out_reason {
                 let last = conds
@@ -626,9 +666,17 @@ impl Rollout {
             "collisionCount": collision,
         });
         let old_json = serde_json::to_value(&old_status)?;
-        let changed = ["observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas", "conditions"]
-            .iter()
-            .any(|k| old_json.get(*k).cloned().unwrap_or(json!(0)) != status[*k]);
+        let changed = [
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+            "conditions",
+        ]
+        .iter()
+        .any(|k| old_json.get(*k).cloned().unwrap_or(json!(0)) != status[*k]);
         if changed {
             common::patch_status(api, &self.name, &status).await?;
         }

@@ -100,11 +100,9 @@ fn terminal_failed(p: &Pod) -> bool {
 }
 
 fn finish_time(p: &Pod) -> Option<Timestamp> {
-    let from_containers = p
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0)).max());
+    let from_containers = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|cs| {
+        cs.iter().filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0)).max()
+    });
     from_containers
         .or_else(|| p.metadata.deletion_timestamp.as_ref().map(|t| t.0))
         .or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
@@ -225,16 +223,24 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
             (_, None) => succeeded > 0 && active.is_empty(),
         };
         if met {
-            common::set_condition(&mut conds, job_condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"), true);
+            common::set_condition(
+                &mut conds,
+                job_condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
+                true,
+            );
             success = true;
         } else if failed > spec.backoff_limit.unwrap_or(6) {
-            let c = job_condition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit");
+            let c =
+                job_condition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit");
             common::set_condition(&mut conds, c.clone(), true);
             failure_target = Some(c);
-        } else if let (Some(deadline), Some(start), false) = (spec.active_deadline_seconds, status.start_time.as_ref(), suspended) {
+        } else if let (Some(deadline), Some(start), false) =
+            (spec.active_deadline_seconds, status.start_time.as_ref(), suspended)
+        {
             let elapsed = at.as_millisecond() - start.0.as_millisecond();
             if elapsed >= deadline * 1000 {
-                let c = job_condition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline");
+                let c =
+                    job_condition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline");
                 common::set_condition(&mut conds, c.clone(), true);
                 failure_target = Some(c);
             } else {
@@ -248,10 +254,15 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         for p in &active {
             common::delete_ignore_missing(&pods_api, &p.name_any(), &DeleteParams::default()).await?;
         }
-        let still = pods.iter().any(|p| common::pod_active(p) || (p.metadata.deletion_timestamp.is_some() && has_finalizer(p)));
+        let still =
+            pods.iter().any(|p| common::pod_active(p) || (p.metadata.deletion_timestamp.is_some() && has_finalizer(p)));
         if !still && active.is_empty() {
             if success {
-                common::set_condition(&mut conds, job_condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"), true);
+                common::set_condition(
+                    &mut conds,
+                    job_condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"),
+                    true,
+                );
                 completion_time = Some(json!(common::time_now()));
             } else if let Some(t) = &failure_target {
                 let (reason, message) = (t["reason"].as_str().unwrap_or(""), t["message"].as_str().unwrap_or(""));
@@ -327,7 +338,8 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
             }
             let running = by_index.len() as i32;
             let room = (parallelism - running).max(0) as usize;
-            let pending: Vec<i32> = (0..c).filter(|i| !completed.contains(i) && !by_index.contains_key(i)).take(room).collect();
+            let pending: Vec<i32> =
+                (0..c).filter(|i| !completed.contains(i) && !by_index.contains_key(i)).take(room).collect();
             if !pending.is_empty() {
                 if let Some(w) = backoff_wait {
                     requeue = common::earliest(requeue, Some(w));
@@ -366,7 +378,9 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
                     requeue = common::earliest(requeue, Some(w));
                 } else {
                     let pod = job_pod(&job, &spec, job_ref, None);
-                    let (_, err) = common::slow_start((want - have).min(500) as usize, |_| common::create_pod(&pods_api, &pod)).await;
+                    let (_, err) =
+                        common::slow_start((want - have).min(500) as usize, |_| common::create_pod(&pods_api, &pod))
+                            .await;
                     if let Some(e) = err {
                         return Err(e.into());
                     }
@@ -377,10 +391,17 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
 
     // Status from a fresh list.
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let fresh: Vec<Pod> = common::list_all(&pods_api).await?.into_iter().filter(|p| common::is_controlled_by(&p.metadata, &uid)).collect();
+    let fresh: Vec<Pod> = common::list_all(&pods_api)
+        .await?
+        .into_iter()
+        .filter(|p| common::is_controlled_by(&p.metadata, &uid))
+        .collect();
     let active_n = fresh.iter().filter(|p| common::pod_active(p)).count();
     let ready_n = fresh.iter().filter(|p| common::pod_active(p) && common::pod_ready(p)).count();
-    let terminating_n = fresh.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && !matches!(common::pod_phase(p), "Succeeded" | "Failed")).count();
+    let terminating_n = fresh
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some() && !matches!(common::pod_phase(p), "Succeeded" | "Failed"))
+        .count();
     common::strip_update_time(&mut conds);
     let mut s = json!({
         "active": active_n,
@@ -405,7 +426,9 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         m.iter().any(|(k, v)| {
             let o = old.get(k).cloned().unwrap_or(Value::Null);
             match k.as_str() {
-                "active" | "ready" | "terminating" | "succeeded" | "failed" => o.as_i64().unwrap_or(0) != v.as_i64().unwrap_or(0),
+                "active" | "ready" | "terminating" | "succeeded" | "failed" => {
+                    o.as_i64().unwrap_or(0) != v.as_i64().unwrap_or(0)
+                }
                 "uncountedTerminatedPods" => counted || (o != Value::Null && o != json!({}) && &o != v),
                 _ => &o != v,
             }
@@ -434,7 +457,12 @@ fn job_condition(type_: &str, reason: &str, message: &str) -> Value {
 
 /// A pod for a Job: the template, the tracking finalizer, and for Indexed Jobs the completion index
 /// (annotation, label, hostname, JOB_COMPLETION_INDEX).
-fn job_pod(job: &Job, spec: &JobSpec, owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference, index: Option<i32>) -> Pod {
+fn job_pod(
+    job: &Job,
+    spec: &JobSpec,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    index: Option<i32>,
+) -> Pod {
     let name = job.name_any();
     let mut pod = common::pod_from_template(&spec.template, owner);
     pod.metadata.finalizers.get_or_insert_with(Vec::new).push(TRACKING_FINALIZER.into());

@@ -15,13 +15,13 @@ use tokio::task::JoinHandle;
 
 /// Starts every controller; each runs until its task is aborted.
 pub fn spawn_all(client: kube::Client) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    tasks.push(replicaset::spawn(client.clone()));
-    tasks.push(deployment::spawn(client.clone()));
-    tasks.push(statefulset::spawn(client.clone()));
-    tasks.push(daemonset::spawn(client.clone()));
-    tasks.push(job::spawn(client.clone()));
-    tasks.push(ttl_after_finished::spawn(client.clone()));
-    tasks.push(cronjob::spawn(client.clone()));
-    tasks
+    vec![
+        replicaset::spawn(client.clone()),
+        deployment::spawn(client.clone()),
+        statefulset::spawn(client.clone()),
+        daemonset::spawn(client.clone()),
+        job::spawn(client.clone()),
+        ttl_after_finished::spawn(client.clone()),
+        cronjob::spawn(client.clone()),
+    ]
 }

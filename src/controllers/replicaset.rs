@@ -144,7 +144,10 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         _ => 2,
     };
     let cost = |p: &Pod| {
-        p.annotations().get("controller.kubernetes.io/pod-deletion-cost").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0)
+        p.annotations()
+            .get("controller.kubernetes.io/pod-deletion-cost")
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(0)
     };
     let restarts = |p: &Pod| {
         p.status
@@ -191,7 +194,7 @@ mod tests {
 
     #[test]
     fn deletes_unscheduled_then_pending_then_unready_first() {
-        let mut pods = vec![
+        let mut pods = [
             pod("ready", Some("n"), "Running", true),
             pod("unready", Some("n"), "Running", false),
             pod("pending", Some("n"), "Pending", false),

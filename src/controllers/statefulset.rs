@@ -95,7 +95,8 @@ async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Contr
 
     let all = common::list_all(&pods_api).await?;
     let pods = common::claim(&pods_api, &set, &sel, all).await?;
-    let s = Sync { set: &set, spec: &spec, pods_api: pods_api.clone(), pvc_api: Api::namespaced(ctx.client.clone(), &ns) };
+    let s =
+        Sync { set: &set, spec: &spec, pods_api: pods_api.clone(), pvc_api: Api::namespaced(ctx.client.clone(), &ns) };
     let requeue = s.update(&pods, &current_rev, &update_rev).await?;
 
     // Status from a fresh list.
@@ -130,7 +131,8 @@ async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Contr
     }
     let want = spec.replicas.unwrap_or(1);
     let (mut current_name, mut current) = (current_name, current);
-    let rolling = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()).unwrap_or("RollingUpdate") == "RollingUpdate";
+    let rolling =
+        spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()).unwrap_or("RollingUpdate") == "RollingUpdate";
     if rolling && updated == replicas && ready == replicas && replicas == want {
         current_name = update_name.clone();
         current = updated;
@@ -147,9 +149,18 @@ async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Contr
         "collisionCount": status.collision_count.unwrap_or(0),
     });
     let old = serde_json::to_value(&status)?;
-    if ["observedGeneration", "replicas", "readyReplicas", "availableReplicas", "currentReplicas", "updatedReplicas", "currentRevision", "updateRevision"]
-        .iter()
-        .any(|k| old.get(*k).cloned().unwrap_or(json!(0)) != new_status[*k])
+    if [
+        "observedGeneration",
+        "replicas",
+        "readyReplicas",
+        "availableReplicas",
+        "currentReplicas",
+        "updatedReplicas",
+        "currentRevision",
+        "updateRevision",
+    ]
+    .iter()
+    .any(|k| old.get(*k).cloned().unwrap_or(json!(0)) != new_status[*k])
     {
         common::patch_status(&api, &name, &new_status).await?;
     }
