@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -157,6 +157,37 @@ async fn replicaset_scales_heals_adopts_and_releases() {
     })
     .await;
     wait_for(30, "2 available after the release", || status(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_controller_keeps_its_replicas() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    let client = server.client().await;
+    let ns = namespace(&client, "rc").await;
+    let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(10));
+    let api: Api<ReplicationController> = Api::namespaced(client.clone(), &ns);
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "legacy"},
+        "spec": {"replicas": 2, "selector": {"app": "legacy"}, "template": template("legacy", "busybox", &[])}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &rc).await.unwrap();
+    let ready = |want: i32| {
+        let api = api.clone();
+        async move {
+            let rc = api.get("legacy").await.unwrap();
+            let s = rc.status?;
+            (s.replicas == want && s.ready_replicas == Some(want) && s.available_replicas == Some(want)).then_some(())
+        }
+    };
+    wait_for(30, "2 ready replicas", || ready(2)).await;
+    let pods = pods_of(&client, &ns, "app=legacy").await;
+    assert!(pods.iter().all(|p| p.owner_references()[0].kind == "ReplicationController"));
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pod_api.delete(&pods[0].name_any(), &DeleteParams::default()).await.unwrap();
+    server.kubectl_ok("1.33", &["scale", "rc/legacy", "--replicas=3", "-n", &ns]);
+    wait_for(30, "3 ready replicas", || ready(3)).await;
+    assert!(pods_of(&client, &ns, "app=legacy").await.iter().all(|p| p.name_any() != pods[0].name_any()));
 }
 
 fn deployment(name: &str, replicas: i32, strategy: Value, image: &str, labels: &[(&str, &str)]) -> Deployment {

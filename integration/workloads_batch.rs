@@ -269,6 +269,22 @@ async fn job_suspend_resume_deadline_and_ttl() {
         .iter()
         .all(|p| p.metadata.deletion_timestamp.is_some() || p.finalizers().is_empty()));
 
+    // A deleted Job's running pods are released from the tracking finalizer.
+    api.create(&PostParams::default(), &job("gone", "unready", json!({"parallelism": 2, "completions": 2})))
+        .await
+        .unwrap();
+    wait_for(30, "2 active pods", || async {
+        let j = api.get("gone").await.unwrap();
+        (j.status.as_ref()?.active == Some(2)).then_some(())
+    })
+    .await;
+    api.delete("gone", &kube::api::DeleteParams::background()).await.unwrap();
+    wait_for(30, "the orphaned pods released", || async {
+        let pods = job_pods(&client, &ns, "gone").await;
+        pods.iter().all(|p| p.finalizers().is_empty()).then_some(())
+    })
+    .await;
+
     // ttlSecondsAfterFinished: the finished Job goes away.
     api.create(&PostParams::default(), &job("brief", "succeed", json!({"ttlSecondsAfterFinished": 1}))).await.unwrap();
     wait_condition(&api, "brief", "Complete", 30).await;

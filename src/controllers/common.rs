@@ -80,9 +80,24 @@ where
     F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
 {
+    tokio::spawn(run(name, client, controller, reconcile))
+}
+
+/// The future [`spawn`] runs, for controllers that run something beside it in one task.
+pub fn run<K, F, Fut>(
+    name: &'static str,
+    client: Client,
+    controller: Controller<K>,
+    reconcile: F,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
+{
     let ctx = Arc::new(Ctx::new(client));
     let reconcile = Arc::new(reconcile);
-    tokio::spawn(async move {
+    async move {
         controller
             .run(
                 move |obj: Arc<K>, ctx: Arc<Ctx>| {
@@ -114,14 +129,14 @@ where
                 }
             })
             .await;
-    })
+    }
 }
 
 /// Maps a pod event to the objects of kind `K` to reconcile: its controller when it has one of
 /// that kind, otherwise (an orphan) every object in its namespace whose selector matches (adoption).
 pub fn pod_mapper<K>(
     store: Store<K>,
-    selector_of: fn(&K) -> Option<&LabelSelector>,
+    selector_of: fn(&K) -> Option<LabelSelector>,
 ) -> impl Fn(Pod) -> Vec<ObjectRef<K>> + Send + Sync + 'static
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -138,7 +153,7 @@ where
             .state()
             .iter()
             .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
-            .filter(|o| selector(selector_of(o), "").is_ok_and(|s| matches(&s, pod.metadata.labels.as_ref())))
+            .filter(|o| selector(selector_of(o).as_ref(), "").is_ok_and(|s| matches(&s, pod.metadata.labels.as_ref())))
             .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect()
     }

@@ -29,7 +29,7 @@ pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
 pub fn spawn(client: Client) -> JoinHandle<()> {
     let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
-    let mapper = common::pod_mapper(controller.store(), |d: &DaemonSet| d.spec.as_ref().map(|s| &s.selector));
+    let mapper = common::pod_mapper(controller.store(), |d: &DaemonSet| d.spec.as_ref().map(|s| s.selector.clone()));
     let controller = controller
         .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper)
         .owns(Api::<ControllerRevision>::all(client.clone()), watcher::Config::default())

@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -32,9 +34,78 @@ const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// Starts the Job controller.
 pub fn spawn(client: Client) -> JoinHandle<()> {
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
-    let mapper = common::pod_mapper(controller.store(), |j: &Job| j.spec.as_ref().and_then(|s| s.selector.as_ref()));
-    let controller = controller.watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper);
-    common::spawn("job", client, controller, reconcile)
+    let store = controller.store();
+    let mapper = common::pod_mapper(controller.store(), |j: &Job| j.spec.as_ref().and_then(|s| s.selector.clone()));
+    let orphans = client.clone();
+    let controller =
+        controller.watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |pod: Pod| {
+            // A tracked pod whose Job is gone or going is never reconciled through its Job: release it
+            // here, after confirming with a fresh read.
+            if has_finalizer(&pod) {
+                let owner = common::controller_of(&pod.metadata).filter(|r| r.kind == "Job").cloned();
+                let ns = pod.namespace().unwrap_or_default();
+                let live = owner.as_ref().is_some_and(|r| {
+                    store.get(&ObjectRef::<Job>::new(&r.name).within(&ns)).is_some_and(|j| {
+                        j.metadata.uid.as_deref() == Some(r.uid.as_str()) && j.metadata.deletion_timestamp.is_none()
+                    })
+                });
+                if !live {
+                    tokio::spawn(release_orphan(orphans.clone(), store.clone(), pod.clone()));
+                }
+            }
+            mapper(pod)
+        });
+    // A deleted (or deleting) Job's pods are not reconciled through it any more: release them.
+    let jobs = Api::<Job>::all(client.clone());
+    let release_client = client.clone();
+    let releases = async move {
+        let mut events = watcher(jobs, watcher::Config::default()).default_backoff().boxed();
+        while let Some(ev) = events.next().await {
+            let job = match ev {
+                Ok(watcher::Event::Delete(j)) => j,
+                Ok(watcher::Event::Apply(j)) if j.metadata.deletion_timestamp.is_some() => j,
+                _ => continue,
+            };
+            let (Some(uid), Some(ns)) = (job.metadata.uid.clone(), job.namespace()) else { continue };
+            let pods: Api<Pod> = Api::namespaced(release_client.clone(), &ns);
+            let lp = ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}"));
+            let Ok(list) = pods.list(&lp).await else { continue };
+            for p in list.items.iter().filter(|p| has_finalizer(p) && common::is_controlled_by(&p.metadata, &uid)) {
+                if let Err(e) = remove_finalizer(&pods, p).await {
+                    tracing::debug!(message = "releasing a deleted job's pod failed", pod = %p.name_any(), error = %e);
+                }
+            }
+        }
+    };
+    let main = common::run("job", client, controller, reconcile);
+    tokio::spawn(async move {
+        tokio::join!(main, releases);
+    })
+}
+
+/// Removes the tracking finalizer from a pod whose Job no longer exists (or is being deleted).
+async fn release_orphan(client: Client, store: Store<Job>, pod: Pod) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let ns = pod.namespace().unwrap_or_default();
+    let owner = common::controller_of(&pod.metadata).filter(|r| r.kind == "Job").cloned();
+    if let Some(r) = &owner {
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+        match jobs.get_opt(&r.name).await {
+            Ok(Some(j))
+                if j.metadata.uid.as_deref() == Some(r.uid.as_str()) && j.metadata.deletion_timestamp.is_none() =>
+            {
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    if let Err(e) = remove_finalizer(&pods, &pod).await {
+        tracing::debug!(message = "releasing an orphaned job pod failed", pod = %pod.name_any(), error = %e);
+    }
 }
 
 /// Whether a Job has a True `Complete` or `Failed` condition.

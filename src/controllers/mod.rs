@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 pub fn spawn_all(client: kube::Client) -> Vec<JoinHandle<()>> {
     vec![
         replicaset::spawn(client.clone()),
+        replicaset::spawn_replication_controllers(client.clone()),
         deployment::spawn(client.clone()),
         statefulset::spawn(client.clone()),
         daemonset::spawn(client.clone()),

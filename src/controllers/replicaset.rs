@@ -1,17 +1,24 @@
-//! The ReplicaSet controller: keeps `spec.replicas` active pods matching the selector (creating from
-//! the template, deleting the least valuable first), adopts and releases pods by selector, and
-//! reports replicas / fullyLabeledReplicas / readyReplicas / availableReplicas.
+//! The ReplicaSet and ReplicationController controllers (one reconcile for both): keep
+//! `spec.replicas` active pods matching the selector (creating from the template, deleting the least
+//! valuable first), adopt and release pods by selector, and report replicas / fullyLabeledReplicas /
+//! readyReplicas / availableReplicas and the ReplicaFailure condition.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::fmt::Debug;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
+use kube::Resource;
 use kube::{Client, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
@@ -20,36 +27,109 @@ use super::common::{self, ControllerError, Ctx};
 /// Upstream's burst cap on creations/deletions per sync.
 const BURST_REPLICAS: usize = 500;
 
-/// Starts the ReplicaSet controller.
-pub fn spawn(client: Client) -> JoinHandle<()> {
-    let rs: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let controller = Controller::new(rs, watcher::Config::default());
-    // Owned pods map to their owner; orphans to every ReplicaSet whose selector matches (adoption).
-    let mapper = common::pod_mapper(controller.store(), |rs: &ReplicaSet| rs.spec.as_ref().map(|s| &s.selector));
-    let controller = controller.watches(pods, watcher::Config::default(), mapper);
-    common::spawn("replicaset", client, controller, reconcile)
+/// What the reconcile needs of a ReplicaSet or a ReplicationController.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The controller's name in logs.
+    const CONTROLLER: &'static str;
+    /// spec.replicas (defaulted to 1).
+    fn replicas(&self) -> i32;
+    /// The selector as a LabelSelector.
+    fn label_selector(&self) -> Option<LabelSelector>;
+    /// The pod template.
+    fn template(&self) -> Option<PodTemplateSpec>;
+    /// spec.minReadySeconds.
+    fn min_ready_seconds(&self) -> i32;
+    /// The current status as JSON.
+    fn status_json(&self) -> Value;
 }
 
-async fn reconcile(obj: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, ControllerError> {
+impl Replicated for ReplicaSet {
+    const CONTROLLER: &'static str = "replicaset";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn label_selector(&self) -> Option<LabelSelector> {
+        self.spec.as_ref().map(|s| s.selector.clone())
+    }
+    fn template(&self) -> Option<PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.clone())
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+}
+
+impl Replicated for ReplicationController {
+    const CONTROLLER: &'static str = "replicationcontroller";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn label_selector(&self) -> Option<LabelSelector> {
+        // An unset selector defaults to the template's labels (done by the API server too).
+        let sel = self.spec.as_ref().and_then(|s| s.selector.clone()).or_else(|| {
+            self.template().and_then(|t| t.metadata).and_then(|m| m.labels).map(|l| l.into_iter().collect())
+        })?;
+        Some(LabelSelector { match_labels: Some(sel), match_expressions: None })
+    }
+    fn template(&self) -> Option<PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.clone())
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+}
+
+/// Starts the ReplicaSet controller.
+pub fn spawn(client: Client) -> JoinHandle<()> {
+    spawn_for::<ReplicaSet>(client)
+}
+
+/// Starts the ReplicationController controller.
+pub fn spawn_replication_controllers(client: Client) -> JoinHandle<()> {
+    spawn_for::<ReplicationController>(client)
+}
+
+fn spawn_for<K: Replicated>(client: Client) -> JoinHandle<()> {
+    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    // Owned pods map to their owner; orphans to every object whose selector matches (adoption).
+    let mapper = common::pod_mapper(controller.store(), |o: &K| o.label_selector());
+    let controller = controller.watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper);
+    common::spawn(K::CONTROLLER, client, controller, reconcile::<K>)
+}
+
+async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, ControllerError> {
     let ns = obj.namespace().unwrap_or_default();
-    let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     // A fresh read: the reflector may lag behind a Deployment's scale change.
     let Some(rs) = api.get_opt(&obj.name_any()).await? else { return Ok(Action::await_change()) };
     let name = rs.name_any();
-    let spec = rs.spec.clone().unwrap_or_default();
-    let sel = common::selector(Some(&spec.selector), &format!("replicaset {ns}/{name}"))?;
+    let sel = common::selector(rs.label_selector().as_ref(), &format!("{} {ns}/{name}", K::CONTROLLER))?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let all = common::list_all(&pods_api).await?;
     let pods = common::claim(&pods_api, &rs, &sel, all).await?;
     let mut active: Vec<Pod> = pods.iter().filter(|p| common::pod_active(p)).cloned().collect();
 
-    let want = spec.replicas.unwrap_or(1).max(0) as usize;
+    let want = rs.replicas().max(0) as usize;
     let mut failure: Option<Value> = None;
-    if rs.metadata.deletion_timestamp.is_none() {
+    if rs.meta().deletion_timestamp.is_none() {
         if active.len() < want {
             let n = (want - active.len()).min(BURST_REPLICAS);
-            let template = spec.template.clone().unwrap_or_default();
+            let template = rs.template().unwrap_or_default();
             let mut pod = common::pod_from_template(&template, common::controller_ref(&rs));
             pod.metadata.generate_name = Some(format!("{name}-"));
             let (_, err) = common::slow_start(n, |_| common::create_pod(&pods_api, &pod)).await;
@@ -79,12 +159,12 @@ async fn reconcile(obj: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Contro
     let all = common::list_all(&pods_api).await?;
     let pods: Vec<Pod> = all
         .into_iter()
-        .filter(|p| common::is_controlled_by(&p.metadata, rs.metadata.uid.as_deref().unwrap_or_default()))
+        .filter(|p| common::is_controlled_by(&p.metadata, rs.meta().uid.as_deref().unwrap_or_default()))
         .filter(common::pod_active)
         .collect();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let min_ready = rs.min_ready_seconds();
     let at = common::now();
-    let template_labels = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone());
+    let template_labels = rs.template().and_then(|t| t.metadata).and_then(|m| m.labels);
     let mut ready = 0;
     let mut available = 0;
     let mut fully_labeled = 0;
@@ -103,9 +183,8 @@ async fn reconcile(obj: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Contro
             fully_labeled += 1;
         }
     }
-    let old = rs.status.clone().unwrap_or_default();
-    let mut conds: Vec<Value> =
-        old.conditions.iter().flatten().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
+    let old_json = rs.status_json();
+    let mut conds: Vec<Value> = old_json.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
     match failure {
         Some(c) => {
             common::set_condition(&mut conds, c, true);
@@ -118,10 +197,9 @@ async fn reconcile(obj: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Contro
         "fullyLabeledReplicas": fully_labeled,
         "readyReplicas": ready,
         "availableReplicas": available,
-        "observedGeneration": rs.metadata.generation,
+        "observedGeneration": rs.meta().generation,
         "conditions": if conds.is_empty() { Value::Null } else { Value::Array(conds) },
     });
-    let old_json = serde_json::to_value(&old)?;
     let changed = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
         .iter()
         .any(|k| old_json.get(*k).cloned().unwrap_or(json!(0)) != status[*k])

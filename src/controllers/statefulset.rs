@@ -30,7 +30,7 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// Starts the StatefulSet controller.
 pub fn spawn(client: Client) -> JoinHandle<()> {
     let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default());
-    let mapper = common::pod_mapper(controller.store(), |s: &StatefulSet| s.spec.as_ref().map(|s| &s.selector));
+    let mapper = common::pod_mapper(controller.store(), |s: &StatefulSet| s.spec.as_ref().map(|s| s.selector.clone()));
     let controller = controller
         .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper)
         .owns(Api::<ControllerRevision>::all(client.clone()), watcher::Config::default());
