@@ -157,6 +157,11 @@ async fn replicaset_scales_heals_adopts_and_releases() {
     })
     .await;
     wait_for(30, "2 available after the release", || status(2)).await;
+
+    // Upstream's events, as kubectl shows them.
+    let out = server.kubectl_ok("1.33", &["describe", "replicaset", "web", "-n", &ns]);
+    assert!(out.contains("SuccessfulCreate") && out.contains("Created pod: web-"), "{out}");
+    assert!(out.contains("SuccessfulDelete") && out.contains("Deleted pod: "), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,6 +405,9 @@ async fn kubectl_rollout_status_undo_pause_resume_restart_and_history_limit() {
         |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
     assert_eq!(image(&api.get("web").await.unwrap()), "busybox:2");
 
+    let described = k(&["describe", "deployment", "web"]);
+    assert!(described.contains("ScalingReplicaSet") && described.contains("Scaled up replica set web-"), "{described}");
+    assert!(described.contains("NewReplicaSetAvailable"), "{described}");
     let history = k(&["rollout", "history", "deployment/web"]);
     assert!(history.contains('1') && history.contains('2'), "{history}");
     k(&["rollout", "undo", "deployment/web"]);

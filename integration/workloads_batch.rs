@@ -334,6 +334,10 @@ async fn cronjob_fires_within_its_minute() {
     assert_eq!(cj.status.unwrap().last_schedule_time.unwrap().0, scheduled);
     let out = server.kubectl_ok("1.33", &["get", "cronjob", "tick", "-n", &ns]);
     assert!(out.contains("*/1 * * * *"), "{out}");
+    let out = server.kubectl_ok("1.33", &["describe", "cronjob", "tick", "-n", &ns]);
+    assert!(out.contains("SuccessfulCreate") && out.contains(&format!("Created job {}", j.name_any())), "{out}");
+    let out = server.kubectl_ok("1.33", &["describe", "job", &j.name_any(), "-n", &ns]);
+    assert!(out.contains("Completed") && out.contains("Job completed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

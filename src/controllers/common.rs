@@ -17,6 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -43,16 +44,34 @@ pub enum ControllerError {
     Invalid(String),
 }
 
-/// The context every reconcile gets: the client and per-object failure counts for back-off.
+/// The context every reconcile gets: the client, an event recorder and per-object failure counts
+/// for back-off.
 pub struct Ctx {
     /// The in-process API client.
     pub client: Client,
+    recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Ctx {
-    fn new(client: Client) -> Ctx {
-        Ctx { client, failures: Mutex::new(HashMap::new()) }
+    fn new(client: Client, name: &str) -> Ctx {
+        let reporter = Reporter { controller: format!("{name}-controller"), instance: None };
+        Ctx { recorder: Recorder::new(client.clone(), reporter), client, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records an Event about `obj` (best effort: a failure is only logged), with upstream's
+    /// reasons and wording.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::debug!(message = "recording an event failed", reason, error = %e);
+        }
     }
 
     fn reset(&self, key: &str) {
@@ -95,7 +114,7 @@ where
     F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
 {
-    let ctx = Arc::new(Ctx::new(client));
+    let ctx = Arc::new(Ctx::new(client, name));
     let reconcile = Arc::new(reconcile);
     async move {
         controller
@@ -432,12 +451,51 @@ pub fn pod_from_template(template: &PodTemplateSpec, owner: OwnerReference) -> P
     }
 }
 
-/// Creates a pod; a pod that already exists (cache lag) is fine.
-pub async fn create_pod(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> {
+/// Creates a pod and returns its name; a pod that already exists (cache lag) is fine.
+pub async fn create_pod(api: &Api<Pod>, pod: &Pod) -> Result<String, kube::Error> {
     match api.create(&PostParams::default(), pod).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_already_exists(&e) => Ok(()),
+        Ok(p) => Ok(p.name_any()),
+        Err(e) if is_already_exists(&e) => Ok(pod.name_any()),
         Err(e) => Err(e),
+    }
+}
+
+/// Creates a pod for `owner` and records upstream's `SuccessfulCreate` / `FailedCreate` events.
+pub async fn create_pod_recorded<K: Resource<DynamicType = ()>>(
+    ctx: &Ctx,
+    owner: &K,
+    api: &Api<Pod>,
+    pod: &Pod,
+) -> Result<(), kube::Error> {
+    match create_pod(api, pod).await {
+        Ok(name) => {
+            ctx.event(owner, false, "SuccessfulCreate", format!("Created pod: {name}")).await;
+            Ok(())
+        }
+        Err(e) => {
+            ctx.event(owner, true, "FailedCreate", format!("Error creating: {e}")).await;
+            Err(e)
+        }
+    }
+}
+
+/// Deletes a pod of `owner` and records upstream's `SuccessfulDelete` event.
+pub async fn delete_pod_recorded<K: Resource<DynamicType = ()>>(
+    ctx: &Ctx,
+    owner: &K,
+    api: &Api<Pod>,
+    name: &str,
+) -> Result<(), ControllerError> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {
+            ctx.event(owner, false, "SuccessfulDelete", format!("Deleted pod: {name}")).await;
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => {
+            ctx.event(owner, true, "FailedDelete", format!("Error deleting: {e}")).await;
+            Err(e.into())
+        }
     }
 }
 

@@ -95,7 +95,12 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
     // Active list: unfinished children; finished ones leave it.
     let mut active: Vec<Value> = Vec::new();
     let mut last_success = status.last_successful_time.as_ref().map(|t| t.0);
+    let was_active = |j: &Job| status.active.iter().flatten().any(|r| r.uid == j.metadata.uid);
     for j in &jobs {
+        if let Some((cond, _)) = finished(j).filter(|_| was_active(j)) {
+            let note = format!("Saw completed job: {}, condition: {cond}", j.name_any());
+            ctx.event(&cj, false, "SawCompletedJob", note).await;
+        }
         match finished(j) {
             None => {
                 if j.metadata.deletion_timestamp.is_none() {
@@ -113,8 +118,8 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
     }
 
     // History limits: oldest finished Jobs beyond the limits go.
-    cleanup(&jobs_api, &jobs, "Complete", spec.successful_jobs_history_limit.unwrap_or(3)).await?;
-    cleanup(&jobs_api, &jobs, "Failed", spec.failed_jobs_history_limit.unwrap_or(1)).await?;
+    cleanup(&ctx, &cj, &jobs_api, &jobs, "Complete", spec.successful_jobs_history_limit.unwrap_or(3)).await?;
+    cleanup(&ctx, &cj, &jobs_api, &jobs, "Failed", spec.failed_jobs_history_limit.unwrap_or(1)).await?;
 
     let mut last_schedule = status.last_schedule_time.as_ref().map(|t| t.0);
     let mut requeue = None;
@@ -123,10 +128,14 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
     let sched = Schedule::parse(&spec.schedule);
     match (tz, sched) {
         (Err(e), _) => {
-            tracing::warn!(message = "cronjob has an unknown time zone", cronjob = %name, namespace = %ns, error = %e)
+            tracing::warn!(message = "cronjob has an unknown time zone", cronjob = %name, namespace = %ns, error = %e);
+            let tz = spec.time_zone.clone().unwrap_or_default();
+            ctx.event(&cj, true, "UnknownTimeZone", format!("invalid timeZone: {tz:?}: {e}")).await;
         }
         (_, Err(e)) => {
-            tracing::warn!(message = "cronjob has an unparseable schedule", cronjob = %name, namespace = %ns, schedule = %spec.schedule, error = %e)
+            tracing::warn!(message = "cronjob has an unparseable schedule", cronjob = %name, namespace = %ns, schedule = %spec.schedule, error = %e);
+            let note = format!("unparseable schedule: {:?} : {e}", spec.schedule);
+            ctx.event(&cj, true, "UnparseableSchedule", note).await;
         }
         (Ok(_), Ok(_)) if spec.suspend == Some(true) => {}
         (Ok(tz), Ok(sched)) => {
@@ -140,7 +149,11 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
             }
             let (scheduled, missed) = most_recent(&sched, &tz, earliest, at);
             if missed > MISSED_LIMIT {
-                tracing::warn!(message = format!("too many missed start times: {missed}. Set or decrease .spec.startingDeadlineSeconds or check clock skew"), cronjob = %name, namespace = %ns);
+                let note = format!(
+                    "too many missed start times: {missed}. Set or decrease .spec.startingDeadlineSeconds or check clock skew"
+                );
+                tracing::warn!(message = %note, cronjob = %name, namespace = %ns);
+                ctx.event(&cj, true, "TooManyMissedTimes", note).await;
             }
             if let Some(t) = scheduled {
                 let too_late = spec.starting_deadline_seconds.is_some_and(|d| t.as_second() + d < at.as_second());
@@ -149,20 +162,27 @@ async fn reconcile(obj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Controlle
                 let policy = spec.concurrency_policy.as_deref().unwrap_or("Allow");
                 if too_late {
                     tracing::info!(message = "missed scheduled time to start a job", cronjob = %name, namespace = %ns, scheduled = %t);
+                    if !processed {
+                        let note = format!("Missed scheduled time to start a job: {}", t.to_zoned(tz.clone()));
+                        ctx.event(&cj, true, "MissSchedule", note).await;
+                    }
                 } else if processed {
                 } else if policy == "Forbid" && !active.is_empty() {
-                    tracing::debug!(message = "not starting job because prior execution is running and concurrency policy is Forbid", cronjob = %name);
+                    let note = "Not starting job because prior execution is running and concurrency policy is Forbid";
+                    ctx.event(&cj, false, "JobAlreadyActive", note.into()).await;
                 } else {
                     if policy == "Replace" {
                         for r in active.drain(..) {
                             let n = r["name"].as_str().unwrap_or_default().to_string();
                             common::delete_ignore_missing(&jobs_api, &n, &DeleteParams::background()).await?;
+                            ctx.event(&cj, false, "SuccessfulDelete", format!("Deleted job {n}")).await;
                         }
                     }
                     let job = job_for(&cj, &job_name, t, &tz);
                     match jobs_api.create(&PostParams::default(), &job).await {
                         Ok(created) => {
                             tracing::info!(message = "created job", cronjob = %name, namespace = %ns, job = %job_name);
+                            ctx.event(&cj, false, "SuccessfulCreate", format!("Created job {job_name}")).await;
                             active.push(job_ref(&created));
                         }
                         Err(e) if common::is_already_exists(&e) => {
@@ -228,7 +248,14 @@ fn job_for(cj: &CronJob, name: &str, scheduled: Timestamp, tz: &TimeZone) -> Job
     }
 }
 
-async fn cleanup(api: &Api<Job>, jobs: &[Job], kind: &str, limit: i32) -> Result<(), ControllerError> {
+async fn cleanup(
+    ctx: &Ctx,
+    cj: &CronJob,
+    api: &Api<Job>,
+    jobs: &[Job],
+    kind: &str,
+    limit: i32,
+) -> Result<(), ControllerError> {
     let mut done: Vec<&Job> = jobs.iter().filter(|j| finished(j).is_some_and(|(k, _)| k == kind)).collect();
     let limit = limit.max(0) as usize;
     if done.len() <= limit {
@@ -246,6 +273,7 @@ async fn cleanup(api: &Api<Job>, jobs: &[Job], kind: &str, limit: i32) -> Result
     for j in done.into_iter().take(excess) {
         if j.metadata.deletion_timestamp.is_none() {
             common::delete_ignore_missing(api, &j.name_any(), &DeleteParams::background()).await?;
+            ctx.event(cj, false, "SuccessfulDelete", format!("Deleted job {}", j.name_any())).await;
         }
     }
     Ok(())

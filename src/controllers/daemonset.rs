@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint,
     Toleration,
 };
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -344,10 +344,10 @@ async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Control
             tolerations.retain(|x| !(x.key == t.key && x.effect == t.effect));
             tolerations.push(t);
         }
-        common::create_pod(&pods_api, &pod).await?;
+        common::create_pod_recorded(&ctx, &ds, &pods_api, &pod).await?;
     }
     for p in &delete {
-        common::delete_ignore_missing(&pods_api, p, &DeleteParams::default()).await?;
+        common::delete_pod_recorded(&ctx, &ds, &pods_api, p).await?;
     }
 
     // Status from a fresh list.

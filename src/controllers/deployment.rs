@@ -37,6 +37,7 @@ pub fn spawn(client: Client) -> JoinHandle<()> {
 }
 
 struct Rollout {
+    ctx: Arc<Ctx>,
     d: Deployment,
     spec: DeploymentSpec,
     replicas: i32,
@@ -59,7 +60,7 @@ async fn reconcile(obj: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Contro
     let all = common::list_all(&rs_api).await?;
     let mut rss = common::claim(&rs_api, &d, &sel, all).await?;
     rss.sort_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    let r = Rollout { replicas: spec.replicas.unwrap_or(1), spec, d, rs_api, ns, name };
+    let r = Rollout { ctx: ctx.clone(), replicas: spec.replicas.unwrap_or(1), spec, d, rs_api, ns, name };
 
     // Wait until every ReplicaSet has acted on its last spec change: its status is then what the
     // rollout arithmetic needs (no pods counted twice, none counted as available after deletion).
@@ -249,6 +250,10 @@ impl Rollout {
         match self.rs_api.create(&PostParams::default(), &rs).await {
             Ok(created) => {
                 tracing::info!(message = "created replica set", deployment = %self.name, namespace = %self.ns, replicaset = %rs_name, replicas = new_replicas);
+                if new_replicas > 0 {
+                    let note = format!("Scaled up replica set {rs_name} from 0 to {new_replicas}");
+                    self.ctx.event(&self.d, false, "ScalingReplicaSet", note).await;
+                }
                 self.set_deployment_revision(&created).await?;
                 rss.push(created.clone());
                 Ok((Some(created), old))
@@ -304,10 +309,15 @@ impl Rollout {
             return Ok(rs.clone());
         }
         let p = json!({ "metadata": { "annotations": ann }, "spec": { "replicas": to } });
-        if rs_replicas(rs) != to {
-            tracing::info!(message = "scaling replica set", deployment = %self.name, namespace = %self.ns, replicaset = %rs.name_any(), from = rs_replicas(rs), to);
+        let updated = self.rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&p)).await?;
+        let from = rs_replicas(rs);
+        if from != to {
+            tracing::info!(message = "scaling replica set", deployment = %self.name, namespace = %self.ns, replicaset = %rs.name_any(), from, to);
+            let op = if to > from { "up" } else { "down" };
+            let note = format!("Scaled {op} replica set {} from {from} to {to}", rs.name_any());
+            self.ctx.event(&self.d, false, "ScalingReplicaSet", note).await;
         }
-        Ok(self.rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&p)).await?)
+        Ok(updated)
     }
 
     /// Upstream's rolloutRolling. Returns the name of a newly created ReplicaSet.

@@ -329,15 +329,16 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
             pods.iter().any(|p| common::pod_active(p) || (p.metadata.deletion_timestamp.is_some() && has_finalizer(p)));
         if !still && active.is_empty() {
             if success {
-                common::set_condition(
-                    &mut conds,
-                    job_condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"),
-                    true,
-                );
+                let c = job_condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods");
+                if common::set_condition(&mut conds, c, true) {
+                    ctx.event(&job, false, "Completed", "Job completed".into()).await;
+                }
                 completion_time = Some(json!(common::time_now()));
             } else if let Some(t) = &failure_target {
                 let (reason, message) = (t["reason"].as_str().unwrap_or(""), t["message"].as_str().unwrap_or(""));
-                common::set_condition(&mut conds, job_condition("Failed", reason, message), true);
+                if common::set_condition(&mut conds, job_condition("Failed", reason, message), true) {
+                    ctx.event(&job, true, reason, message.to_string()).await;
+                }
             }
         }
         active.clear();
@@ -350,6 +351,7 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
         active.clear();
         if !has_condition(&conds, "Suspended") {
             common::set_condition(&mut conds, job_condition("Suspended", "JobSuspended", "Job suspended"), true);
+            ctx.event(&job, false, "Suspended", "Job suspended".into()).await;
         }
         start_time = Some(Value::Null);
     } else {
@@ -357,6 +359,7 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
             let mut c = job_condition("Suspended", "JobResumed", "Job resumed");
             c["status"] = json!("False");
             common::set_condition(&mut conds, c, true);
+            ctx.event(&job, false, "Resumed", "Job resumed".into()).await;
             start_time = Some(json!(common::time_now()));
             if let Some(d) = spec.active_deadline_seconds {
                 requeue = common::earliest(requeue, Some(Duration::from_secs(d as u64)));
@@ -418,7 +421,8 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
                     let (_, err) = common::slow_start(pending.len(), |k| {
                         let pod = job_pod(&job, &spec, job_ref.clone(), Some(pending[k]));
                         let api = pods_api.clone();
-                        async move { common::create_pod(&api, &pod).await }
+                        let (ctx, job) = (ctx.clone(), job.clone());
+                        async move { common::create_pod_recorded(&ctx, &job, &api, &pod).await }
                     })
                     .await;
                     if let Some(e) = err {
@@ -449,9 +453,10 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
                     requeue = common::earliest(requeue, Some(w));
                 } else {
                     let pod = job_pod(&job, &spec, job_ref, None);
-                    let (_, err) =
-                        common::slow_start((want - have).min(500) as usize, |_| common::create_pod(&pods_api, &pod))
-                            .await;
+                    let (_, err) = common::slow_start((want - have).min(500) as usize, |_| {
+                        common::create_pod_recorded(&ctx, &job, &pods_api, &pod)
+                    })
+                    .await;
                     if let Some(e) = err {
                         return Err(e.into());
                     }

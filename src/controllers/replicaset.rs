@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::Resource;
@@ -132,7 +132,7 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, 
             let template = rs.template().unwrap_or_default();
             let mut pod = common::pod_from_template(&template, common::controller_ref(&rs));
             pod.metadata.generate_name = Some(format!("{name}-"));
-            let (_, err) = common::slow_start(n, |_| common::create_pod(&pods_api, &pod)).await;
+            let (_, err) = common::slow_start(n, |_| common::create_pod_recorded(&ctx, &rs, &pods_api, &pod)).await;
             if let Some(e) = err {
                 let msg = e.to_string();
                 let quota = matches!(&e, kube::Error::Api(s) if s.code == 403 && s.message.contains("exceeded quota"));
@@ -145,10 +145,10 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, 
             let n = (active.len() - want).min(BURST_REPLICAS);
             active.sort_by(deletion_order);
             let victims: Vec<_> = active.drain(..n).collect();
-            let dp = DeleteParams::default();
             let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
             let results =
-                futures::future::join_all(names.iter().map(|n| common::delete_ignore_missing(&pods_api, n, &dp))).await;
+                futures::future::join_all(names.iter().map(|n| common::delete_pod_recorded(&ctx, &rs, &pods_api, n)))
+                    .await;
             for r in results {
                 r?;
             }

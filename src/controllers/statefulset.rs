@@ -51,6 +51,7 @@ fn revision_label(p: &Pod) -> Option<&str> {
 }
 
 struct Sync<'a> {
+    ctx: &'a Ctx,
     set: &'a StatefulSet,
     spec: &'a StatefulSetSpec,
     pods_api: Api<Pod>,
@@ -95,8 +96,13 @@ async fn reconcile(obj: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Contr
 
     let all = common::list_all(&pods_api).await?;
     let pods = common::claim(&pods_api, &set, &sel, all).await?;
-    let s =
-        Sync { set: &set, spec: &spec, pods_api: pods_api.clone(), pvc_api: Api::namespaced(ctx.client.clone(), &ns) };
+    let s = Sync {
+        ctx: &ctx,
+        set: &set,
+        spec: &spec,
+        pods_api: pods_api.clone(),
+        pvc_api: Api::namespaced(ctx.client.clone(), &ns),
+    };
     let requeue = s.update(&pods, &current_rev, &update_rev).await?;
 
     // Status from a fresh list.
@@ -223,7 +229,7 @@ impl Sync<'_> {
                 Some(p) => {
                     let phase = common::pod_phase(p);
                     if (phase == "Failed" || phase == "Succeeded") && p.metadata.deletion_timestamp.is_none() {
-                        common::delete_ignore_missing(&self.pods_api, &p.name_any(), &DeleteParams::default()).await?;
+                        self.delete_pod(p).await?;
                         if monotonic {
                             return Ok(None);
                         }
@@ -256,7 +262,7 @@ impl Sync<'_> {
                 return Ok(None);
             }
             self.condemn_claims(*ord, p).await?;
-            common::delete_ignore_missing(&self.pods_api, &p.name_any(), &DeleteParams::default()).await?;
+            self.delete_pod(p).await?;
             if monotonic {
                 return Ok(None);
             }
@@ -272,7 +278,7 @@ impl Sync<'_> {
             let Some(p) = slots.get(&ord) else { return Ok(None) };
             if revision_label(p) != Some(update_name.as_str()) && p.metadata.deletion_timestamp.is_none() {
                 tracing::info!(message = "updating stateful pod", statefulset = %name, pod = %p.name_any(), revision = %update_name);
-                common::delete_ignore_missing(&self.pods_api, &p.name_any(), &DeleteParams::default()).await?;
+                self.delete_pod(p).await?;
                 return Ok(None);
             }
             if !healthy(p) {
@@ -280,6 +286,19 @@ impl Sync<'_> {
             }
         }
         Ok(None)
+    }
+
+    async fn delete_pod(&self, p: &Pod) -> Result<(), ControllerError> {
+        let (pod, set) = (p.name_any(), self.name());
+        match self.pods_api.delete(&pod, &DeleteParams::default()).await {
+            Ok(_) => {
+                let note = format!("delete Pod {pod} in StatefulSet {set} successful");
+                self.ctx.event(self.set, false, "SuccessfulDelete", note).await;
+                Ok(())
+            }
+            Err(e) if common::is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn claim_name(&self, tpl: &str, ord: i32) -> String {
@@ -315,7 +334,17 @@ impl Sync<'_> {
         }
         self.create_claims(ord).await?;
         tracing::info!(message = "creating stateful pod", statefulset = %name, pod = %pod_name, revision);
-        common::create_pod(&self.pods_api, &pod).await?;
+        match common::create_pod(&self.pods_api, &pod).await {
+            Ok(_) => {
+                let note = format!("create Pod {pod_name} in StatefulSet {name} successful");
+                self.ctx.event(self.set, false, "SuccessfulCreate", note).await;
+            }
+            Err(e) => {
+                let note = format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}");
+                self.ctx.event(self.set, true, "FailedCreate", note).await;
+                return Err(e.into());
+            }
+        }
         Ok(())
     }
 
@@ -349,7 +378,14 @@ impl Sync<'_> {
             };
             claim.status = None;
             match self.pvc_api.create(&PostParams::default(), &claim).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    let note = format!(
+                        "create Claim {cname} Pod {}-{ord} in StatefulSet {} success",
+                        self.name(),
+                        self.name()
+                    );
+                    self.ctx.event(self.set, false, "SuccessfulCreate", note).await;
+                }
                 Err(e) if common::is_already_exists(&e) => {}
                 Err(e) => return Err(e.into()),
             }
