@@ -472,6 +472,37 @@ async fn kubectl_rollout_status_undo_pause_resume_restart_and_history_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_min_ready_seconds_delays_availability() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    let client = server.client().await;
+    let ns = namespace(&client, "minready").await;
+    let _kubelet = FakeKubelet::start(client.clone(), &ns, Duration::from_millis(10));
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut d = deployment("slowstart", 2, json!({"type": "RollingUpdate"}), "busybox:1", &[]);
+    d.spec.as_mut().unwrap().min_ready_seconds = Some(3);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    let d = wait_for(30, "the rollout", || rollout_complete(&api, "slowstart")).await;
+    let avail = d.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Available").unwrap();
+    assert_eq!(avail.status, "True");
+    // Available only once every pod had been Ready for minReadySeconds.
+    let pods = pods_of(&client, &ns, "app=slowstart").await;
+    let last_ready = pods
+        .iter()
+        .filter_map(|p| {
+            p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.last_transition_time.clone()
+        })
+        .map(|t| t.0.as_second())
+        .max()
+        .unwrap();
+    let available_at = avail.last_transition_time.unwrap().0.as_second();
+    assert!(
+        available_at - last_ready >= 2,
+        "available {} s after the last pod became ready",
+        available_at - last_ready
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_progress_deadline_exceeded() {
     let server = Server::start_with(&["--disable-scheduler"]);
     let client = server.client().await;
@@ -688,6 +719,28 @@ async fn statefulset_parallel_and_on_delete() {
     })
     .await;
 
+    // Retention policy Delete: claims owned by the set, and by the pod once it is condemned.
+    let set: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "tmp"},
+        "spec": {"replicas": 2, "serviceName": "tmp", "selector": {"matchLabels": {"app": "tmp"}},
+                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+                 "template": template("tmp", "busybox:1", &[]),
+                 "volumeClaimTemplates": [{"metadata": {"name": "scratch"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
+    }))
+    .unwrap();
+    let set = api.create(&PostParams::default(), &set).await.unwrap();
+    wait_for(30, "2 ready pods", || sts_status(&api, "tmp", 2)).await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let claim = pvcs.get("scratch-tmp-1").await.unwrap();
+    assert!(claim.owner_references().iter().any(|r| r.kind == "StatefulSet" && Some(&r.uid) == set.uid().as_ref()));
+    let pod_uid = Api::<Pod>::namespaced(client.clone(), &ns).get("tmp-1").await.unwrap().uid().unwrap();
+    api.patch("tmp", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap();
+    wait_for(30, "the condemned pod's claim owned by it", || async {
+        let c = pvcs.get("scratch-tmp-1").await.unwrap();
+        c.owner_references().iter().any(|r| r.kind == "Pod" && r.uid == pod_uid).then_some(())
+    })
+    .await;
+
     // OnDelete: a template change replaces nothing until a pod is deleted.
     let set: StatefulSet = serde_json::from_value(json!({
         "metadata": {"name": "od"},
@@ -836,6 +889,27 @@ async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
         assert!(live <= 3 && available >= 1, "{live} live, {available} available");
     }
 
+    // maxSurge 1, maxUnavailable 0: a new pod starts beside each old one, which goes once it is ready.
+    let (task, mut rx) = observe_pods(&client, &ns);
+    rx.recv().await.unwrap();
+    let p = json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                            "template": {"spec": {"containers": [{"name": "c", "image": "busybox:3"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Strategic(p)).await.unwrap();
+    wait_for(60, "the surged rollout", || async {
+        let d = ds_state(&api, 3).await?;
+        let pods = pods_of(&client, &ns, "app=agent").await;
+        (live(&pods).iter().all(|p| image_of(p) == "busybox:3") && live(&pods).len() == 3).then_some(d)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    task.abort();
+    let mut surged = false;
+    while let Ok((live, available, _)) = rx.try_recv() {
+        assert!(live <= 4 && available >= 3, "{live} live, {available} available with maxSurge 1, maxUnavailable 0");
+        surged |= live == 4;
+    }
+    assert!(surged, "a surge pod was never seen");
+
     // A new eligible node gets a pod; a NoExecute taint evicts; a deleted node's pod goes.
     make_node(&client, "n5", json!({"role": "edge"}), json!([]), false).await;
     wait_for(30, "a pod on n5", || ds_state(&api, 4)).await;
@@ -855,5 +929,5 @@ async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
     })
     .await;
     let revs: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
-    assert_eq!(revs.list(&ListParams::default()).await.unwrap().items.len(), 2);
+    assert_eq!(revs.list(&ListParams::default()).await.unwrap().items.len(), 3);
 }

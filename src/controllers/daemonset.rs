@@ -331,6 +331,10 @@ async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Control
         }
     }
 
+    // Deletions first: a surge node's old pod goes before another node's new pod starts.
+    for p in &delete {
+        common::delete_pod_recorded(&ctx, &ds, &pods_api, p).await?;
+    }
     for n in &create_on {
         let mut pod = common::pod_from_template(&spec.template, common::controller_ref(&ds));
         pod.metadata.generate_name = Some(format!("{name}-"));
@@ -345,9 +349,6 @@ async fn reconcile(obj: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Control
             tolerations.push(t);
         }
         common::create_pod_recorded(&ctx, &ds, &pods_api, &pod).await?;
-    }
-    for p in &delete {
-        common::delete_pod_recorded(&ctx, &ds, &pods_api, p).await?;
     }
 
     // Status from a fresh list.
