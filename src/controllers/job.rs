@@ -321,8 +321,12 @@ async fn reconcile(obj: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, ControllerErr
     }
 
     if success || failure_target.is_some() {
-        // Terminate what still runs, then finish.
+        // Terminate what still runs, then finish. Pods stopped because the Job failed count as
+        // failures (upstream); pods stopped after success do not.
         for p in &active {
+            if success {
+                remove_finalizer(&pods_api, p).await?;
+            }
             common::delete_ignore_missing(&pods_api, &p.name_any(), &DeleteParams::default()).await?;
         }
         let still =
