@@ -681,6 +681,8 @@ async fn statefulset_order_claims_partition_and_scale_down() {
     .await
     .unwrap();
     let s = wait_for(60, "all stateful pods updated", || sts_status(&api, "db", 3)).await;
+    let out = server.kubectl_ok("1.33", &["rollout", "status", "statefulset/db", "-n", &ns, "--timeout=30s"]);
+    assert!(out.contains("roll out complete"), "{out}");
     assert_ne!(s.status.as_ref().unwrap().current_revision.as_deref(), Some(rev1.as_str()));
     assert_eq!(seen.lock().unwrap().1, ["db-2", "db-1", "db-0"]);
     for i in 0..3 {
@@ -882,6 +884,8 @@ async fn daemonset_one_pod_per_eligible_node_tolerations_and_rolling_update() {
     })
     .await;
     assert_eq!(daemon_nodes(&client, &ns).await, ["n1", "n2", "n3"]);
+    let out = server.kubectl_ok("1.33", &["rollout", "status", "daemonset/agent", "-n", &ns, "--timeout=30s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     task.abort();
     while let Ok((live, available, _)) = rx.try_recv() {
