@@ -456,7 +456,8 @@ async fn acknowledged_writes_survive_kill_9() {
 
 #[tokio::test]
 async fn kubectl_prints_real_columns() {
-    let server = Server::start();
+    // No controllers: the Deployment below must not grow pods, nor change under `kubectl replace`.
+    let server = Server::start_with(&["--disable-controller-manager"]);
     let client = server.client().await;
     let ns = make_ns(&client, "kubectl").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -398,3 +398,4 @@ pub fn fixtures() -> PathBuf {
     assert!(out.status.success(), "build-images.sh failed: {}", String::from_utf8_lossy(&out.stderr));
     dir
 }
+pub mod fake_kubelet;

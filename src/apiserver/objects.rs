@@ -1071,14 +1071,17 @@ impl Ctx {
             if deleting && no_finalizers && !ns_finalizers && grace == 0 {
                 match self.api.backend.delete(self.key(name), Some(cur.revision)).await {
                     Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
-                    Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => return Err(store_error(e, self.def, name)),
                 }
             }
             let stored = registry::to_storage(self.def, new.clone());
             match self.api.backend.update(self.key(name), stored_bytes(&stored), cur.revision).await {
                 Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
-                Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
+                // Someone wrote in between: read again. A resourceVersion the request itself carries
+                // is checked against the fresh object then (a patch result carries the version it
+                // was applied to, which is no precondition).
+                Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(store_error(e, self.def, name)),
             }
         }

@@ -1,15 +1,24 @@
 //! The controllers: level-triggered kube-rs reconcilers over the in-process client, one module per
 //! controller. None touches the store.
 
+pub mod common;
+pub mod cron;
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;
 pub mod horizontal_pod_autoscaler;
+pub mod job;
 pub mod namespace;
+pub mod replicaset;
 pub mod resource_quota;
 pub mod resources;
 pub mod root_ca_publisher;
 pub mod service_account;
+pub mod statefulset;
+pub mod ttl_after_finished;
 
 use tokio::task::JoinHandle;
 
@@ -31,5 +40,13 @@ pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<(
         tokio::spawn(horizontal_pod_autoscaler::run(client.clone())),
         tokio::spawn(service_account::run(client.clone())),
         tokio::spawn(root_ca_publisher::run(client.clone(), cluster.root_ca_pem.clone())),
+        replicaset::spawn(client.clone()),
+        replicaset::spawn_replication_controllers(client.clone()),
+        deployment::spawn(client.clone()),
+        statefulset::spawn(client.clone()),
+        daemonset::spawn(client.clone()),
+        job::spawn(client.clone()),
+        ttl_after_finished::spawn(client.clone()),
+        cronjob::spawn(client.clone()),
     ]
 }
