@@ -15,6 +15,13 @@
 //!   stderr. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
 //!   `kelp-exec: timeout` (the process was killed after TIMEOUT_MS; 0 = none) or
 //!   `kelp-exec: error <message>`.
+//!
+//! Not yet done, the design for terminals (`tty: true`, `kubectl exec -it`, attach): the agent
+//! listens on a unix socket and passes its path as libcontainer's console socket
+//! (`with_console_socket`, process `terminal: true`); libcontainer sends the pty master over it
+//! (SCM_RIGHTS), the agent bridges it to the API stream and resizes with `TIOCSWINSZ`. For a
+//! container's own terminal the run shim receives the master instead, copies it to the log as
+//! stdout and hands it to attach requests. Today containers and execs run without a terminal.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -124,6 +131,13 @@ fn run(state_dir: &str, data_dir: &str, id: &str) -> i32 {
         Ok(running) => {
             report(&format!("ok {} {}", running.status.pid, running.status.started_at_ns));
             close_stdout();
+            // Give back the heap libcontainer used while creating the container: the shim lives
+            // as long as its container, so its private memory counts on every node.
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim only releases free heap pages.
+            unsafe {
+                libc::malloc_trim(0);
+            }
             supervise(&st, &bundle, id, running)
         }
         Err(msg) => {
