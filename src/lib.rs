@@ -5,6 +5,8 @@ pub mod api;
 pub mod apiserver;
 pub mod config;
 pub mod controllers;
+pub mod event_recorder;
+pub mod hollow;
 pub mod image;
 pub mod logging;
 pub mod network;
