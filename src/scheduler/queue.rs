@@ -180,6 +180,6 @@ mod tests {
         assert_eq!(q.pop().unwrap(), "a");
         q.remove("a");
         assert!(q.pop().is_err());
-        assert_eq!(q.len(), 1);
+        assert_eq!(q.len(), 2);
     }
 }
