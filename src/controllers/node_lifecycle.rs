@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn toleration_seconds_decide_the_eviction_time() {
-        let now = chrono::Utc::now();
+        let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
         let t = [taint(TAINT_UNREACHABLE, now - chrono::Duration::seconds(3))];
         assert_eq!(eviction_delay(&pod(json!([])), &t, now), Some(Duration::ZERO));
         let p = pod(json!([{"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]));
