@@ -63,13 +63,19 @@ where
 }
 
 async fn running_on(api: &Api<Pod>, name: &str) -> String {
-    eventually(30, &format!("pod {name} to run"), || async {
-        let p = api.get(name).await.ok()?;
-        let node = p.spec.and_then(|s| s.node_name)?;
-        let ready = p.status?.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then_some(node)
-    })
-    .await
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = api.get(name).await.unwrap();
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if let (Some(node), true) = (node, ready) {
+            return node;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pod {name} did not run: {:?}", p.status);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn on(node: &str) -> Value {
@@ -215,7 +221,7 @@ async fn eviction_respects_budgets_and_kubectl_drain_waits_for_them() {
     let drain = std::process::Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(["drain", &a, "--force", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=90s"])
+        .args(["drain", &a, "--force", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=600s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

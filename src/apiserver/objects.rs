@@ -972,14 +972,17 @@ impl Ctx {
             if deleting && no_finalizers && grace == 0 {
                 match self.api.backend.delete(self.key(name), Some(cur.revision)).await {
                     Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
-                    Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
+                    // Re-read: a resourceVersion the change itself carries fails the check above.
+                    Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                     Err(e) => return Err(store_error(e, self.def, name)),
                 }
             }
             let stored = registry::to_storage(self.def, new.clone());
             match self.api.backend.update(self.key(name), stored_bytes(&stored), cur.revision).await {
                 Ok(rev) => return Ok((StatusCode::OK, with_rv(new, rev))),
-                Err(StoreError::Conflict { .. }) if pre.is_none() => continue,
+                // Re-read: a resourceVersion the change itself carries (a PUT body) fails the
+                // check above next time; one a patch inherited from the object does not.
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                 Err(e) => return Err(store_error(e, self.def, name)),
             }
         }

@@ -12,9 +12,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
@@ -35,16 +35,14 @@ pub enum DisruptionError {
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
 }
 
 /// Runs the controller until its task is aborted.
 pub async fn run(client: kube::Client) {
-    let (pods, pods_task) = super::node_lifecycle::cached(Api::<Pod>::all(client.clone()));
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let budgets = controller.store();
     let ctx_client = client.clone();
-    let ctx = Arc::new(Ctx { client, pods });
+    let ctx = Arc::new(Ctx { client });
     controller
         .watches(Api::<Pod>::all(ctx_client.clone()), watcher::Config::default(), move |pod: Pod| {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -60,7 +58,6 @@ pub async fn run(client: kube::Client) {
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-    pods_task.abort();
 }
 
 fn selector(pdb: &PodDisruptionBudget) -> Option<LabelSelector> {
@@ -183,12 +180,14 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     let ns = pdb.metadata.namespace.clone().unwrap_or_default();
     let name = pdb.metadata.name.clone().unwrap_or_default();
     let sel = selector(&pdb).unwrap_or_else(LabelSelector::nothing);
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
+    // Read fresh: a watch cache of pods could lag behind the event that triggered this.
+    let pods: Vec<Arc<Pod>> = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|p| sel.matches(&p.metadata.labels.clone().unwrap_or_default()))
+        .map(Arc::new)
         .collect();
     let now = chrono::Utc::now();
     let status = pdb.status.clone().unwrap_or_default();
@@ -257,8 +256,8 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     }
     let wait = next_expiry
         .map(|e| (e - now).to_std().unwrap_or(Duration::from_secs(1)) + Duration::from_secs(1))
-        .unwrap_or(Duration::from_secs(60));
-    Ok(Action::requeue(wait.min(Duration::from_secs(60))))
+        .unwrap_or(Duration::from_secs(30));
+    Ok(Action::requeue(wait.min(Duration::from_secs(30))))
 }
 
 #[cfg(test)]

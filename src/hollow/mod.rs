@@ -399,15 +399,24 @@ fn pod_conditions(ready: bool, reason: Option<&str>, start: &str) -> Value {
 
 async fn patch_status(shared: &Shared, pod: &Pod, status: Value) -> bool {
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
-    let patch = json!({"metadata": {"uid": pod.metadata.uid}, "status": status});
-    match api.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await
-    {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::debug!(message = "pod status update failed", error = %e);
-            false
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let patch = json!({"status": status});
+    for attempt in 0..10 {
+        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(p) if p.metadata.uid == pod.metadata.uid => return true,
+            // A new pod of the same name: not ours to report.
+            Ok(_) => return false,
+            // Concurrent writers (the binding's own status update): try again.
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 9 => {
+                tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
+            }
+            Err(e) => {
+                tracing::debug!(message = "pod status update failed", pod = %name, error = %e);
+                return false;
+            }
         }
     }
+    false
 }
 
 fn still_ours(shared: &Shared, uid: &str, node: &str) -> bool {
