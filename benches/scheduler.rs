@@ -129,13 +129,19 @@ async fn wait_pods(c: &kube::Client, want: usize, pred: impl Fn(&Pod) -> bool, l
         let ev = tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await;
         match ev {
             Ok(Ok(Some(watcher::Event::Apply(p) | watcher::Event::InitApply(p)))) => {
-                let key = format!("{}/{}", p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default());
+                let key = format!(
+                    "{}/{}",
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default()
+                );
                 if pred(&p) {
                     seen.insert(key);
                 }
             }
             Ok(Ok(Some(_))) | Err(_) => {}
-            Ok(Ok(None)) | Ok(Err(_)) => stream = watcher(Api::<Pod>::all(c.clone()), watcher::Config::default()).boxed(),
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                stream = watcher(Api::<Pod>::all(c.clone()), watcher::Config::default()).boxed()
+            }
         }
         if seen.len() >= want {
             return Instant::now();
@@ -209,7 +215,13 @@ async fn scale(dir: &Path) -> (u64, u64, u64, f64, f64, usize, f64) {
     );
     let nodes: Api<Node> = Api::all(c.clone());
     let t0 = Instant::now();
-    while nodes.list(&ListParams::default().limit(1)).await.map(|l| l.metadata.remaining_item_count.unwrap_or(0) + 1).unwrap_or(0) < 1000 {
+    while nodes
+        .list(&ListParams::default().limit(1))
+        .await
+        .map(|l| l.metadata.remaining_item_count.unwrap_or(0) + 1)
+        .unwrap_or(0)
+        < 1000
+    {
         assert!(t0.elapsed() < Duration::from_secs(300), "hollow nodes did not register");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -272,5 +284,7 @@ async fn main() {
         peak as f64 / 1024.0,
         idle as f64 / 1024.0
     );
-    println!("API latency during the run ({n} GET/LIST probes): p50 {p50:.1} ms, p99 {p99:.1} ms. Target p99 <= 1000 ms");
+    println!(
+        "API latency during the run ({n} GET/LIST probes): p50 {p50:.1} ms, p99 {p99:.1} ms. Target p99 <= 1000 ms"
+    );
 }

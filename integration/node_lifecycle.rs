@@ -67,9 +67,11 @@ async fn running_on(api: &Api<Pod>, name: &str) -> String {
     loop {
         let p = api.get(name).await.unwrap();
         let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-        });
+        let ready = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         if let (Some(node), true) = (node, ready) {
             return node;
         }
@@ -112,9 +114,10 @@ async fn a_node_that_stops_renewing_goes_unknown_and_its_pods_are_evicted() {
     // After the 40 s grace period: every condition Unknown, and the unreachable taints.
     let node = eventually(75, "the node to go Unknown and be tainted", || async {
         let n = nodes_api.get(dead).await.ok()?;
-        let tainted = n.spec.as_ref()?.taints.as_ref()?.iter().any(|t| {
-            t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute" && t.time_added.is_some()
-        });
+        let tainted =
+            n.spec.as_ref()?.taints.as_ref()?.iter().any(|t| {
+                t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute" && t.time_added.is_some()
+            });
         tainted.then_some(n)
     })
     .await;
@@ -253,9 +256,11 @@ async fn eviction_respects_budgets_and_kubectl_drain_waits_for_them() {
     let raw = server.client_without_retries().await;
     let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{blocked}/eviction"))
         .header("content-type", "application/json")
-        .body(serde_json::to_vec(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        .body(
+            serde_json::to_vec(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
             "metadata": {"name": blocked, "namespace": ns}}))
-        .unwrap())
+            .unwrap(),
+        )
         .unwrap();
     let err = raw.request::<Value>(req).await.unwrap_err();
     match err {

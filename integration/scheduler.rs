@@ -244,7 +244,10 @@ async fn filters_place_pods_where_they_fit() {
     taint(&client, a, "dedicated", "NoSchedule").await;
     let nodes_api: Api<Node> = Api::all(client.clone());
     for n in [b, c] {
-        nodes_api.patch(n, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await.unwrap();
+        nodes_api
+            .patch(n, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}})))
+            .await
+            .unwrap();
     }
     pods.create(&pp, &pod("untolerated", json!({}))).await.unwrap();
     assert_eq!(
@@ -256,7 +259,10 @@ async fn filters_place_pods_where_they_fit() {
     pods.create(&pp, &pod("tolerated", tol)).await.unwrap();
     assert_eq!(&node_of(&pods, "tolerated").await, a);
     // Uncordoning retries the waiting pod.
-    nodes_api.patch(b, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": false}}))).await.unwrap();
+    nodes_api
+        .patch(b, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": false}})))
+        .await
+        .unwrap();
     assert_eq!(&node_of(&pods, "untolerated").await, b);
 }
 
@@ -270,7 +276,8 @@ async fn resources_and_spreading_of_a_controllers_pods() {
     let pp = PostParams::default();
     // An owner object (any kind): its pods spread over the nodes.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let owner = cms.create(&pp, &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap()).await.unwrap();
+    let owner =
+        cms.create(&pp, &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap()).await.unwrap();
     let owned = json!({"metadata": {"labels": {"app": "o"}, "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
         "name": "owner", "uid": owner.metadata.uid, "controller": true}]},
         "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "100m"}}}]}});
@@ -324,8 +331,17 @@ async fn priority_classes_and_preemption() {
         }
         e => panic!("{e}"),
     }
-    let crit = pods.create(&pp, &pod("crit", json!({"spec": {"priorityClassName": "system-cluster-critical",
-        "nodeSelector": {"none": "none"}}}))).await.unwrap();
+    let crit = pods
+        .create(
+            &pp,
+            &pod(
+                "crit",
+                json!({"spec": {"priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"none": "none"}}}),
+            ),
+        )
+        .await
+        .unwrap();
     assert_eq!(crit.spec.unwrap().priority, Some(2_000_000_000));
 
     let mut low = cpu("800m");

@@ -599,9 +599,8 @@ where
     }
 
     let mut cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Clap)?;
-    match (&mut cli.command, matches.subcommand()) {
-        (Command::Server(args), Some((_, sub_m))) => args.finish(sub_m)?,
-        _ => {}
+    if let (Command::Server(args), Some((_, sub_m))) = (&mut cli.command, matches.subcommand()) {
+        args.finish(sub_m)?
     }
     Ok(cli)
 }

@@ -16,13 +16,16 @@ pub enum EventError {
     Api(#[from] kube::Error),
 }
 
+/// (object uid, type, reason, message).
+type EventKey = (String, String, String, String);
+
 /// Records events as one component.
 pub struct EventRecorder {
     client: kube::Client,
     component: String,
     instance: String,
     /// (object uid, type, reason, message) → (namespace, event name, count).
-    seen: Mutex<HashMap<(String, String, String, String), (String, String, i32)>>,
+    seen: Mutex<HashMap<EventKey, (String, String, i32)>>,
 }
 
 /// The most distinct events remembered for deduplication.
@@ -55,14 +58,16 @@ impl EventRecorder {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let previous = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         if let Some((ns_, name, count)) = previous {
-            let patch = json!({"count": count + 1, "lastTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+            let patch =
+                json!({"count": count + 1, "lastTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
             let api: Api<Event> = Api::namespaced(self.client.clone(), &ns_);
             if api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
                 self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (ns_, name, count + 1));
                 return Ok(());
             }
         }
-        let name = format!("{}.{:x}", object.name.as_deref().unwrap_or("object"), now.timestamp_nanos_opt().unwrap_or(0));
+        let name =
+            format!("{}.{:x}", object.name.as_deref().unwrap_or("object"), now.timestamp_nanos_opt().unwrap_or(0));
         let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let ev: Event = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": ns},

@@ -37,7 +37,12 @@ fn pod_ready(pod: &Value) -> bool {
 }
 
 /// Handles `POST pods/{name}/eviction` (`ctx` is the pods context).
-pub async fn evict(ctx: &Ctx, name: &str, content_type: Option<&str>, body: &Bytes) -> Result<Response<Body>, StatusError> {
+pub async fn evict(
+    ctx: &Ctx,
+    name: &str,
+    content_type: Option<&str>,
+    body: &Bytes,
+) -> Result<Response<Body>, StatusError> {
     let eviction = parse_body(content_type, body)?;
     if let Some(n) = eviction.pointer("/metadata/name").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         if n != name {
@@ -86,7 +91,8 @@ pub async fn evict(ctx: &Ctx, name: &str, content_type: Option<&str>, body: &Byt
         let (current_healthy, desired_healthy, allowed) =
             (int("currentHealthy"), int("desiredHealthy"), int("disruptionsAllowed"));
         if !pod_ready(&pod) {
-            let policy = pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str).unwrap_or("IfHealthyBudget");
+            let policy =
+                pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str).unwrap_or("IfHealthyBudget");
             if policy == "AlwaysAllow" || (current_healthy >= desired_healthy && desired_healthy > 0) {
                 ctx.delete_one(name, &opts).await?;
                 return Ok(done());
@@ -128,7 +134,8 @@ pub async fn evict(ctx: &Ctx, name: &str, content_type: Option<&str>, body: &Byt
                         let mut conds: Vec<Value> =
                             n.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
                         conds.retain(|c| c["type"] != "DisruptionAllowed");
-                        conds.push(json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods",
+                        conds
+                            .push(json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods",
                             "message": "", "observedGeneration": generation, "lastTransitionTime": now}));
                         n["status"]["conditions"] = Value::Array(conds);
                     }

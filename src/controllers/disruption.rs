@@ -120,7 +120,9 @@ async fn controller_scale(
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
     if kind == "ReplicaSet" {
         let rs = api.get(name).await?;
-        if let Some(owner) = rs.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true) && o.kind == "Deployment") {
+        if let Some(owner) =
+            rs.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true) && o.kind == "Deployment")
+        {
             return Box::pin(controller_scale(client, ns, &owner.api_version, "Deployment", &owner.name)).await;
         }
     }
@@ -221,7 +223,11 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
             if expected <= 0 || allowed <= 0 {
                 allowed = 0;
             }
-            let cond = if allowed > 0 { ("True", "SufficientPods", String::new()) } else { ("False", "InsufficientPods", String::new()) };
+            let cond = if allowed > 0 {
+                ("True", "SufficientPods", String::new())
+            } else {
+                ("False", "InsufficientPods", String::new())
+            };
             (expected, desired, allowed, current, cond)
         }
         Err(DisruptionError::Sync(msg)) => {
@@ -243,7 +249,9 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         && status.disruptions_allowed as i64 == allowed
         && status.observed_generation == Some(generation)
         && status.disrupted_pods.clone().unwrap_or_default().len() == disrupted.len()
-        && old_cond.as_ref().is_some_and(|c| c.status == condition.0 && c.reason == condition.1 && c.message == condition.2);
+        && old_cond
+            .as_ref()
+            .is_some_and(|c| c.status == condition.0 && c.reason == condition.1 && c.message == condition.2);
     if !unchanged {
         let patch = json!({"status": {
             "currentHealthy": current, "desiredHealthy": desired, "expectedPods": expected,

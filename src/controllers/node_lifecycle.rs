@@ -46,7 +46,9 @@ where
 {
     let (store, writer) = reflector::store();
     let task = tokio::spawn(async move {
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).for_each(|_| futures::future::ready(())).await;
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .for_each(|_| futures::future::ready(()))
+            .await;
     });
     (store, task)
 }
@@ -205,7 +207,9 @@ pub async fn run(client: kube::Client, cfg: NodeLifecycleConfig) {
                     continue;
                 }
                 let r = node_reference(&name, node.metadata.uid.as_deref().unwrap_or_default());
-                let _ = events.record(&r, "Normal", "NodeNotReady", &format!("Node {name} status is now: NodeNotReady")).await;
+                let _ = events
+                    .record(&r, "Normal", "NodeNotReady", &format!("Node {name} status is now: NodeNotReady"))
+                    .await;
                 // The next tick sees the new status and taints the node.
                 continue;
             }
@@ -252,13 +256,18 @@ pub async fn run(client: kube::Client, cfg: NodeLifecycleConfig) {
             if eviction_delay(&pod, taints, wall).is_some_and(|d| d.is_zero()) {
                 evicted.insert(uid.clone());
                 let r = pod_reference(&ns, &name, &uid);
-                let _ = events.record(&r, "Normal", "TaintManagerEviction", &format!("Marking for deletion Pod {ns}/{name}")).await;
+                let _ = events
+                    .record(&r, "Normal", "TaintManagerEviction", &format!("Marking for deletion Pod {ns}/{name}"))
+                    .await;
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
                 let cond = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
                     "reason": "DeletionByTaintManager", "message": "Taint manager: deleting due to NoExecute taint",
                     "lastTransitionTime": now_str()}]}});
                 let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&cond)).await;
-                let dp = DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+                    ..Default::default()
+                };
                 if let Err(e) = api.delete(&name, &dp).await {
                     tracing::debug!(message = "taint eviction failed", pod = %name, error = %e);
                 }
@@ -302,8 +311,12 @@ async fn mark_unknown(api: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
         }
     }
     let patch = json!({"status": {"conditions": conds}});
-    api.patch_status(node.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(&patch))
-        .await?;
+    api.patch_status(
+        node.metadata.name.as_deref().unwrap_or_default(),
+        &PatchParams::default(),
+        &Patch::Strategic(&patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -334,17 +347,14 @@ mod tests {
     use super::*;
 
     fn pod(tolerations: Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}}),
+        )
+        .unwrap()
     }
 
     fn taint(key: &str, added: chrono::DateTime<chrono::Utc>) -> Taint {
-        Taint {
-            key: key.into(),
-            effect: "NoExecute".into(),
-            value: None,
-            time_added: Some(to_time(added)),
-        }
+        Taint { key: key.into(), effect: "NoExecute".into(), value: None, time_added: Some(to_time(added)) }
     }
 
     #[test]
@@ -352,9 +362,13 @@ mod tests {
         let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
         let t = [taint(TAINT_UNREACHABLE, now - chrono::Duration::seconds(3))];
         assert_eq!(eviction_delay(&pod(json!([])), &t, now), Some(Duration::ZERO));
-        let p = pod(json!([{"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]));
+        let p = pod(
+            json!([{"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]),
+        );
         assert_eq!(eviction_delay(&p, &t, now), Some(Duration::from_secs(2)));
-        let p = pod(json!([{"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]));
+        let p = pod(
+            json!([{"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]),
+        );
         assert_eq!(eviction_delay(&p, &t, now), Some(Duration::ZERO));
         let p = pod(json!([{"operator": "Exists"}]));
         assert_eq!(eviction_delay(&p, &t, now), None);

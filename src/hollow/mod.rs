@@ -192,9 +192,7 @@ pub async fn start(client: kube::Client, cfg: HollowConfig) -> Result<HollowNode
 
 fn conditions() -> Value {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let c = |t: &str, s: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": s, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
+    let c = |t: &str, s: &str, reason: &str, msg: &str| json!({"type": t, "status": s, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now});
     json!([
         c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
         c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
@@ -219,7 +217,8 @@ async fn register(shared: &Shared, name: &str, i: usize) -> Result<(), HollowErr
     ]
     .into();
     labels.extend(cfg.labels.clone());
-    let resources = json!({"cpu": cfg.cpu, "memory": cfg.memory, "pods": cfg.pods.to_string(), "ephemeral-storage": "100Gi"});
+    let resources =
+        json!({"cpu": cfg.cpu, "memory": cfg.memory, "pods": cfg.pods.to_string(), "ephemeral-storage": "100Gi"});
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": labels, "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
@@ -421,11 +420,7 @@ async fn patch_status(shared: &Shared, pod: &Pod, status: Value) -> bool {
 
 fn still_ours(shared: &Shared, uid: &str, node: &str) -> bool {
     let alive = !shared.stopped.lock().unwrap_or_else(|e| e.into_inner()).contains(node);
-    alive
-        && matches!(
-            shared.pods.lock().unwrap_or_else(|e| e.into_inner()).get(uid),
-            Some(PodPhase::Running)
-        )
+    alive && matches!(shared.pods.lock().unwrap_or_else(|e| e.into_inner()).get(uid), Some(PodPhase::Running))
 }
 
 async fn start_pod(shared: Arc<Shared>, pod: Pod, node: &str) {
@@ -455,7 +450,8 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod, node: &str) {
         return;
     }
     if let Some(d) = ready_after {
-        let (shared, pod, node, start, uid) = (shared.clone(), pod.clone(), node.to_string(), start.clone(), uid.clone());
+        let (shared, pod, node, start, uid) =
+            (shared.clone(), pod.clone(), node.to_string(), start.clone(), uid.clone());
         tokio::spawn(async move {
             tokio::time::sleep(d).await;
             if !still_ours(&shared, &uid, &node) {

@@ -267,8 +267,7 @@ async fn bind(inner: &Arc<Inner>, pod: &PodInfo, node: &str) {
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }))
     .expect("a well-formed binding");
-    match api.create_subresource::<_, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding).await
-    {
+    match api.create_subresource::<_, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding).await {
         Ok(_) => {
             inner.lock().1.remove(&pod.key);
             let r = pod_reference(&pod.namespace, &pod.name, &pod.uid);
@@ -293,12 +292,7 @@ async fn bind(inner: &Arc<Inner>, pod: &PodInfo, node: &str) {
     }
 }
 
-async fn unschedulable(
-    inner: &Arc<Inner>,
-    pod: &PodInfo,
-    message: &str,
-    preemption: Option<(String, Vec<Arc<PodInfo>>)>,
-) {
+async fn unschedulable(inner: &Arc<Inner>, pod: &PodInfo, message: &str, preemption: Option<plugins::Preemption>) {
     let api: Api<Pod> = Api::namespaced(inner.client.clone(), &pod.namespace);
     let r = pod_reference(&pod.namespace, &pod.name, &pod.uid);
     if let Err(e) = inner.events.record(&r, "Warning", "FailedScheduling", message).await {
@@ -328,7 +322,10 @@ async fn unschedulable(
         let vr = pod_reference(&v.namespace, &v.name, &v.uid);
         let msg = format!("Preempted by pod {} on node {node}", pod.uid);
         let _ = inner.events.record(&vr, "Normal", "Preempted", &msg).await;
-        let dp = DeleteParams { preconditions: Some(kube::api::Preconditions { uid: Some(v.uid.clone()), resource_version: None }), ..Default::default() };
+        let dp = DeleteParams {
+            preconditions: Some(kube::api::Preconditions { uid: Some(v.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
         if let Err(e) = vapi.delete(&v.name, &dp).await {
             tracing::debug!(message = "deleting a victim failed", pod = %v.key, error = %e);
         }

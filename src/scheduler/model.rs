@@ -536,11 +536,8 @@ impl NodeInfo {
         let status = node.status.as_ref();
         let alloc = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
         self.allocatable = Resources::from_list(alloc);
-        self.allowed_pods = alloc
-            .and_then(|a| a.get("pods"))
-            .and_then(|q| parse_quantity(&q.0))
-            .map(|q| units(q.nanos))
-            .unwrap_or(0);
+        self.allowed_pods =
+            alloc.and_then(|a| a.get("pods")).and_then(|q| parse_quantity(&q.0)).map(|q| units(q.nanos)).unwrap_or(0);
         let spec = node.spec.clone().unwrap_or_default();
         self.unschedulable = spec.unschedulable.unwrap_or(false);
         let mut taints = spec.taints.unwrap_or_default();

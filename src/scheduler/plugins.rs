@@ -39,6 +39,9 @@ pub const MSG_PREEMPTION_NOT_HELPFUL: &str = "Preemption is not helpful for sche
 /// Upstream's ErrNoNodesAvailable.
 pub const MSG_NO_NODES: &str = "no nodes available to schedule pods";
 
+/// A preemption: the node, and the pods to evict there.
+pub type Preemption = (String, Vec<Arc<PodInfo>>);
+
 /// The result of one scheduling attempt.
 #[derive(Debug)]
 pub enum Decision {
@@ -46,7 +49,7 @@ pub enum Decision {
     Fit(String),
     /// Nothing fits; `message` is upstream's FitError text. With `preemption`, these victims on
     /// that node make room (the pod is nominated there).
-    NoFit { message: String, preemption: Option<(String, Vec<Arc<PodInfo>>)> },
+    NoFit { message: String, preemption: Option<Preemption> },
 }
 
 /// Whole-cluster facts computed once per pod: spread counts and inter-pod affinity domains.
@@ -91,7 +94,8 @@ fn untolerated_hard_taint<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a T
 /// NodeResourcesFit); the reasons of the first that fails.
 fn local_filters(pod: &PodInfo, node: &NodeInfo) -> Vec<Reason> {
     if node.unschedulable {
-        let cordon = Taint { key: TAINT_UNSCHEDULABLE.into(), effect: "NoSchedule".into(), value: None, time_added: None };
+        let cordon =
+            Taint { key: TAINT_UNSCHEDULABLE.into(), effect: "NoSchedule".into(), value: None, time_added: None };
         if !tolerated(&pod.tolerations, &cordon) {
             return vec![Reason::new(MSG_UNSCHEDULABLE, true)];
         }
@@ -276,17 +280,17 @@ impl PodContext {
                     None => ok = false,
                 }
             }
-            let first_of_series = self.affinity_counts.is_empty()
-                && pod.affinity.iter().all(|t| t.matches_pod(pod, &state.namespaces));
+            let first_of_series =
+                self.affinity_counts.is_empty() && pod.affinity.iter().all(|t| t.matches_pod(pod, &state.namespaces));
             if !ok || (!pods_exist && !first_of_series) {
                 return vec![Reason::new(MSG_AFFINITY, true)];
             }
         }
-        if pod
-            .anti_affinity
-            .iter()
-            .any(|t| node.labels.get(&t.topology_key).is_some_and(|v| self.anti_counts.contains(&(t.topology_key.clone(), v.clone()))))
-        {
+        if pod.anti_affinity.iter().any(|t| {
+            node.labels
+                .get(&t.topology_key)
+                .is_some_and(|v| self.anti_counts.contains(&(t.topology_key.clone(), v.clone())))
+        }) {
             return vec![Reason::new(MSG_ANTI_AFFINITY, false)];
         }
         if node.labels.iter().any(|(k, v)| self.existing_anti.contains(&(k.clone(), v.clone()))) {
@@ -476,7 +480,7 @@ fn preempt(
     ctx: &PodContext,
     pod: &PodInfo,
     failures: &HashMap<&str, Vec<Reason>>,
-) -> (String, Option<(String, Vec<Arc<PodInfo>>)>) {
+) -> (String, Option<Preemption>) {
     if pod.preemption_never {
         return ("not eligible due to preemptionPolicy=Never.".into(), None);
     }
@@ -487,7 +491,7 @@ fn preempt(
     }
     let total = state.nodes.len();
     let mut hist: BTreeMap<String, usize> = BTreeMap::new();
-    let mut best: Option<(String, Vec<Arc<PodInfo>>, (i32, i64, usize))> = None;
+    let mut best: Option<(Preemption, (i32, i64, usize))> = None;
     let mut names: Vec<&&str> = failures.keys().collect();
     names.sort();
     for name in names {
@@ -523,12 +527,12 @@ fn preempt(
             victims.iter().map(|v| v.priority as i64).sum::<i64>(),
             victims.len(),
         );
-        if best.as_ref().is_none_or(|(_, _, r)| rank < *r) {
-            best = Some((node.name.clone(), victims, rank));
+        if best.as_ref().is_none_or(|(_, r)| rank < *r) {
+            best = Some(((node.name.clone(), victims), rank));
         }
     }
     match best {
-        Some((node, victims, _)) => (String::new(), Some((node, victims))),
+        Some((choice, _)) => (String::new(), Some(choice)),
         None => (fit_message(total, &hist), None),
     }
 }
@@ -584,7 +588,8 @@ mod tests {
     fn upstream_message_for_taints_and_cpu() {
         let mut s = ClusterState::default();
         s.upsert_node(&node("a", "1", json!({})));
-        let taint = json!({"spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}});
+        let taint =
+            json!({"spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}});
         s.upsert_node(&node("b", "8", taint.clone()));
         s.upsert_node(&node("c", "8", taint));
         let m = message(run(&s, &pod("p", cpu("2"))));
@@ -619,14 +624,21 @@ mod tests {
         s.upsert_node(&node("b", "4", json!({})));
         let p = pod("p", json!({"spec": {"nodeSelector": {"disk": "ssd"}}}));
         assert!(matches!(run(&s, &p), Decision::Fit(n) if n == "a"));
-        let p = pod("p", json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}]}}}}}));
+        let p = pod(
+            "p",
+            json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}]}}}}}),
+        );
         assert!(matches!(run(&s, &p), Decision::Fit(n) if n == "b"));
         let p = pod("p", json!({"spec": {"nodeSelector": {"disk": "hdd"}}}));
-        assert!(message(run(&s, &p)).starts_with("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."));
+        assert!(message(run(&s, &p))
+            .starts_with("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."));
         // Preferred node affinity wins the score.
-        let p = pod("p", json!({"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution":
-            [{"weight": 50, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}}));
+        let p = pod(
+            "p",
+            json!({"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution":
+            [{"weight": 50, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}}),
+        );
         assert!(matches!(run(&s, &p), Decision::Fit(n) if n == "a"));
         // Host ports.
         let port = json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}});
@@ -635,9 +647,8 @@ mod tests {
             q.node_name = Some(n.into());
             s.upsert_pod(q);
         }
-        assert!(message(run(&s, &pod("p", port))).starts_with(
-            "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."
-        ));
+        assert!(message(run(&s, &pod("p", port)))
+            .starts_with("0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."));
     }
 
     #[test]
@@ -662,7 +673,10 @@ mod tests {
         assert!(m.starts_with("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."), "{m}");
         // A pod without terms is kept off by the existing pods' anti-affinity.
         let m = message(run(&s, &pod("plain", json!({"metadata": {"labels": {"app": "w"}}}))));
-        assert!(m.starts_with("0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules."), "{m}");
+        assert!(
+            m.starts_with("0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules."),
+            "{m}"
+        );
 
         // Spread: maxSkew 1 over hostnames with two pods on a.
         let mut s = ClusterState::default();
@@ -689,16 +703,25 @@ mod tests {
         let mut s = ClusterState::default();
         s.upsert_node(&node("a", "1", json!({})));
         s.upsert_node(&node("b", "1", json!({})));
-        let mut low = pod("low", json!({"spec": {"priority": 10, "containers": [{"name": "c", "image": "i",
-            "resources": {"requests": {"cpu": "800m"}}}]}}));
+        let mut low = pod(
+            "low",
+            json!({"spec": {"priority": 10, "containers": [{"name": "c", "image": "i",
+            "resources": {"requests": {"cpu": "800m"}}}]}}),
+        );
         low.node_name = Some("a".into());
         s.upsert_pod(low);
-        let mut high = pod("high", json!({"spec": {"priority": 1000, "containers": [{"name": "c", "image": "i",
-            "resources": {"requests": {"cpu": "800m"}}}]}}));
+        let mut high = pod(
+            "high",
+            json!({"spec": {"priority": 1000, "containers": [{"name": "c", "image": "i",
+            "resources": {"requests": {"cpu": "800m"}}}]}}),
+        );
         high.node_name = Some("b".into());
         s.upsert_pod(high);
-        let p = pod("p", json!({"spec": {"priority": 500, "containers": [{"name": "c", "image": "i",
-            "resources": {"requests": {"cpu": "500m"}}}]}}));
+        let p = pod(
+            "p",
+            json!({"spec": {"priority": 500, "containers": [{"name": "c", "image": "i",
+            "resources": {"requests": {"cpu": "500m"}}}]}}),
+        );
         match run(&s, &p) {
             Decision::NoFit { preemption: Some((node, victims)), message } => {
                 assert_eq!(node, "a");
@@ -728,6 +751,11 @@ mod tests {
         let mut s = ClusterState::default();
         s.upsert_node(&node("a", "4", json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})));
         let m = message(run(&s, &pod("p", json!({}))));
-        assert!(m.starts_with("0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }."), "{m}");
+        assert!(
+            m.starts_with(
+                "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }."
+            ),
+            "{m}"
+        );
     }
 }
