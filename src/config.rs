@@ -149,6 +149,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Manage the images of this node's store (works while the node runs)
     Images(ImagesArgs),
+    /// Run simulated nodes (like kubemark) for tests and scale checks
+    HollowNodes(HollowNodesArgs),
     /// Internal: the per-container shim (single-threaded; started by the agent)
     #[command(hide = true)]
     Shim(ShimArgs),
@@ -219,6 +221,46 @@ pub struct AgentArgs {
 
     #[command(flatten)]
     pub node: NodeArgs,
+
+    /// Log level
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// More verbose logging; each -v is one level above --log-level
+    #[arg(short = 'v', action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Flags of `kelp hollow-nodes`.
+#[derive(Args, Clone, Debug)]
+pub struct HollowNodesArgs {
+    /// Kubeconfig to reach the API server with
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: PathBuf,
+
+    /// How many nodes to simulate
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: usize,
+
+    /// Node names are <prefix><index>
+    #[arg(long, value_name = "PREFIX", default_value = "hollow-node-")]
+    pub name_prefix: String,
+
+    /// Seconds between lease renewals
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    pub lease_seconds: u64,
+
+    /// CPU capacity of each node
+    #[arg(long, value_name = "QUANTITY", default_value = "4")]
+    pub cpu: String,
+
+    /// Memory capacity of each node
+    #[arg(long, value_name = "QUANTITY", default_value = "16Gi")]
+    pub memory: String,
+
+    /// Maximum number of pods per node
+    #[arg(long, value_name = "N", default_value_t = 110)]
+    pub max_pods: u32,
 
     /// Log level
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]

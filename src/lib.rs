@@ -6,6 +6,8 @@ pub mod apiserver;
 pub mod config;
 pub mod controllers;
 pub mod events;
+pub mod event_recorder;
+pub mod hollow;
 pub mod image;
 pub mod logging;
 pub mod network;

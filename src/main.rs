@@ -18,6 +18,10 @@ fn main() {
             kelp::logging::init(args.log_level.as_str(), args.verbose);
             runtime().and_then(|rt| rt.block_on(kelp::server::run_agent(args)))
         }
+        Command::HollowNodes(args) => {
+            kelp::logging::init(args.log_level.as_str(), args.verbose);
+            runtime().and_then(|rt| rt.block_on(kelp::server::run_hollow_nodes(args)))
+        }
         Command::Images(args) => runtime().and_then(|rt| rt.block_on(kelp::server::images(args))),
     };
     if let Err(e) = result {

@@ -95,6 +95,34 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kelp hollow-nodes`: simulated nodes against the API server named in a kubeconfig.
+pub async fn run_hollow_nodes(args: crate::config::HollowNodesArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading the kubeconfig {}", args.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading the kubeconfig {}", args.kubeconfig.display()))?;
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    if args.lease_seconds == 0 {
+        anyhow::bail!("--lease-seconds must be at least 1");
+    }
+    let cfg = crate::hollow::HollowConfig {
+        count: args.count,
+        name_prefix: args.name_prefix,
+        lease_interval: std::time::Duration::from_secs(args.lease_seconds),
+        cpu: args.cpu,
+        memory: args.memory,
+        pods: args.max_pods,
+        ..Default::default()
+    };
+    tokio::select! {
+        r = crate::hollow::run(client, cfg) => r.context("hollow nodes")?,
+        _ = wait_for_shutdown() => tracing::info!(message = "shutting down"),
+    }
+    Ok(())
+}
+
 /// `kelp images import|ls|rm` on this node's store.
 pub async fn images(args: ImagesArgs) -> anyhow::Result<()> {
     let layout = Layout { root: args.data_dir.clone() };

@@ -42,6 +42,15 @@ pub async fn run(client: Client, service_ip: IpAddr, endpoint: IpAddr, port: u16
     for ns in SYSTEM_NAMESPACES {
         ensure(&namespaces, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
     }
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(client.clone());
+    for (name, value, description) in [
+        ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+        ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+    ] {
+        let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority"});
+        ensure(&classes, pc).await?;
+    }
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     ensure(
         &services,

@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod crds;
 pub mod discovery;
+pub mod eviction;
 pub mod objects;
 pub mod openapi;
 pub mod policy;

@@ -112,6 +112,10 @@ pub async fn serve(
         (Verb::DeleteCollection, None) => ctx.delete_collection(req.body()).await,
         (Verb::Get | Verb::Update | Verb::Patch, Some("scale")) => ctx.scale(&name, r.verb, &req).await,
         (Verb::Create, Some("binding")) => ctx.bind(&name, req.body()).await,
+        (Verb::Create, Some("eviction")) => {
+            let ct = header_str(&req, header::CONTENT_TYPE);
+            super::eviction::evict(&ctx, &name, ct.as_deref(), req.body()).await
+        }
         (Verb::Create, Some("token")) => {
             let ct = header_str(&req, header::CONTENT_TYPE);
             let body = parse_body(ct.as_deref(), req.body())?;
@@ -319,6 +323,28 @@ impl Ctx {
     fn versioned(&self, o: &CachedObject) -> Result<Value, StatusError> {
         let v = o.value().map_err(|e| StatusError::internal(e.to_string()))?;
         Ok(registry::from_storage(self.def, v))
+    }
+
+    /// The current object in this request's version.
+    pub(crate) async fn current_value(&self, name: &str) -> Result<Value, StatusError> {
+        let o = self.current(name).await?;
+        self.versioned(&o)
+    }
+
+    /// The current object in this request's version, `None` when absent.
+    pub(crate) async fn get_value(&self, name: &str) -> Result<Option<Value>, StatusError> {
+        match self.api.cache.get(&self.key(name)).await.map_err(|e| store_error(e, self.def, name))? {
+            Some(o) => Ok(Some(self.versioned(&o)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object of this context's kind (and namespace) with its revision.
+    pub(crate) async fn list_values(&self) -> Result<Vec<(Revision, Value)>, StatusError> {
+        let prefix = self.def.prefix(self.ns.as_deref());
+        let listing =
+            self.api.cache.list(&prefix, None, 0, None, &|_| true).await.map_err(|e| store_error(e, self.def, ""))?;
+        listing.objects.iter().map(|o| Ok((o.revision, self.versioned(o)?))).collect()
     }
 
     async fn current(&self, name: &str) -> Result<Arc<CachedObject>, StatusError> {
@@ -827,6 +853,10 @@ impl Ctx {
         }
         let display = given_name.clone().or_else(|| generate.clone()).unwrap_or_default();
         self.check_namespace(&display).await?;
+        let mut v = v;
+        if def.group.is_empty() && def.kind == "Pod" {
+            super::eviction::admit_priority(self, &mut v).await?;
+        }
         let limit_ranges = if def.group.is_empty() && matches!(def.plural, "pods" | "persistentvolumeclaims") {
             self.namespace_objects("limitranges").await?
         } else {

@@ -6,12 +6,15 @@ pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbage_collector;
 pub mod horizontal_pod_autoscaler;
 pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod replicaset;
 pub mod resource_quota;
 pub mod resources;
@@ -48,5 +51,8 @@ pub fn spawn_all(client: kube::Client, cluster: ClusterInfo) -> Vec<JoinHandle<(
         job::spawn(client.clone()),
         ttl_after_finished::spawn(client.clone()),
         cronjob::spawn(client.clone()),
+        tokio::spawn(node_lifecycle::run(client.clone(), node_lifecycle::NodeLifecycleConfig::default())),
+        tokio::spawn(pod_gc::run(client.clone(), pod_gc::PodGcConfig::default())),
+        tokio::spawn(disruption::run(client.clone())),
     ]
 }
