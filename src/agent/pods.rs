@@ -413,6 +413,9 @@ async fn sync(
             }
         }
     }
+    // Probes for what started in this pass.
+    let now_running = pod_containers(ctx, &uid).await;
+    manage_probes(m, pod, &now_running, st, wake, &sandbox);
     let terminal = post_status(ctx, pod, source, st, false).await;
     if terminal {
         release(ctx, &uid, st).await;
