@@ -287,7 +287,9 @@ impl Agent {
         let mut out = Vec::new();
         let run = self.run_dir().display().to_string();
         for pid in self.shim_pids() {
-            out.push(format!("process {pid} from {run}"));
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            out.push(format!("process {pid} from {run}: {cmd}"));
         }
         for dir in self.cgroup_dirs() {
             let pods: Vec<String> = std::fs::read_dir(&dir)
