@@ -367,9 +367,6 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
         async move {
             let p = pods.get("ready").await.ok()?;
             let cs = container_status(&p)?;
-            let evs: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(pods.clone().into_client(), p.metadata.namespace.as_deref().unwrap());
-            for e in evs.list(&Default::default()).await.ok()?.items { if e.involved_object.name.as_deref() == Some("ready") { eprintln!("EVENT {:?} {:?} {:?}", e.reason, e.message, e.count); } }
-            eprintln!("DEBUG {} {:?}", cs.ready, cs.state);
             cs.state.as_ref()?.running.as_ref()?;
             let mut seen = seen.lock().unwrap();
             if seen.last() != Some(&cs.ready) {
