@@ -318,7 +318,8 @@ impl Agent {
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&run) && pid != std::process::id() as i32 {
+            let agent = self.child.as_ref().map(|c| c.id() as i32);
+            if String::from_utf8_lossy(&cmd).contains(&run) && pid != std::process::id() as i32 && Some(pid) != agent {
                 pids.push(pid);
             }
         }
