@@ -328,8 +328,7 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
     let host_dir = agent.dir.path().join("host");
     std::fs::create_dir_all(&host_dir).unwrap();
 
-    let ready_probe =
-        json!({"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let ready_probe = json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1});
     let live_probe = json!({"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2});
     let pre_stop = json!({"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /host/bye"]}}});
     for p in [
@@ -338,7 +337,8 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
             "ready",
             json!({}),
             json!({
-            "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 20; rm /tmp/ready; sleep 3600"],
+            "command": ["sh", "-c", "mkdir /www; httpd -p 8080 -h /www; sleep 2; touch /www/ready; sleep 20; rm /www/ready; sleep 3600"],
+            "ports": [{"name": "http", "containerPort": 8080}],
             "readinessProbe": ready_probe}),
         ),
         pod_json(&node, "live", json!({}), json!({"command": ["sleep", "3600"], "livenessProbe": live_probe})),

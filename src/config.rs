@@ -600,7 +600,7 @@ where
 
     let mut cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Clap)?;
     if let (Command::Server(args), Some((_, sub_m))) = (&mut cli.command, matches.subcommand()) {
-        args.finish(sub_m)?;
+        args.finish(sub_m)?
     }
     Ok(cli)
 }

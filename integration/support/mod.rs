@@ -289,7 +289,9 @@ impl Agent {
         let mut out = Vec::new();
         let run = self.run_dir().display().to_string();
         for pid in self.shim_pids() {
-            out.push(format!("process {pid} from {run}"));
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            out.push(format!("process {pid} from {run}: {cmd}"));
         }
         for dir in self.cgroup_dirs() {
             let pods: Vec<String> = std::fs::read_dir(&dir)
@@ -318,7 +320,8 @@ impl Agent {
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&run) && pid != std::process::id() as i32 {
+            let agent = self.child.as_ref().map(|c| c.id() as i32);
+            if String::from_utf8_lossy(&cmd).contains(&run) && pid != std::process::id() as i32 && Some(pid) != agent {
                 pids.push(pid);
             }
         }

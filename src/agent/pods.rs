@@ -413,6 +413,13 @@ async fn sync(
             }
         }
     }
+    // Probes for what started in this pass.
+    let now_running = pod_containers(ctx, &uid).await;
+    manage_probes(m, pod, &now_running, st, wake, &sandbox);
+    if now_running.iter().any(|c| matches!(c.state, ContainerState::Created)) {
+        // Not running yet: look again soon (probes, status).
+        want(Duration::from_millis(200), &mut requeue);
+    }
     let terminal = post_status(ctx, pod, source, st, false).await;
     if terminal {
         release(ctx, &uid, st).await;
