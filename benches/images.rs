@@ -21,6 +21,11 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("images bench: run with `cargo bench --bench images`");
+        return;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     fixtures_with_debian();
     let reg = Registry::start(RegistryKind::Plain);

@@ -72,6 +72,11 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pods bench: run with `cargo bench --bench pods`");
+        return;
+    }
     let fix = fixtures();
     let server = Server::start_with(&["--cluster-cidr", "10.99.0.0/16"]);
     let client = server.client().await;
