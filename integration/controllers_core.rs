@@ -566,7 +566,8 @@ async fn horizontal_pod_autoscaler_missing_metrics_then_scaling() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::core::v1::Event;
-    let server = Server::start();
+    // No scheduler: the Deployment's pods stay unbound and the test plays their kubelet.
+    let server = Server::start_with(&["--disable-scheduler"]);
     let client = server.client().await;
     let ns = make_ns(&client, "hpa").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -576,17 +577,18 @@ async fn horizontal_pod_autoscaler_missing_metrics_then_scaling() {
     create(
         &deployments,
         json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox",
+                "resources": {"requests": {"cpu": "200m"}}}]}}}}),
     )
     .await;
     let started = chrono::Utc::now() - chrono::Duration::minutes(10);
-    for name in ["web-1", "web-2"] {
-        create(
-            &pods,
-            json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": {"nodeName": "n1", "containers": [
-                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "200m"}}}]}}),
-        )
-        .await;
+    // The Deployment controller makes the two pods; the test marks them Running and Ready.
+    let names: Vec<String> = eventually("the deployment's two pods", || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await.unwrap().items;
+        (list.len() == 2).then(|| list.into_iter().filter_map(|p| p.metadata.name).collect())
+    })
+    .await;
+    for name in &names {
         let status = json!({"status": {"phase": "Running", "podIP": "10.42.0.5", "startTime": started,
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": started}]}});
         pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
@@ -659,7 +661,7 @@ async fn horizontal_pod_autoscaler_missing_metrics_then_scaling() {
     };
     let metrics: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
     eventually("the metrics API to be served", || async { metrics.list(&ListParams::default()).await.ok() }).await;
-    for name in ["web-1", "web-2"] {
+    for name in &names {
         let m = serde_json::from_value(json!({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
             "metadata": {"name": name, "labels": {"app": "web"}}, "timestamp": chrono::Utc::now(), "window": "30s",
             "containers": [{"name": "c", "usage": {"cpu": "200m", "memory": "10Mi"}}]}))

@@ -47,7 +47,7 @@ fn by_name<'a>(cs: &'a [Value], name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn kubectl_strategic_merge_patches() {
-    let server = Server::start();
+    let server = Server::start_with(&["--disable-controller-manager"]);
     let client = server.client().await;
     for v in ["1.27", "1.33"] {
         let ns = make_ns(&client, &format!("smp-{}", v.replace('.', "-"))).await;

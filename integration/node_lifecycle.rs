@@ -161,6 +161,12 @@ async fn a_node_that_stops_renewing_goes_unknown_and_its_pods_are_evicted() {
         (ready && clean).then_some(())
     })
     .await;
+    // Back, it finishes the pod that was evicted while it was away.
+    eventually(30, "the evicted pod to be gone", || async {
+        matches!(pods.get_opt("short").await, Ok(None)).then_some(())
+    })
+    .await;
+    running_on(&pods, "long").await;
 }
 
 #[tokio::test]

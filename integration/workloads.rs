@@ -737,9 +737,17 @@ async fn statefulset_parallel_and_on_delete() {
     assert!(claim.owner_references().iter().any(|r| r.kind == "StatefulSet" && Some(&r.uid) == set.uid().as_ref()));
     let pod_uid = Api::<Pod>::namespaced(client.clone(), &ns).get("tmp-1").await.unwrap().uid().unwrap();
     api.patch("tmp", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap();
-    wait_for(30, "the condemned pod's claim owned by it", || async {
-        let c = pvcs.get("scratch-tmp-1").await.unwrap();
-        c.owner_references().iter().any(|r| r.kind == "Pod" && r.uid == pod_uid).then_some(())
+    // The condemned pod becomes the claim's owner; once the pod is gone the garbage collector
+    // deletes the claim (both may happen between two looks).
+    wait_for(30, "the condemned pod's claim owned by it, then collected", || async {
+        match pvcs.get_opt("scratch-tmp-1").await.unwrap() {
+            None => Some(()),
+            Some(c) => c.owner_references().iter().any(|r| r.kind == "Pod" && r.uid == pod_uid).then_some(()),
+        }
+    })
+    .await;
+    wait_for(60, "the condemned pod's claim collected", || async {
+        pvcs.get_opt("scratch-tmp-1").await.unwrap().is_none().then_some(())
     })
     .await;
 

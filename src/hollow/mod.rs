@@ -148,6 +148,19 @@ impl HollowNodes {
         let api: Api<Node> = Api::all(self.shared.client.clone());
         let patch = json!({"status": {"conditions": conditions()}});
         api.patch_status(node, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+        // Catch up with what happened to its pods meanwhile (deletions above all).
+        let pods: Api<Pod> = Api::all(self.shared.client.clone());
+        let lp = kube::api::ListParams::default().fields(&format!("spec.nodeName={node}"));
+        for p in pods.list(&lp).await?.items {
+            // Report running pods afresh (the node controller marked them not ready).
+            if let Some(uid) = &p.metadata.uid {
+                let mut known = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+                if known.get(uid) == Some(&PodPhase::Running) {
+                    known.remove(uid);
+                }
+            }
+            handle_pod(&self.shared, p);
+        }
         Ok(())
     }
 }
@@ -311,44 +324,48 @@ async fn pod_loop(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
-        if !shared.nodes.contains_key(&node) || shared.stopped.lock().unwrap_or_else(|e| e.into_inner()).contains(&node)
-        {
-            continue;
-        }
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-        let deleting = pod.metadata.deletion_timestamp.is_some();
-        let action = {
-            let mut pods = shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-            let cur = pods.get(&uid).copied();
-            if deleting {
-                if cur == Some(PodPhase::Deleting) {
-                    None
-                } else {
-                    pods.insert(uid.clone(), PodPhase::Deleting);
-                    Some(PodPhase::Deleting)
-                }
-            } else if cur.is_none() && (phase == "Succeeded" || phase == "Failed") {
-                pods.insert(uid.clone(), PodPhase::Finished);
-                None
-            } else if cur.is_none() {
-                pods.insert(uid.clone(), PodPhase::Running);
-                Some(PodPhase::Running)
-            } else {
-                None
-            }
-        };
-        let Some(action) = action else { continue };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = shared.limit.acquire().await;
-            match action {
-                PodPhase::Deleting => finish_deleted(&shared, &pod).await,
-                _ => start_pod(shared.clone(), pod, &node).await,
-            }
-        });
+        handle_pod(&shared, pod);
     }
+}
+
+/// Reacts to one version of a pod bound to one of the live nodes.
+fn handle_pod(shared: &Arc<Shared>, pod: Pod) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { return };
+    if !shared.nodes.contains_key(&node) || shared.stopped.lock().unwrap_or_else(|e| e.into_inner()).contains(&node) {
+        return;
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    let action = {
+        let mut pods = shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let cur = pods.get(&uid).copied();
+        if deleting {
+            if cur == Some(PodPhase::Deleting) {
+                None
+            } else {
+                pods.insert(uid.clone(), PodPhase::Deleting);
+                Some(PodPhase::Deleting)
+            }
+        } else if cur.is_none() && (phase == "Succeeded" || phase == "Failed") {
+            pods.insert(uid.clone(), PodPhase::Finished);
+            None
+        } else if cur.is_none() {
+            pods.insert(uid.clone(), PodPhase::Running);
+            Some(PodPhase::Running)
+        } else {
+            None
+        }
+    };
+    let Some(action) = action else { return };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _permit = shared.limit.acquire().await;
+        match action {
+            PodPhase::Deleting => finish_deleted(&shared, &pod).await,
+            _ => start_pod(shared.clone(), pod, &node).await,
+        }
+    });
 }
 
 async fn finish_deleted(shared: &Shared, pod: &Pod) {

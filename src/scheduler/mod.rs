@@ -12,6 +12,7 @@ pub mod model;
 pub mod plugins;
 mod queue;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ struct Inner {
     state: Mutex<(ClusterState, Queue)>,
     wake: Notify,
     events: EventRecorder,
+    /// Set once the node and pod watches each listed everything (upstream's cache sync).
+    nodes_synced: AtomicBool,
+    pods_synced: AtomicBool,
 }
 
 impl Inner {
@@ -51,6 +55,8 @@ pub async fn run(client: kube::Client) {
         client,
         state: Mutex::new((ClusterState::default(), Queue::default())),
         wake: Notify::new(),
+        nodes_synced: AtomicBool::new(false),
+        pods_synced: AtomicBool::new(false),
     });
     let tasks = [
         tokio::spawn(watch_nodes(inner.clone())),
@@ -89,6 +95,7 @@ async fn watch_nodes(inner: Arc<Inner>) {
                     state.remove_node(&k);
                 }
                 queue.cluster_changed(false);
+                inner.nodes_synced.store(true, Ordering::Release);
             }
             watcher::Event::Apply(n) => {
                 state.upsert_node(&n);
@@ -156,6 +163,7 @@ async fn watch_pods(inner: Arc<Inner>) {
                     queue.remove(&k);
                 }
                 queue.cluster_changed(false);
+                inner.pods_synced.store(true, Ordering::Release);
             }
             watcher::Event::Apply(p) => apply_pod(state, queue, PodInfo::from_pod(&p)),
             watcher::Event::Delete(p) => {
@@ -202,6 +210,10 @@ fn apply_pod(state: &mut ClusterState, queue: &mut Queue, info: PodInfo) {
 }
 
 async fn schedule_loop(inner: Arc<Inner>) {
+    // Decide nothing on a partial view of the cluster.
+    while !(inner.nodes_synced.load(Ordering::Acquire) && inner.pods_synced.load(Ordering::Acquire)) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), inner.wake.notified()).await;
+    }
     let binds = Arc::new(Semaphore::new(MAX_CONCURRENT_BINDS));
     loop {
         let permit = match binds.clone().acquire_owned().await {
