@@ -406,8 +406,9 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// With `whenScaled: Delete`, a condemned pod's claims become owned by the pod, so they go
-    /// with it.
+    /// With `whenScaled: Delete`, a condemned pod's claims become owned by the pod instead of the
+    /// set (upstream's `updateClaimOwnerRefForSetAndPod`), so the garbage collector deletes them
+    /// with the pod.
     async fn condemn_claims(&self, ord: i32, pod: &Pod) -> Result<(), ControllerError> {
         let (_, when_scaled) = self.retention();
         if when_scaled != "Delete" {
@@ -424,10 +425,12 @@ impl Sync<'_> {
         for t in self.spec.volume_claim_templates.iter().flatten() {
             let cname = self.claim_name(&t.name_any(), ord);
             if let Some(c) = self.pvc_api.get_opt(&cname).await? {
+                let set_uid = self.set_ref().uid;
                 let mut refs = c.metadata.owner_references.clone().unwrap_or_default();
-                if refs.iter().any(|r| r.uid == pod_ref.uid) {
+                if refs.iter().any(|r| r.uid == pod_ref.uid) && !refs.iter().any(|r| r.uid == set_uid) {
                     continue;
                 }
+                refs.retain(|r| r.uid != set_uid && r.uid != pod_ref.uid);
                 refs.push(pod_ref.clone());
                 let p = json!({ "metadata": { "ownerReferences": refs } });
                 self.pvc_api.patch(&cname, &PatchParams::default(), &Patch::Merge(&p)).await?;
