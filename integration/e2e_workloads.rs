@@ -59,8 +59,9 @@ impl Cluster {
 
     /// kubectl 1.33 in the test's namespace; must succeed.
     fn k(&self, args: &[&str]) -> String {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["-n", &self.ns]);
+        // The namespace first: anything after `--` belongs to the container's command.
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
         self.server.kubectl_ok("1.33", &all)
     }
 
@@ -122,6 +123,21 @@ fn is_running(p: &Pod) -> bool {
             .is_some_and(|cs| cs.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())))
 }
 
+/// `docker.io/kelp-test/busybox@sha256:…`: the name and top-level digest in the fixture's OCI
+/// layout `index.json`.
+fn fixture_digest_reference() -> String {
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(fixtures().join("busybox.oci.tar"))
+        .arg("index.json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    format!("docker.io/kelp-test/busybox@{digest}")
+}
+
 fn template_image(d: &Deployment) -> String {
     d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap()
 }
@@ -133,25 +149,20 @@ fn template_image(d: &Deployment) -> String {
 async fn deployment_scale_set_image_undo_replace_and_drain_with_a_budget() {
     let mut c = Cluster::start("e2ed").await;
     let node = c.agent.node.clone();
-    c.apply(
+    // `kubectl create deployment` with a `:latest` tag gets imagePullPolicy Always, which cannot
+    // work offline; the same image by its digest (from the air-gap tarball) defaults to IfNotPresent.
+    let by_digest = fixture_digest_reference();
+    c.k(&[
+        "create",
+        "deployment",
         "web",
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 2,
-                        "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                                        "command": ["sleep", "3600"]}]
-                    }
-                }
-            }
-        }),
-    );
+        &format!("--image={by_digest}"),
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 3600 & wait",
+    ]);
     let out = c.k(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
     let pods = c.live_pods("app=web").await;
@@ -189,25 +200,28 @@ async fn deployment_scale_set_image_undo_replace_and_drain_with_a_budget() {
     })
     .await;
 
-    // The same image by another reference that resolves on the node without a registry: the
-    // repository digest the node reports as the container's imageID.
+    let deployments_now = deployments.get("web").await.unwrap();
+    let tpl = &deployments_now.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(tpl.image_pull_policy.as_deref(), Some("IfNotPresent"));
     let pod = &c.live_pods("app=web").await[0];
     let image_id = pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0].image_id.clone();
-    assert!(image_id.starts_with("docker.io/kelp-test/busybox@sha256:"), "imageID {image_id}");
-    c.k(&["set", "image", "deployment/web", &format!("c={image_id}")]);
+    assert_eq!(image_id, by_digest, "the node reports the repository digest as imageID");
+
+    // The same image by its tag: the stored template keeps IfNotPresent, so it resolves locally.
+    c.k(&["set", "image", "deployment/web", &format!("busybox={IMAGE}")]);
     let out = c.k(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
-    assert_eq!(template_image(&deployments.get("web").await.unwrap()), image_id);
+    assert_eq!(template_image(&deployments.get("web").await.unwrap()), IMAGE);
     let pods = c.live_pods("app=web").await;
     assert_eq!(pods.len(), 2);
     for p in &pods {
-        assert_eq!(p.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(image_id.as_str()));
+        assert_eq!(p.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(IMAGE));
         assert!(is_running(p), "{:?}", p.status);
     }
     c.k(&["rollout", "undo", "deployment/web"]);
     c.k(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     let d = deployments.get("web").await.unwrap();
-    assert_eq!(template_image(&d), IMAGE);
+    assert_eq!(template_image(&d), by_digest);
     assert_eq!(d.annotations().get("deployment.kubernetes.io/revision").map(String::as_str), Some("3"));
     c.wait_for("2 available replicas of the first template", 120, available(2)).await;
 
