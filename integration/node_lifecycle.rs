@@ -108,7 +108,41 @@ async fn a_node_that_stops_renewing_goes_unknown_and_its_pods_are_evicted() {
     }
     running_on(&pods, "short").await;
     running_on(&pods, "long").await;
-
+    // A ReplicaSet whose two pods spread over both nodes (preferred anti-affinity); its pod on the
+    // dead node comes back on the live one after the 3 s toleration.
+    let rs: k8s_openapi::api::apps::v1::ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "rs"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "rs"}},
+            "template": {"metadata": {"labels": {"app": "rs"}}, "spec": {
+                "containers": [{"name": "c", "image": "busybox"}],
+                "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                    "effect": "NoExecute", "tolerationSeconds": 3}],
+                "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+                    "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app": "rs"}}}}]}}}}}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client.clone(), &ns).create(&pp, &rs).await.unwrap();
+    // Running and Ready pods of the set, by node.
+    let rs_pods = |pods: Api<Pod>| async move {
+        let list = pods.list(&ListParams::default().labels("app=rs")).await.unwrap().items;
+        list.into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| p.spec?.node_name)
+            .collect::<Vec<String>>()
+    };
+    let before = eventually(30, "the set's two pods on both nodes", || async {
+        let on = rs_pods(pods.clone()).await;
+        (on.len() == 2).then_some(on)
+    })
+    .await;
+    assert!(before.contains(dead) && before.contains(alive), "{before:?}");
     hn.stop_renewing(dead);
     let nodes_api: Api<Node> = Api::all(client.clone());
     // After the 40 s grace period: every condition Unknown, and the unreachable taints.
@@ -147,6 +181,14 @@ async fn a_node_that_stops_renewing_goes_unknown_and_its_pods_are_evicted() {
     let list = events.list(&ListParams::default().fields("involvedObject.name=short")).await.unwrap();
     let ev = list.items.iter().find(|e| e.reason.as_deref() == Some("TaintManagerEviction")).expect("eviction event");
     assert_eq!(ev.message.as_deref(), Some(format!("Marking for deletion Pod {ns}/short").as_str()));
+
+    // The set's pod on the dead node is evicted after its 3 s toleration and replaced on the live
+    // node.
+    eventually(30, "the set's pods both running on the live node", || async {
+        let on = rs_pods(pods.clone()).await;
+        (on.len() == 2 && on.iter().all(|n| n == alive)).then_some(())
+    })
+    .await;
 
     // New pods avoid the dead node.
     pods.create(&pp, &pod("fresh", json!({}))).await.unwrap();
