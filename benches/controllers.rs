@@ -6,8 +6,8 @@
 //! * time for a rolling update of those 100 replicas (maxSurge 25 %, maxUnavailable 25 %) to
 //!   complete.
 //!
-//! Pods are played by the in-test fake kubelet (no containers, no scheduler). Run with
-//! `cargo bench --bench controllers`.
+//! Pods are scheduled by kelp's scheduler onto 10 hollow nodes (`kelp::hollow`, no containers),
+//! which mark them Running and Ready. Run with `cargo bench --bench controllers`.
 
 #[path = "../integration/support/mod.rs"]
 mod support;
@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
-use support::fake_kubelet::FakeKubelet;
+use kelp::hollow::{self, HollowConfig};
 use support::Server;
 
 const REPLICAS: i32 = 100;
@@ -56,12 +56,17 @@ async fn main() {
         println!("controllers bench: run with `cargo bench --bench controllers`");
         return;
     }
-    let server = Server::start_with(&["--disable-scheduler", "--log-level", "warn"]);
+    let server = Server::start_with(&["--log-level", "warn"]);
     let client = server.client().await;
+    let _nodes = hollow::start(
+        client.clone(),
+        HollowConfig { count: 10, name_prefix: "bench-".into(), ..HollowConfig::default() },
+    )
+    .await
+    .expect("hollow nodes");
 
-    // Reference: the client creates 100 pods itself (16 at a time) and the fake kubelet marks them Ready.
+    // Reference: the client creates 100 pods itself (16 at a time); scheduled, marked Ready.
     namespace(&client, "reference").await;
-    let kubelet = FakeKubelet::start(client.clone(), "reference", Duration::ZERO);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "reference");
     let t0 = Instant::now();
     let pod: Pod = serde_json::from_value(json!({
@@ -80,10 +85,8 @@ async fn main() {
     })
     .await;
     let reference = t0.elapsed();
-    drop(kubelet);
 
     namespace(&client, "bench").await;
-    let _kubelet = FakeKubelet::start(client.clone(), "bench", Duration::ZERO);
     let api: Api<Deployment> = Api::namespaced(client.clone(), "bench");
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web"},
