@@ -12,7 +12,9 @@
 //! * `kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV...` runs ARGV in the
 //!   running container (libcontainer's tenant builder) with the container's user, working dir,
 //!   environment (plus `--env`), capabilities and seccomp filter, on the shim's stdin, stdout and
-//!   stderr. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
+//!   stderr. libcontainer sets the process up in a staging cgroup (the pod's on v1, the shim's own
+//!   on v2); it joins the container's cgroup only right before execvp, so the setup is neither
+//!   throttled by the container's CPU quota nor charged to its memory limit. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
 //!   `kelp-exec: timeout` (the process was killed after TIMEOUT_MS; 0 = none) or
 //!   `kelp-exec: error <message>`.
 //!
@@ -623,7 +625,15 @@ struct TenantRoot {
 
 impl TenantRoot {
     fn new(st: &StateDir, id: &str, spec: &Spec, staging: &str) -> Result<TenantRoot, String> {
-        let dir = st.root.join("exec").join(std::process::id().to_string());
+        let parent = st.root.join("exec");
+        // Roots of exec shims that were killed before cleaning up.
+        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&dir);
         let root = TenantRoot { dir };
         let bundle = root.dir.join("bundle");
