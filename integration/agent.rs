@@ -328,7 +328,11 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
     let host_dir = agent.dir.path().join("host");
     std::fs::create_dir_all(&host_dir).unwrap();
 
-    let ready_probe = json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1});
+    // Readiness through an exec probe (the file the container creates and removes) and through an
+    // httpGet probe on a named port.
+    let exec_ready =
+        json!({"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1});
+    let http_ready = json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1});
     let live_probe = json!({"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2});
     let pre_stop = json!({"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /host/bye"]}}});
     for p in [
@@ -337,9 +341,17 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
             "ready",
             json!({}),
             json!({
+            "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 20; rm /tmp/ready; sleep 3600"],
+            "readinessProbe": exec_ready}),
+        ),
+        pod_json(
+            &node,
+            "ready-http",
+            json!({}),
+            json!({
             "command": ["sh", "-c", "mkdir /www; httpd -p 8080 -h /www; sleep 2; touch /www/ready; sleep 20; rm /www/ready; sleep 3600"],
             "ports": [{"name": "http", "containerPort": 8080}],
-            "readinessProbe": ready_probe}),
+            "readinessProbe": http_ready}),
         ),
         pod_json(&node, "live", json!({}), json!({"command": ["sleep", "3600"], "livenessProbe": live_probe})),
         pod_json(
@@ -362,19 +374,29 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
         pods.create(&PostParams::default(), &p).await.unwrap();
     }
 
-    // Readiness: False, then True, then False again.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<bool>::new()));
-    wait_for("readiness to flip up and down", 90, || {
+    // Readiness: False, then True, then False again, through both probes (watched together: the
+    // containers flip at about the same time).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new([Vec::<bool>::new(), Vec::new()]));
+    wait_for("readiness to flip up and down (exec and httpGet probes)", 90, || {
         let (pods, seen) = (pods.clone(), seen.clone());
         async move {
-            let p = pods.get("ready").await.ok()?;
-            let cs = container_status(&p)?;
-            cs.state.as_ref()?.running.as_ref()?;
-            let mut seen = seen.lock().unwrap();
-            if seen.last() != Some(&cs.ready) {
-                seen.push(cs.ready);
+            let mut all = true;
+            for (i, name) in ["ready", "ready-http"].into_iter().enumerate() {
+                let Some(cs) = pods.get(name).await.ok().as_ref().and_then(container_status) else {
+                    all = false;
+                    continue;
+                };
+                if cs.state.as_ref().and_then(|s| s.running.as_ref()).is_none() {
+                    all = false;
+                    continue;
+                }
+                let seen = &mut seen.lock().unwrap()[i];
+                if seen.last() != Some(&cs.ready) {
+                    seen.push(cs.ready);
+                }
+                all &= seen.ends_with(&[false, true, false]);
             }
-            seen.ends_with(&[false, true, false]).then_some(())
+            all.then_some(())
         }
     })
     .await;
@@ -437,7 +459,7 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
         .await;
 
     // Delete the rest; then nothing of the pods is left on the host.
-    for name in ["ready", "live", "hog"] {
+    for name in ["ready", "ready-http", "live", "hog"] {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }
     wait_for("all pods gone", 90, || async {

@@ -534,3 +534,74 @@ async fn bad_input_is_refused() {
     assert!(env.rt().list().await.unwrap().is_empty(), "a failed start leaves nothing behind");
     env.finish().await;
 }
+
+/// An exec runs in the container: it reads a file the container wrote at runtime, sees its
+/// hostname (a UTS namespace of its own, like a pod's), its pid 1 and its root through
+/// /proc/1/root, and ends up in the container's cgroup. The container runs under a tight CPU
+/// quota (`cpu: 10m`), which exec'd processes must not need for their setup.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_sees_the_containers_files_hostname_pid_1_and_cgroup() {
+    let env = Env::new();
+    let uts = env.tmp.path().join("uts");
+    std::fs::write(&uts, "").unwrap();
+    let made = std::process::Command::new("unshare")
+        .arg(format!("--uts={}", uts.display()))
+        .args(["hostname", "exec-host"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "unshare --uts");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let unmount = Unmount(&uts);
+    let mut cfg = env.config("files", "echo hi > /tmp/x; hostname > /tmp/h; exec sleep 100");
+    cfg.hostname = "exec-host".into();
+    cfg.namespaces.uts = Some(uts.clone());
+    cfg.resources.cpu_quota = Some(1000);
+    cfg.resources.cpu_period = Some(100_000);
+    let st = env.rt().start(cfg).await.unwrap();
+    let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let (rt, id) = (env.rt(), st.id.clone());
+    let exec = |argv: Vec<String>| {
+        let id = id.clone();
+        async move { rt.exec_sync(&id, argv, Duration::from_secs(30)).await.unwrap() }
+    };
+    // The container writes the file after it started: poll for it through exec itself.
+    let mut seen = None;
+    for _ in 0..100 {
+        let (code, out) = exec(vec!["cat".into(), "/tmp/x".into()]).await;
+        if code == 0 {
+            seen = Some(String::from_utf8(out).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("hi\n"), "exec does not see the file the container wrote");
+    let (code, out) = exec(vec!["test".into(), "-f".into(), "/tmp/x".into()]).await;
+    assert_eq!((code, out), (0, vec![]));
+    let (code, out) = exec(vec!["test".into(), "-f".into(), "/tmp/none".into()]).await;
+    assert_eq!((code, out), (1, vec![]));
+    let (code, out) = exec(sh("hostname; cat /tmp/h; tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc/1/root/tmp")).await;
+    assert_eq!((code, String::from_utf8(out).unwrap().as_str()), (0, "exec-host\nexec-host\nsleep 100 \nh\nx\n"));
+    // The exec'd process is in the container's cgroup (v1: host paths; v2: the cgroup namespace's root).
+    let (code, out) = exec(vec!["cat".into(), "/proc/self/cgroup".into()]).await;
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0);
+    let path = env.rt().cgroup_path(&st.id).await.unwrap();
+    if env.rt().cgroup_version() == cgroups::Version::V1 {
+        for ctl in ["cpu", "memory", "pids"] {
+            let line = out.lines().find(|l| l.split(':').nth(1).unwrap().split(',').any(|c| c == ctl)).unwrap();
+            assert!(line.ends_with(&format!(":{path}")), "{ctl}: {out}");
+        }
+    } else {
+        assert_eq!(out.trim(), "0::/");
+    }
+    // Nothing of the execs is left in the state dir.
+    let exec_dir = env.tmp.path().join("state/exec");
+    assert!(std::fs::read_dir(&exec_dir).map(|d| d.count()).unwrap_or(0) == 0, "exec state left behind");
+    drop(unmount);
+    env.finish().await;
+}

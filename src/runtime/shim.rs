@@ -12,7 +12,9 @@
 //! * `kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV...` runs ARGV in the
 //!   running container (libcontainer's tenant builder) with the container's user, working dir,
 //!   environment (plus `--env`), capabilities and seccomp filter, on the shim's stdin, stdout and
-//!   stderr. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
+//!   stderr. libcontainer sets the process up in a staging cgroup (the pod's on v1, the shim's own
+//!   on v2); it joins the container's cgroup only right before execvp, so the setup is neither
+//!   throttled by the container's CPU quota nor charged to its memory limit. The result is reported on fd 3 (stderr without it) as `kelp-exec: exit <code>`,
 //!   `kelp-exec: timeout` (the process was killed after TIMEOUT_MS; 0 = none) or
 //!   `kelp-exec: error <message>`.
 //!
@@ -428,18 +430,32 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
     0
 }
 
-/// The tenant's workload: the container's seccomp filter, then execvp like libcontainer's default
-/// executor. libcontainer 0.7 builds the tenant spec without `linux.seccomp`, so without this
-/// exec'd processes would run unfiltered.
+/// The tenant's workload: joins the container's cgroup, applies the container's seccomp filter,
+/// then execvp like libcontainer's default executor. libcontainer 0.7 builds the tenant spec
+/// without `linux.seccomp`, so without this exec'd processes would run unfiltered.
 #[derive(Clone)]
-struct SeccompExecutor {
+struct TenantExecutor {
     seccomp: Option<LinuxSeccomp>,
+    /// `cgroup.procs` of the container's cgroup in every hierarchy, opened by the exec shim (as
+    /// root, in the host's cgroup namespace: the kernel checks a migration against the opener).
+    /// They are close-on-exec and stay open until the execvp below.
+    cgroup_procs: Vec<i32>,
 }
 
-impl Executor for SeccompExecutor {
+impl Executor for TenantExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(s) = &self.seccomp {
             libcontainer::seccomp::initialize_seccomp(s).map_err(|e| ExecutorError::Other(e.to_string()))?;
+        }
+        // Joined only now: libcontainer's tenant setup and building the seccomp filter ran in the
+        // staging cgroup, outside the container's CPU quota and memory limit (see `exec_inner`).
+        for &fd in &self.cgroup_procs {
+            // "0" = the writing process.
+            // SAFETY: write(2) on a descriptor the exec shim keeps open until the process exec'd.
+            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                let e = std::io::Error::last_os_error();
+                return Err(ExecutorError::Other(format!("joining the container's cgroup: {e}")));
+            }
         }
         DefaultExecutor {}.exec(spec)
     }
@@ -505,6 +521,12 @@ fn exec_inner(
         // SAFETY: a fresh descriptor we own.
         Ok(unsafe { OwnedFd::from_raw_fd(new) })
     };
+    let meta: Meta = state::read_json(&st.meta(id))
+        .map_err(|e| format!("reading container metadata: {e}"))?
+        .ok_or_else(|| format!("container {id} not found"))?;
+    let version = cgroups::version().map_err(|e| format!("detecting the cgroup version: {e}"))?;
+    let procs = open_cgroup_procs(version, &meta.cgroup_path)?;
+    let tenant = TenantRoot::new(&st, id, &spec, &staging_cgroup(version, &meta.cgroup_path)?)?;
     let env: std::collections::HashMap<String, String> = env
         .iter()
         .map(|e| match e.split_once('=') {
@@ -513,13 +535,13 @@ fn exec_inner(
         })
         .collect();
     let pid = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
-        .with_root_path(st.libcontainer())
+        .with_root_path(tenant.root())
         .and_then(|b| b.validate_id())
         .map_err(|e| e.to_string())?
         .with_stdin(dup(0)?)
         .with_stdout(dup(1)?)
         .with_stderr(dup(2)?)
-        .with_executor(SeccompExecutor { seccomp })
+        .with_executor(TenantExecutor { seccomp, cgroup_procs: procs.iter().map(|f| f.as_raw_fd()).collect() })
         .as_tenant()
         .with_container_args(argv)
         .with_env(env)
@@ -531,6 +553,8 @@ fn exec_inner(
         .with_detach(false)
         .build()
         .map_err(|e| error_chain(&e))?;
+    drop(procs);
+    drop(tenant);
     // SAFETY: pidfd_open on our child (not yet reaped, so the pid is ours).
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) } as i32;
     let deadline = timeout.map(|t| Instant::now() + t);
@@ -552,5 +576,104 @@ fn exec_inner(
         let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
         // SAFETY: poll over one valid pollfd (fd -1 is ignored by poll).
         unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+    }
+}
+
+/// The `cgroup.procs` files of `cgroup_path` in every hierarchy where it exists.
+fn open_cgroup_procs(version: cgroups::Version, cgroup_path: &str) -> Result<Vec<OwnedFd>, String> {
+    let dirs = cgroups::all_dirs(version, cgroup_path).map_err(|e| format!("finding the container's cgroup: {e}"))?;
+    let mut out = Vec::new();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let path = dir.join("cgroup.procs");
+        let f = OpenOptions::new().write(true).open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        out.push(OwnedFd::from(f));
+    }
+    if out.is_empty() {
+        return Err(format!("the container's cgroup {cgroup_path} does not exist"));
+    }
+    Ok(out)
+}
+
+/// The cgroup libcontainer's tenant setup runs in before the exec'd process joins the container's
+/// own (`TenantExecutor`): setting up the process (clone, setns, capabilities, user) inside the
+/// container's cgroup would be throttled by its CPU quota (a `cpu: 10m` limit made every exec,
+/// and so every exec probe, take over a second) and charged to its memory limit. On v1 this is
+/// the pod's cgroup, which has no limits; on v2 the pod's cgroup has controllers enabled for its
+/// children and may hold no processes, so the shim's own cgroup is used (joining it is a no-op).
+fn staging_cgroup(version: cgroups::Version, cgroup_path: &str) -> Result<String, String> {
+    match version {
+        cgroups::Version::V1 => {
+            let parent = Path::new(cgroup_path).parent().unwrap_or(Path::new("/"));
+            Ok(parent.to_string_lossy().into_owned())
+        }
+        cgroups::Version::V2 => {
+            let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+            own.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| p.trim().to_string())
+                .ok_or_else(|| "the exec shim is in no cgroup v2 cgroup".to_string())
+        }
+    }
+}
+
+/// A libcontainer state root of one exec: the container's `state.json` pointing at a bundle whose
+/// `config.json` is the container's spec with `linux.cgroupsPath` set to the staging cgroup (the
+/// tenant builder takes the cgroup from there). Removed on drop.
+struct TenantRoot {
+    dir: PathBuf,
+}
+
+impl TenantRoot {
+    fn new(st: &StateDir, id: &str, spec: &Spec, staging: &str) -> Result<TenantRoot, String> {
+        let parent = st.root.join("exec");
+        // Roots of exec shims that were killed before cleaning up.
+        for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = TenantRoot { dir };
+        let bundle = root.dir.join("bundle");
+        let ctr = root.dir.join("root").join(id);
+        for d in [&bundle, &ctr] {
+            std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        }
+        let state_path = st.libcontainer().join(id).join("state.json");
+        let mut state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&state_path).map_err(|e| format!("container {id} is not running: {e}"))?,
+        )
+        .map_err(|e| format!("reading {}: {e}", state_path.display()))?;
+        let Some(real_bundle) = state.get("bundle").and_then(|b| b.as_str()).map(PathBuf::from) else {
+            return Err(format!("{} names no bundle", state_path.display()));
+        };
+        state["bundle"] = serde_json::Value::String(bundle.to_string_lossy().into_owned());
+        std::fs::write(ctr.join("state.json"), serde_json::to_vec(&state).expect("json"))
+            .map_err(|e| format!("writing the exec state: {e}"))?;
+        let mut spec = spec.clone();
+        if let Some(r) = spec.root().clone() {
+            let path = if r.path().is_absolute() { r.path().clone() } else { real_bundle.join(r.path()) };
+            let mut r = r;
+            r.set_path(path);
+            spec.set_root(Some(r));
+        }
+        if let Some(mut linux) = spec.linux().clone() {
+            linux.set_cgroups_path(Some(PathBuf::from(staging)));
+            spec.set_linux(Some(linux));
+        }
+        spec.save(bundle.join("config.json")).map_err(|e| format!("writing the exec spec: {e}"))?;
+        Ok(root)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+}
+
+impl Drop for TenantRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
