@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kelp::hollow::{self, HollowConfig};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
-use kelp::hollow::{self, HollowConfig};
 use support::Server;
 
 const REPLICAS: i32 = 100;
