@@ -202,7 +202,6 @@ async fn worker(m: Arc<Manager>, uid: String, mut rx: watch::Receiver<Option<(Ar
     for (_, hs) in st.probes.drain() {
         hs.into_iter().for_each(|h| h.abort());
     }
-    m.ctx.events.forget(&uid);
     m.done(&uid);
 }
 
