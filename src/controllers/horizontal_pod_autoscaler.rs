@@ -398,26 +398,13 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         status["lastScaleTime"] = json!(t);
     }
     // The target's scale.
-    let scale_path =
-        match scale_path(&ctx.client, &ns, target.api_version.as_deref().unwrap_or(""), &target.kind, &target.name)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                return fail_scale(
-                    &ctx,
-                    &hpa,
-                    &ns,
-                    &name,
-                    status,
-                    old_conditions,
-                    format!("the HPA controller was unable to get the target's current scale: {e}"),
-                )
-                .await;
-            }
-        };
-    let scale = match get_json(&ctx.client, &scale_path).await {
-        Ok(s) => s,
+    let api_version = target.api_version.as_deref().unwrap_or("");
+    let scale = match scale_path(&ctx.client, &ns, api_version, &target.kind, &target.name).await {
+        Ok(path) => get_json(&ctx.client, &path).await.map(|s| (path, s)),
+        Err(e) => Err(e),
+    };
+    let (scale_path, scale) = match scale {
+        Ok(found) => found,
         Err(e) => {
             return fail_scale(
                 &ctx,
