@@ -11,6 +11,7 @@ use kelp::hollow::{self, HollowConfig, HollowNodes};
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
+use support::eventually;
 use support::{unique, Server};
 
 async fn make_ns(client: &Client) -> String {
@@ -45,21 +46,6 @@ fn pod(name: &str, extra: Value) -> Pod {
         }
     }
     serde_json::from_value(v).unwrap()
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn running_on(api: &Api<Pod>, name: &str) -> String {

@@ -11,6 +11,7 @@ use kelp::hollow::{self, HollowConfig, HollowNodes};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
+use support::eventually;
 use support::{unique, Server};
 
 async fn make_ns(client: &Client) -> String {
@@ -52,22 +53,6 @@ fn merge(a: &mut Value, b: Value) {
 
 fn cpu(c: &str) -> Value {
     json!({"spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": c}}}]}})
-}
-
-/// Polls `f` until it returns Some, for up to `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn node_of(api: &Api<Pod>, name: &str) -> String {

@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,24 +13,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
+use support::eventually as wait_for;
 use support::fake_kubelet::FakeKubelet;
 use support::Server;
-
-/// Polls `f` every 100 ms until it returns Some, panicking with `what` after `secs` seconds.
-pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn namespace(client: &Client, prefix: &str) -> String {
     let ns = support::unique(prefix);
