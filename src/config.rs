@@ -175,6 +175,11 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", default_value_t = 110)]
     pub max_pods: u32,
 
+    /// Port of the agent's HTTPS endpoint (logs, exec, port-forward, stats) for the API server;
+    /// 0 picks a free one.
+    #[arg(long, value_name = "PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
+
     /// Runtime state (shims, sandbox namespaces); must be on tmpfs
     #[arg(long, hide = true, value_name = "DIR", default_value = "/run/kelp")]
     pub run_dir: PathBuf,
@@ -261,6 +266,11 @@ pub struct HollowNodesArgs {
     /// Maximum number of pods per node
     #[arg(long, value_name = "N", default_value_t = 110)]
     pub max_pods: u32,
+
+    /// Port of the agent's HTTPS endpoint (logs, exec, port-forward, stats) for the API server;
+    /// 0 picks a free one.
+    #[arg(long, value_name = "PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
 
     /// Log level
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]

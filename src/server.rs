@@ -64,6 +64,7 @@ fn agent_config(
         cluster_dns,
         cluster_domain: cluster_domain.to_string(),
         max_pods: node.max_pods,
+        kubelet_port: node.kubelet_port,
         node_labels: node.node_labels.clone(),
         node_taints: node.node_taints.clone(),
         server_node,
@@ -248,6 +249,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let tls = Arc::new(pki.server_config().context("building the TLS configuration")?);
+    let pki = Arc::new(pki);
+    let nodes = apiserver::node_proxy::NodeAccess::direct(pki.clone()).context("preparing the connection to agents")?;
+    let _ = api.nodes.set(nodes);
     tokio::spawn(apiserver::serve_tls(api.clone(), listener, tls));
 
     tokio::spawn(apiserver::crds::run(api.clone()));

@@ -277,7 +277,7 @@ impl Agent {
             .arg(&self.bridge)
             .arg("--pod-log-dir")
             .arg(self.pod_log_dir())
-            .args(["--node-ip", "127.0.0.1"])
+            .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -16,11 +16,14 @@ use kube::Api;
 pub mod backoff;
 pub mod env;
 pub mod events;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod quantity;
+pub mod server;
 pub mod static_pods;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -60,6 +63,8 @@ pub struct AgentConfig {
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
     pub max_pods: u32,
+    /// Port of the agent's HTTPS endpoint; 0 = any free port.
+    pub kubelet_port: u16,
     pub node_labels: Vec<String>,
     pub node_taints: Vec<String>,
     /// This node runs the control plane (`kelp server`): labelled `node-role.kubernetes.io/control-plane`.
@@ -75,7 +80,11 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
 }
 
 /// Runs the agent until the process is asked to stop.
-pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentError> {
+pub async fn run(mut cfg: AgentConfig, client: kube::Client) -> Result<(), AgentError> {
+    // The endpoint's port goes into the Node object: bind first.
+    let listener = server::bind(cfg.kubelet_port).await?;
+    cfg.kubelet_port = listener.local_addr().map_err(io("reading the endpoint's address"))?.port();
+    let tls = server::tls_config(&client, &cfg).await?;
     let cfg = Arc::new(cfg);
     for d in [cfg.data_dir.clone(), cfg.data_dir.join("pods"), cfg.data_dir.join("pod-manifests"), cfg.run_dir.clone()]
     {
@@ -127,6 +136,10 @@ pub async fn run(cfg: AgentConfig, client: kube::Client) -> Result<(), AgentErro
         host_ips: cfg.node_ips.iter().map(|ip| ip.to_string()).collect(),
     });
     let manager = pods::Manager::new(ctx.clone());
+    let stats = Arc::new(stats::Stats::default());
+    let _stop_sampler = AbortOnDrop(tokio::spawn(stats.clone().run(runtime.clone())));
+    let endpoint = Arc::new(server::Endpoint { ctx: ctx.clone(), manager: manager.clone(), stats });
+    let _stop_endpoint = AbortOnDrop(tokio::spawn(server::serve(listener, tls, endpoint)));
 
     // Container exits wake their pod's worker.
     let exits = {

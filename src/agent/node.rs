@@ -285,6 +285,9 @@ fn status(cfg: &AgentConfig, cap: &Capacity, conds: Vec<NodeCondition>, old: Opt
         node_info: Some(node_info()),
         addresses: Some(addresses(cfg)),
         conditions: Some(conds),
+        daemon_endpoints: Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
+            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint { port: i32::from(cfg.kubelet_port) }),
+        }),
         ..Default::default()
     }
 }

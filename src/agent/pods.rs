@@ -119,6 +119,23 @@ impl Manager {
         }
     }
 
+    /// The pod `namespace/name` as this node runs it (from the API or a manifest).
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        let w = self.workers.lock().expect("workers lock");
+        w.values().find_map(|h| {
+            let cur = h.tx.borrow();
+            let (pod, _) = cur.as_ref()?;
+            (pod.metadata.namespace.as_deref() == Some(namespace) && pod.metadata.name.as_deref() == Some(name))
+                .then(|| pod.clone())
+        })
+    }
+
+    /// Every pod this node runs.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        let w = self.workers.lock().expect("workers lock");
+        w.values().filter_map(|h| h.tx.borrow().as_ref().map(|(p, _)| p.clone())).collect()
+    }
+
     /// Pods with a worker.
     pub fn known(&self) -> HashSet<String> {
         self.workers.lock().expect("workers lock").keys().cloned().collect()

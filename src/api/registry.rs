@@ -221,6 +221,7 @@ macro_rules! def {
 }
 
 const ALL: &[&str] = &["all"];
+const READ_ONLY: &[&str] = &["get", "list"];
 const NO: &[&str] = &[];
 
 use k8s_openapi::api as k;
@@ -303,7 +304,13 @@ static RESOURCES: &[ResourceDef] = &[
         categories: &["api-extensions"],
         ..def!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, &["crd", "crds"], NO, STATUS_ONLY, true, apiext::CustomResourceDefinition)
     },
+    // metrics.k8s.io/v1beta1: read-only, computed from the agents' usage (src/apiserver/metrics.rs).
+    ResourceDef { verbs: READ_ONLY, codec: untyped, singular: "", storage: "nodes.metrics.k8s.io", ..def!("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "", false, NO, NO, NONE, false, k::core::v1::Node) },
+    ResourceDef { verbs: READ_ONLY, codec: untyped, singular: "", storage: "pods.metrics.k8s.io", ..def!("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "", true, NO, NO, NONE, false, k::core::v1::Pod) },
 ];
+
+/// The group of the resource metrics API.
+pub const METRICS_GROUP: &str = "metrics.k8s.io";
 
 /// Custom resources served, from the CustomResourceDefinitions (replaced as a whole).
 static CUSTOM: std::sync::RwLock<Vec<&'static ResourceDef>> = std::sync::RwLock::new(Vec::new());

@@ -35,8 +35,13 @@ impl Attributes {
         if r.group.is_empty() && r.resource == "namespaces" {
             namespace = r.name.clone();
         }
+        // Opening a stream into a pod is `create`, whether asked by POST (SPDY) or by a GET
+        // WebSocket upgrade (upstream since 1.31): `get` on pods/exec must not be enough.
+        let streams = r.group.is_empty()
+            && r.resource == "pods"
+            && matches!(r.subresource.as_deref(), Some("exec" | "attach" | "portforward"));
         Attributes {
-            verb: r.verb.as_str().to_string(),
+            verb: if streams { "create".to_string() } else { r.verb.as_str().to_string() },
             namespace,
             group: r.group.clone(),
             resource: r.resource.clone(),

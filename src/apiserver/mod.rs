@@ -12,8 +12,11 @@ pub mod client;
 pub mod crds;
 pub mod discovery;
 pub mod eviction;
+pub mod metrics;
+pub mod node_proxy;
 pub mod objects;
 pub mod openapi;
+pub mod pod_streams;
 pub mod policy;
 pub mod request;
 pub mod reviews;
@@ -94,6 +97,8 @@ pub struct ApiServer {
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
     /// Signs and checks ServiceAccount tokens.
     pub tokens: Option<tokens::TokenSigner>,
+    /// How node agents are reached (`pods/log`, `pods/exec`, …) and certified; set by `kelp server`.
+    pub nodes: std::sync::OnceLock<node_proxy::NodeAccess>,
     ready: AtomicBool,
 }
 
@@ -111,8 +116,16 @@ impl ApiServer {
             config,
             alloc_lock: tokio::sync::Mutex::new(()),
             tokens,
+            nodes: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         }))
+    }
+
+    /// The way to node agents; 503 in a server started without one (tests of the API alone).
+    pub fn node_access(&self) -> Result<&node_proxy::NodeAccess, StatusError> {
+        self.nodes.get().ok_or_else(|| {
+            StatusError::new(503, "ServiceUnavailable", "this API server has no connection to node agents")
+        })
     }
 
     pub fn set_ready(&self) {
@@ -165,6 +178,9 @@ impl ApiServer {
             Target::Resource(r) => objects::serve(self, r, req, query, user).await,
             // Upstream serves OpenAPI to authenticated users only.
             Target::Other(path) if openapi::handles(&path) => openapi::serve(&req, &path).await,
+            Target::Other(path) if path == node_proxy::SERVING_CERT_PATH && req.method() == http::Method::POST => {
+                self.node_access()?.serving_cert(&user, req.body())
+            }
             Target::Other(_) => {
                 Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"))
             }
@@ -350,7 +366,7 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
                 tracing::debug!(message = "connection ended with an error", %peer, error = %e);
             }
         });

@@ -88,6 +88,9 @@ pub async fn serve(
             return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
+    if def.group == registry::METRICS_GROUP {
+        return super::metrics::serve(api, def, &r, query).await;
+    }
     let mut ctx = Ctx::new(api.clone(), def, r.namespace.clone(), query, header_str(&req, header::ACCEPT))?;
     ctx.user_agent = header_str(&req, header::USER_AGENT);
     let name = r.name.clone().unwrap_or_default();
@@ -123,6 +126,17 @@ pub async fn serve(
             ctx.respond_object(StatusCode::CREATED, &tr)
         }
         (Verb::Update, Some("finalize")) => ctx.finalize_namespace(&name, req.body()).await,
+        (Verb::Get, Some("log")) if def.group.is_empty() && def.plural == "pods" => {
+            super::pod_streams::serve_pod(&ctx, "log", &name, req).await
+        }
+        (Verb::Get | Verb::Create, Some(sub @ ("exec" | "attach" | "portforward")))
+            if def.group.is_empty() && def.plural == "pods" =>
+        {
+            super::pod_streams::serve_pod(&ctx, sub, &name, req).await
+        }
+        (_, Some("proxy")) if def.group.is_empty() && def.plural == "nodes" => {
+            super::pod_streams::serve_node_proxy(&ctx, &name, req).await
+        }
         (_, Some(sub)) => {
             Err(StatusError::new(404, "NotFound", format!("{}/{sub} is not served by this kelp version", def.plural)))
         }

@@ -210,6 +210,7 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "patch", "update"]),
                 rule(&["discovery.k8s.io"], &["endpointslices"], READ),
                 rule(&["storage.k8s.io"], &["csidrivers", "csinodes", "volumeattachments"], READ),
+                json!({"verbs": ["post"], "nonResourceURLs": [super::node_proxy::SERVING_CERT_PATH]}),
             ],
             None,
         ),

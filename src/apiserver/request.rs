@@ -172,7 +172,8 @@ impl Query {
     }
 }
 
-fn url_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+/// The `key=value` pairs of a query string, decoded, repeats kept.
+pub fn url_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
     q.split('&').filter(|s| !s.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k), percent_decode(v))

@@ -90,7 +90,11 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Namespac
             Vec::new()
         }
     };
-    let namespaced: Vec<&Served> = served.iter().filter(|s| s.namespaced && s.can(verbs::LIST)).collect();
+    // As upstream: only what can be listed and deleted (not read-only views such as metrics).
+    let namespaced: Vec<&Served> = served
+        .iter()
+        .filter(|s| s.namespaced && s.can(verbs::LIST) && (s.can(verbs::DELETE) || s.can(verbs::DELETE_COLLECTION)))
+        .collect();
     // Delete everything; then count what is left (things with finalizers or grace periods).
     for s in &namespaced {
         if let Err(e) = delete_all(&ctx.client, &name, s).await {
