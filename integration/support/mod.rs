@@ -217,11 +217,18 @@ pub struct Agent {
     pub child: Option<Child>,
     pub bridge: String,
     pub cgroup_root: String,
+    /// Extra flags of every start.
+    pub flags: Vec<String>,
 }
 
 impl Agent {
     /// Starts an agent named `unique(prefix)`; `images` are copied into its air-gap folder first.
     pub fn start(server: &Server, prefix: &str, images: &[&Path]) -> Agent {
+        Agent::start_with(server, prefix, images, &[])
+    }
+
+    /// Same, with extra `kelp agent` flags.
+    pub fn start_with(server: &Server, prefix: &str, images: &[&Path], flags: &[&str]) -> Agent {
         let dir = tempfile::Builder::new().prefix("kelp-agent-").tempdir().expect("temp dir");
         let node = unique(prefix);
         let short = &node[node.len() - 8..];
@@ -232,6 +239,7 @@ impl Agent {
             node,
             dir,
             child: None,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         let img_dir = a.data_dir().join("agent/images");
         std::fs::create_dir_all(&img_dir).expect("images dir");
@@ -278,6 +286,7 @@ impl Agent {
             .arg("--pod-log-dir")
             .arg(self.pod_log_dir())
             .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

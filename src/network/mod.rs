@@ -459,6 +459,35 @@ impl PodNetwork {
         Some(Sandbox { ip: Some(IpAddr::V4(ip)), ..paths })
     }
 
+    /// A TCP connection to `localhost:port` inside the pod's network namespace (port-forward):
+    /// the socket is made on a short-lived thread that joined the namespace, and stays in it.
+    /// hostNetwork pods are reached on the host's loopback.
+    pub async fn connect(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream, NetworkError> {
+        let sandbox = self
+            .sandbox(pod_uid)
+            .await
+            .ok_or_else(|| NetworkError::Invalid(format!("pod {pod_uid} has no sandbox on this node")))?;
+        let target = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let what = format!("failed to connect to localhost:{port} inside the network namespace of pod {pod_uid}");
+        let stream = match sandbox.net_ns {
+            None => std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5))
+                .map_err(io_err(what))?,
+            Some(ns) => {
+                netlink::on_own_thread("kelp-portfwd", move || {
+                    let f = File::open(&ns).map_err(io_err(format!("opening {}", ns.display())))?;
+                    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| io_err(format!("joining network namespace {}", ns.display()))(e.into()))?;
+                    std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5))
+                        .map_err(io_err(what))
+                })
+                .await?
+            }
+        };
+        stream.set_nonblocking(true).map_err(io_err("port-forward socket"))?;
+        let _ = stream.set_nodelay(true);
+        tokio::net::TcpStream::from_std(stream).map_err(io_err("port-forward socket"))
+    }
+
     /// The IP allocated to a pod, if any (also after an agent restart).
     pub fn pod_ip(&self, pod_uid: &str) -> Result<Option<IpAddr>, NetworkError> {
         Ok(self.ipam.lookup(pod_uid)?.map(IpAddr::V4))

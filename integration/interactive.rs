@@ -1,0 +1,581 @@
+//! Looking at running pods, end to end with real kubectl (1.27, 1.30, 1.31, 1.33) and real
+//! containers: `logs` (-f, --tail, --previous, deploy/x, -l), `exec` (exit codes, stdin, a terminal
+//! under tmux), `cp` both ways, `port-forward` (several ports, sequential and parallel requests, a
+//! closed port), `top`, and who may do what (a `view` user can read logs but not exec; the agent
+//! serves nobody but the API server). The Python client's exec and port-forward too.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::PostParams;
+use kube::Api;
+use serde_json::{json, Value};
+use support::{fixtures, free_port, kubectl_path, unique, Agent, Server};
+
+const VERSIONS: &[&str] = &["1.27", "1.30", "1.31", "1.33"];
+const IMAGE: &str = "docker.io/kelp-test/busybox:latest";
+
+/// A server (scheduler and controllers on) with one agent node.
+struct Cluster {
+    server: Server,
+    agent: Agent,
+    client: kube::Client,
+    ns: String,
+}
+
+impl Cluster {
+    async fn start(prefix: &str, extra_agent_flags: &[&str]) -> Cluster {
+        let cidr = format!("10.{}.0.0/16", 100 + rand::random_range(0..150u32));
+        let server = Server::start_with(&["--cluster-cidr", &cidr]);
+        let client = server.client().await;
+        let busybox = fixtures().join("busybox.oci.tar");
+        let agent = Agent::start_with(&server, prefix, &[busybox.as_path()], extra_agent_flags);
+        let ns = unique(prefix);
+        let api: Api<Namespace> = Api::all(client.clone());
+        api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+            .await
+            .unwrap();
+        let c = Cluster { server, agent, client, ns };
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c.client.clone());
+        c.wait(60, "the node to be Ready", || async {
+            let n = nodes.get_opt(&c.agent.node).await.ok().flatten()?;
+            n.status?.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+        })
+        .await;
+        c
+    }
+
+    async fn wait<T, F, Fut>(&self, secs: u64, what: &str, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}\nagent log:\n{}\nserver log:\n{}",
+                    self.agent.log(),
+                    self.server.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Creates a pod from `spec` (containers get the test image and IfNotPresent) on the node and
+    /// waits until it runs.
+    async fn run_pod(&self, name: &str, mut spec: Value) -> Pod {
+        for c in spec["containers"].as_array_mut().unwrap() {
+            c["image"] = json!(IMAGE);
+            c["imagePullPolicy"] = json!("IfNotPresent");
+        }
+        spec["nodeName"] = json!(self.agent.node);
+        spec["terminationGracePeriodSeconds"] = json!(1);
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": name}}, "spec": spec})).unwrap();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        self.wait(90, &format!("pod {name} running"), || async {
+            let p = pods.get(name).await.ok()?;
+            let st = p.status.as_ref()?;
+            let all_running = st
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .all(|c| c.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
+            (st.phase.as_deref() == Some("Running") && all_running).then_some(p)
+        })
+        .await
+    }
+
+    fn kubectl(&self, version: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        self.server.kubectl(version, &all)
+    }
+
+    fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
+        let out = self.kubectl(version, args);
+        assert!(
+            out.status.success(),
+            "kubectl {version} {args:?} failed ({}): {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A kubectl process of `version` in this namespace, not waited for.
+    fn kubectl_cmd(&self, version: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(kubectl_path(version));
+        cmd.arg("--kubeconfig")
+            .arg(self.server.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.server.dir.path().join(format!("kubectl-cache-{version}")))
+            .args(["-n", &self.ns])
+            .args(args);
+        cmd
+    }
+}
+
+/// Reads lines from a child's stdout on a thread, handing them over with their arrival time.
+fn line_reader(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<(Instant, String)> {
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test]
+async fn logs_follow_tail_previous_and_workload_selectors() {
+    let c = Cluster::start("logs", &[]).await;
+    c.run_pod(
+        "two",
+        json!({"containers": [
+            {"name": "a", "command": ["sh", "-c", "i=0; while true; do echo a $i; echo oops $i >&2; i=$((i+1)); sleep 0.2; done"]},
+            {"name": "b", "command": ["sh", "-c", "echo from b; sleep 3600"]},
+        ]}),
+    )
+    .await;
+    // Without a container, the API names the choices (kubectl picks the first one itself).
+    let raw = c.server.kubectl("1.33", &["get", "--raw", &format!("/api/v1/namespaces/{}/pods/two/log", c.ns)]);
+    let err = String::from_utf8_lossy(&raw.stderr);
+    assert!(!raw.status.success());
+    assert!(err.contains("a container name must be specified for pod two, choose one of: [a b]"), "{err}");
+    let raw =
+        c.server.kubectl("1.33", &["get", "--raw", &format!("/api/v1/namespaces/{}/pods/two/log?container=zz", c.ns)]);
+    assert!(String::from_utf8_lossy(&raw.stderr).contains("container zz is not valid for pod two"));
+    let raw = c.server.kubectl(
+        "1.33",
+        &["get", "--raw", &format!("/api/v1/namespaces/{}/pods/two/log?container=a&tailLines=-1", c.ns)],
+    );
+    assert!(String::from_utf8_lossy(&raw.stderr).contains("tailLines"), "{}", String::from_utf8_lossy(&raw.stderr));
+
+    for v in VERSIONS {
+        assert_eq!(c.kubectl_ok(v, &["logs", "two", "-c", "b"]), "from b\n");
+        let tail = c.kubectl_ok(v, &["logs", "two", "-c", "a", "--tail=2"]);
+        assert_eq!(tail.lines().count(), 2, "{tail}");
+        assert!(tail.lines().all(|l| l.starts_with("a ") || l.starts_with("oops ")), "{tail}");
+        let limited = c.kubectl_ok(v, &["logs", "two", "-c", "a", "--limit-bytes=3"]);
+        assert_eq!(limited, "a 0");
+        let since = c.kubectl_ok(v, &["logs", "two", "-c", "a", "--since=1s"]);
+        assert!(!since.contains("a 0\n"), "--since=1s leaves out the first lines");
+        let prev = c.kubectl(v, &["logs", "two", "-c", "a", "--previous"]);
+        assert!(String::from_utf8_lossy(&prev.stderr)
+            .contains("previous terminated container \"a\" in pod \"two\" not found"));
+
+        // -f: lines arrive while they are written. Each line carries its write time
+        // (--timestamps); the quickest of ten arrivals shows the stream is live, not buffered.
+        let mut child = c
+            .kubectl_cmd(v, &["logs", "-f", "two", "-c", "a", "--timestamps", "--tail=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rx = line_reader(&mut child);
+        let mut best = Duration::MAX;
+        for _ in 0..10 {
+            let (at, line) = rx.recv_timeout(Duration::from_secs(10)).expect("a followed line");
+            let ts = line.split(' ').next().unwrap();
+            let written = chrono::DateTime::parse_from_rfc3339(ts).unwrap();
+            let now = chrono::Utc::now() - chrono::Duration::from_std(at.elapsed()).unwrap();
+            let lag = (now - written.with_timezone(&chrono::Utc)).to_std().unwrap_or_default();
+            best = best.min(lag);
+        }
+        assert!(
+            best < Duration::from_secs(1),
+            "kubectl {v} logs -f: the freshest line arrived {best:?} after it was written"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // --previous after a restart.
+    c.run_pod(
+        "crash",
+        json!({"containers": [{"name": "c", "command": ["sh", "-c", "echo run $(date +%s%N); sleep 2; exit 1"]}]}),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.ns);
+    c.wait(60, "a restart", || async {
+        let p = pods.get("crash").await.ok()?;
+        (p.status?.container_statuses?.first()?.restart_count >= 1).then_some(())
+    })
+    .await;
+    let prev = c.kubectl_ok("1.33", &["logs", "crash", "--previous"]);
+    assert!(prev.starts_with("run "), "{prev}");
+
+    // deploy/x and -l app=x: kubectl finds the pods through the API.
+    let deploy = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": c.ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "w", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", "echo hello from $(hostname); sleep 3600"]}]}}}
+    });
+    let file = c.server.dir.path().join("deploy.json");
+    std::fs::write(&file, deploy.to_string()).unwrap();
+    c.kubectl_ok("1.33", &["apply", "-f", file.to_str().unwrap()]);
+    c.wait(90, "the deployment's pods to log", || async {
+        let out = c.kubectl("1.33", &["logs", "-l", "app=web", "--prefix"]);
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        (s.matches("hello from web-").count() == 2).then_some(())
+    })
+    .await;
+    for v in VERSIONS {
+        let one = c.kubectl_ok(v, &["logs", "deploy/web"]);
+        assert!(one.starts_with("hello from web-"), "{one}");
+    }
+}
+
+#[tokio::test]
+async fn top_shows_the_cpu_of_a_busy_pod() {
+    let c = Cluster::start("top", &[]).await;
+    c.run_pod("busy", json!({"containers": [{"name": "spin", "command": ["sh", "-c", "while :; do :; done"]}]})).await;
+    c.run_pod("idle", json!({"containers": [{"name": "nap", "command": ["sleep", "3600"]}]})).await;
+    for v in VERSIONS {
+        let line = c
+            .wait(60, &format!("kubectl {v} top pods to show the busy pod"), || async {
+                let out = c.kubectl(v, &["top", "pods", "--no-headers"]);
+                let s = String::from_utf8_lossy(&out.stdout).into_owned();
+                s.lines().find(|l| l.starts_with("busy ")).map(str::to_string)
+            })
+            .await;
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let millicores: u64 = cols[1].trim_end_matches('m').parse().unwrap();
+        assert!(millicores >= 100, "a spinning shell uses a good part of a core: {line}");
+        let nodes = c.kubectl_ok(v, &["top", "nodes", "--no-headers"]);
+        assert!(nodes.lines().any(|l| l.starts_with(&c.agent.node)), "{nodes}");
+    }
+    // Label selectors and one pod.
+    let out = c.kubectl_ok("1.33", &["top", "pods", "-l", "app=idle", "--no-headers"]);
+    assert!(out.starts_with("idle ") && !out.contains("busy"), "{out}");
+    let pm: Value =
+        serde_json::from_str(&c.server.kubectl_ok(
+            "1.33",
+            &["get", "--raw", &format!("/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods/busy", c.ns)],
+        ))
+        .unwrap();
+    assert_eq!(pm["kind"], "PodMetrics");
+    assert_eq!(pm["containers"][0]["name"], "spin");
+    // The agent's own summary, through nodes/proxy.
+    let summary: Value = serde_json::from_str(
+        &c.server.kubectl_ok("1.33", &["get", "--raw", &format!("/api/v1/nodes/{}/proxy/stats/summary", c.agent.node)]),
+    )
+    .unwrap();
+    assert_eq!(summary["node"]["nodeName"], json!(c.agent.node));
+    assert!(summary["pods"].as_array().unwrap().iter().any(|p| p["podRef"]["name"] == "busy"));
+}
+
+#[tokio::test]
+async fn only_the_api_server_reaches_the_agent_and_view_users_cannot_exec() {
+    let c = Cluster::start("authz", &[]).await;
+    c.run_pod("p", json!({"containers": [{"name": "c", "command": ["sh", "-c", "echo visible; sleep 3600"]}]})).await;
+    let viewer = c.server.user_kubeconfig("viewer", &[]);
+    c.kubectl_ok("1.33", &["create", "rolebinding", "viewer-view", "--clusterrole=view", "--user=viewer"]);
+    let ns = c.ns.clone();
+    let logs = c.server.kubectl_with("1.33", &viewer, &["-n", &ns, "logs", "p"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "visible\n", "{}", String::from_utf8_lossy(&logs.stderr));
+    for v in VERSIONS {
+        let exec = c.server.kubectl_with(v, &viewer, &["-n", &ns, "exec", "p", "--", "true"]);
+        assert!(!exec.status.success());
+        let err = String::from_utf8_lossy(&exec.stderr);
+        assert!(err.contains("forbidden") && err.contains("pods/exec"), "kubectl {v}: {err}");
+        let pf = c.server.kubectl_with(v, &viewer, &["-n", &ns, "port-forward", "p", &format!("{}:80", free_port())]);
+        assert!(
+            String::from_utf8_lossy(&pf.stderr).contains("pods/portforward"),
+            "kubectl {v}: {}",
+            String::from_utf8_lossy(&pf.stderr)
+        );
+    }
+    // The agent's port: the admin's certificate (same CA, other identity) is refused; no certificate,
+    // no TLS session.
+    let node: k8s_openapi::api::core::v1::Node = Api::all(c.client.clone()).get(&c.agent.node).await.unwrap();
+    let port = node.status.unwrap().daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
+    let kc: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(c.server.kubeconfig()).unwrap()).unwrap();
+    use base64::Engine;
+    let b64 = |k: &str| {
+        base64::engine::general_purpose::STANDARD.decode(kc["users"][0]["user"][k].as_str().unwrap()).unwrap()
+    };
+    let cert = c.server.dir.path().join("admin.crt");
+    let key = c.server.dir.path().join("admin.key");
+    std::fs::write(&cert, b64("client-certificate-data")).unwrap();
+    std::fs::write(&key, b64("client-key-data")).unwrap();
+    let url = format!("https://127.0.0.1:{port}/pods");
+    let admin =
+        Command::new("curl").args(["-sk", "--cert"]).arg(&cert).arg("--key").arg(&key).arg(&url).output().unwrap();
+    let body = String::from_utf8_lossy(&admin.stdout);
+    assert!(body.contains("Forbidden") && !body.contains("PodList"), "{body}");
+    let anonymous = Command::new("curl").args(["-sk", &url]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&anonymous.stdout).contains("PodList"));
+    assert!(!anonymous.status.success(), "no client certificate, no TLS session");
+}
+
+/// Reads everything a child printed on stdout and stderr.
+fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String, String) {
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (child.wait().unwrap(), out, err)
+}
+
+#[tokio::test]
+async fn exec_exit_codes_stdin_terminal_and_cleanup() {
+    let c = Cluster::start("exec", &[]).await;
+    c.run_pod("sh", json!({"containers": [{"name": "c", "command": ["sleep", "3600"]}, {"name": "d", "command": ["sleep", "3600"]}]})).await;
+    for v in VERSIONS {
+        assert_eq!(c.kubectl_ok(v, &["exec", "sh", "-c", "c", "--", "echo", "hi"]), "hi\n");
+        let out = c.kubectl(v, &["exec", "sh", "-c", "c", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "kubectl {v}: the command's exit code: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+        // stdin, to its end.
+        let mut child = c
+            .kubectl_cmd(v, &["exec", "-i", "sh", "-c", "c", "--", "sh", "-c", "cat; echo done"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"line one\nline two\n").unwrap();
+        let (st, out, err) = finish(child);
+        assert!(st.success(), "kubectl {v} exec -i: {err}");
+        assert_eq!(out, "line one\nline two\ndone\n");
+        // The process is in the container: its hostname, pid namespace and cgroup.
+        assert_eq!(c.kubectl_ok(v, &["exec", "sh", "-c", "c", "--", "hostname"]).trim(), "sh");
+        // Bad input: a container the pod does not have.
+        let bad = c.kubectl(v, &["exec", "sh", "-c", "zz", "--", "true"]);
+        assert!(!bad.status.success());
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("container zz is not valid for pod sh"),
+            "kubectl {v}: {}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
+    }
+    // A terminal: `exec -it` under tmux, a real pty on the client side too.
+    for v in VERSIONS {
+        let session = unique("kelp-tmux");
+        let kubectl = c.kubectl_cmd(v, &["exec", "-it", "sh", "-c", "c", "--", "sh"]);
+        let cmdline = std::iter::once(kubectl.get_program().to_string_lossy().into_owned())
+            .chain(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()))
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &format!("{cmdline}; sleep 30")])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+        let capture = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut screen = String::new();
+        while Instant::now() < deadline {
+            tmux(&["send-keys", "-t", &session, "echo T$((6*7)); tty; stty size", "Enter"]);
+            std::thread::sleep(Duration::from_millis(700));
+            screen = capture();
+            if screen.contains("T42") && screen.contains("30 100") {
+                break;
+            }
+        }
+        tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
+        std::thread::sleep(Duration::from_millis(300));
+        tmux(&["kill-session", "-t", &session]);
+        assert!(screen.contains("T42"), "kubectl {v} exec -it: the shell answered:\n{screen}");
+        assert!(screen.contains("/dev/pts/"), "kubectl {v} exec -it: a terminal:\n{screen}");
+        assert!(screen.contains("30 100"), "kubectl {v} exec -it: the terminal has the client's size:\n{screen}");
+    }
+    // A client that goes away takes its process along.
+    let mut child =
+        c.kubectl_cmd("1.33", &["exec", "sh", "-c", "c", "--", "sleep", "4242"]).stdout(Stdio::null()).spawn().unwrap();
+    c.wait(20, "the exec'd sleep to run", || async {
+        let ps = c.kubectl_ok("1.33", &["exec", "sh", "-c", "c", "--", "ps"]);
+        ps.contains("sleep 4242").then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    c.wait(20, "the exec'd sleep to be gone with its client", || async {
+        let ps = c.kubectl_ok("1.33", &["exec", "sh", "-c", "c", "--", "ps"]);
+        (!ps.contains("sleep 4242")).then_some(())
+    })
+    .await;
+}
+
+fn sha_tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    let out =
+        Command::new("sh").arg("-c").arg("find . -type f | sort | xargs sha256sum").current_dir(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (h, p) = l.split_once("  ").unwrap();
+            (p.to_string(), h.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn cp_round_trips_a_directory() {
+    let c = Cluster::start("cp", &[]).await;
+    c.run_pod("box", json!({"containers": [{"name": "c", "command": ["sleep", "3600"]}]})).await;
+    let src = c.server.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("a.txt"), "hello\n").unwrap();
+    std::fs::write(src.join("sub/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(src.join("sub/deeper/c"), "").unwrap();
+    let want = sha_tree(&src);
+    for v in VERSIONS {
+        let remote = format!("box:/tmp/d{}", v.replace('.', ""));
+        c.kubectl_ok(v, &["cp", src.to_str().unwrap(), &remote]);
+        let back = c.server.dir.path().join(format!("back{}", v.replace('.', "")));
+        c.kubectl_ok(v, &["cp", &remote, back.to_str().unwrap()]);
+        assert_eq!(sha_tree(&back), want, "kubectl {v} cp round trip");
+    }
+}
+
+/// One HTTP/1.0 GET on 127.0.0.1:`port`; the body, or None when the connection fails or closes early.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_string())
+}
+
+#[tokio::test]
+async fn port_forward_several_ports_many_requests_and_a_closed_port() {
+    let c = Cluster::start("pf", &[]).await;
+    c.run_pod(
+        "web",
+        json!({"containers": [{"name": "httpd", "command": ["sh", "-c",
+            "mkdir -p /w1 /w2; echo one > /w1/index.html; echo two > /w2/index.html; httpd -p 127.0.0.1:8080 -h /w1; httpd -p 8081 -h /w2; sleep 3600"]}]}),
+    )
+    .await;
+    for v in VERSIONS {
+        let (p1, p2, p3) = (free_port(), free_port(), free_port());
+        let mut child = c
+            .kubectl_cmd(
+                v,
+                &["port-forward", "pod/web", &format!("{p1}:8080"), &format!("{p2}:8081"), &format!("{p3}:9999")],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rx = line_reader(&mut child);
+        let mut ready = 0;
+        while ready < 3 {
+            let (_, l) = rx.recv_timeout(Duration::from_secs(20)).expect("kubectl port-forward to be ready");
+            if l.starts_with("Forwarding from 127.0.0.1") {
+                ready += 1;
+            }
+        }
+        for i in 0..100 {
+            let body = http_get(if i % 2 == 0 { p1 } else { p2 }, "/");
+            assert_eq!(body.as_deref(), Some(if i % 2 == 0 { "one\n" } else { "two\n" }), "kubectl {v}: request {i}");
+        }
+        let parallel: Vec<_> =
+            (0..20).map(|i| std::thread::spawn(move || http_get(if i % 2 == 0 { p1 } else { p2 }, "/"))).collect();
+        for (i, t) in parallel.into_iter().enumerate() {
+            assert_eq!(
+                t.join().unwrap().as_deref(),
+                Some(if i % 2 == 0 { "one\n" } else { "two\n" }),
+                "kubectl {v}: parallel request {i}"
+            );
+        }
+        // Nothing listens on 9999: that connection fails, the session goes on.
+        assert_eq!(http_get(p3, "/"), None);
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..5 {
+            assert_eq!(http_get(p1, "/").as_deref(), Some("one\n"), "kubectl {v}: the session survives a closed port");
+        }
+        let _ = child.kill();
+        let (_, _, err) = finish(child);
+        assert!(err.contains("9999"), "kubectl {v} reports the closed port: {err}");
+    }
+}
+
+#[tokio::test]
+async fn python_client_exec_and_port_forward() {
+    let python = fixtures().join("pyenv/bin/python3");
+    assert!(python.exists(), "{} missing: the test command creates it", python.display());
+    let c = Cluster::start("py", &[]).await;
+    c.run_pod(
+        "py",
+        json!({"containers": [{"name": "c", "command": ["sh", "-c", "mkdir -p /w; echo pyok > /w/index.html; httpd -p 8080 -h /w; sleep 3600"]}]}),
+    )
+    .await;
+    let script = format!(
+        r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream, portforward
+config.load_kube_config(config_file={kc:?})
+api = client.CoreV1Api()
+out = stream(api.connect_get_namespaced_pod_exec, "py", {ns:?}, command=["sh", "-c", "echo from-exec; echo to-err >&2"],
+             stderr=True, stdin=False, stdout=True, tty=False)
+assert "from-exec" in out, out
+resp = stream(api.connect_get_namespaced_pod_exec, "py", {ns:?}, command=["sh", "-c", "read x; echo got $x; exit 3"],
+              stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+resp.write_stdin("hello\n")
+resp.run_forever(timeout=20)
+assert "got hello" in resp.read_stdout() + resp.peek_stdout(), "stdin reached the process"
+assert resp.returncode == 3, resp.returncode
+pf = portforward(api.connect_get_namespaced_pod_portforward, "py", {ns:?}, ports="8080")
+sock = pf.socket(8080)
+sock.setblocking(True)
+sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = sock.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+sock.close()
+assert b"pyok" in data, data
+err = pf.error(8080)
+assert err is None, err
+print("python-ok")
+"#,
+        kc = c.server.kubeconfig().display().to_string(),
+        ns = c.ns,
+    );
+    let out = Command::new(&python).arg("-c").arg(&script).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("python-ok"),
+        "python client: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
