@@ -1248,3 +1248,43 @@ async fn service_account_tokens() {
     .await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test]
+async fn default_roles_regain_new_permissions_on_restart_unless_opted_out() {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let mut server = Server::start_with(&["--disable-controller-manager", "--disable-scheduler"]);
+    let client = server.client().await;
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    // An older cluster: the agents' role without the serving-certificate permission, and an extra
+    // rule an administrator added.
+    let mut agent = roles.get("system:kelp:agent").await.unwrap();
+    let full = agent.rules.clone().unwrap();
+    let rules = agent.rules.as_mut().unwrap();
+    rules.retain(|r| r.non_resource_urls.is_none());
+    let extra: k8s_openapi::api::rbac::v1::PolicyRule =
+        serde_json::from_value(json!({"apiGroups": ["example.com"], "resources": ["things"], "verbs": ["get"]}))
+            .unwrap();
+    rules.push(extra.clone());
+    roles.replace("system:kelp:agent", &PostParams::default(), &agent).await.unwrap();
+    // One opted out of updates.
+    let mut view = roles.get("system:aggregate-to-view").await.unwrap();
+    view.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("rbac.authorization.kubernetes.io/autoupdate".into(), "false".into());
+    view.rules.as_mut().unwrap().truncate(1);
+    roles.replace("system:aggregate-to-view", &PostParams::default(), &view).await.unwrap();
+
+    server.kill9();
+    server.spawn();
+    let client = server.client().await;
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let agent = roles.get("system:kelp:agent").await.unwrap();
+    let now = agent.rules.unwrap();
+    for r in &full {
+        assert!(now.contains(r), "restored: {r:?}");
+    }
+    assert!(now.contains(&extra), "an administrator's rule stays");
+    let view = roles.get("system:aggregate-to-view").await.unwrap();
+    assert_eq!(view.rules.unwrap().len(), 1, "autoupdate=false is left alone");
+}

@@ -28,11 +28,47 @@ where
     }
 }
 
+/// Creates a default ClusterRole, or — as upstream's RBAC reconciliation does for roles annotated
+/// `rbac.authorization.kubernetes.io/autoupdate: "true"` — adds the rules a newer kelp gives it
+/// (kept: rules an administrator added).
+async fn reconcile_role(api: &Api<ClusterRole>, want: serde_json::Value) -> Result<(), ServerError> {
+    let name = want["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let existing = api.get_opt(&name).await.map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    let Some(mut have) = existing else { return ensure(api, want).await };
+    let autoupdate = have
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("rbac.authorization.kubernetes.io/autoupdate"))
+        .is_none_or(|v| v != "false");
+    if !autoupdate {
+        return Ok(());
+    }
+    let want: ClusterRole = serde_json::from_value(want).map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    let rules = have.rules.get_or_insert_with(Vec::new);
+    let before = rules.len();
+    for r in want.rules.unwrap_or_default() {
+        if !rules.contains(&r) {
+            rules.push(r);
+        }
+    }
+    if rules.len() == before {
+        return Ok(());
+    }
+    tracing::info!(message = "adding new default permissions to a cluster role", role = %name);
+    match api.replace(&name, &PostParams::default(), &have).await {
+        Ok(_) => Ok(()),
+        // Changed meanwhile (another server of the cluster reconciling): its copy wins.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(ServerError::Bootstrap(e.to_string())),
+    }
+}
+
 /// Make the objects every cluster has; idempotent. `endpoint` is where the API server listens.
 pub async fn run(client: Client, service_ip: IpAddr, endpoint: IpAddr, port: u16) -> Result<(), ServerError> {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     for r in super::policy::cluster_roles() {
-        ensure(&roles, r).await?;
+        reconcile_role(&roles, r).await?;
     }
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     for b in super::policy::cluster_role_bindings() {
