@@ -383,30 +383,8 @@ async fn exec_exit_codes_stdin_terminal_and_cleanup() {
     }
     // A terminal: `exec -it` under tmux, a real pty on the client side too.
     for v in VERSIONS {
-        let session = unique("kelp-tmux");
-        let kubectl = c.kubectl_cmd(v, &["exec", "-it", "sh", "-c", "c", "--", "sh"]);
-        let cmdline = std::iter::once(kubectl.get_program().to_string_lossy().into_owned())
-            .chain(kubectl.get_args().map(|a| a.to_string_lossy().into_owned()))
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &format!("{cmdline}; sleep 30")])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
-        let capture = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut screen = String::new();
-        while Instant::now() < deadline {
-            tmux(&["send-keys", "-t", &session, "echo T$((6*7)); tty; stty size", "Enter"]);
-            std::thread::sleep(Duration::from_millis(700));
-            screen = capture();
-            if screen.contains("T42") && screen.contains("30 100") {
-                break;
-            }
-        }
+        let session = tmux_start(&quoted(&c.kubectl_cmd(v, &["exec", "-it", "sh", "-c", "c", "--", "sh"])));
+        let screen = tmux_until(&session, "echo T$((6*7)); tty; stty size", &["T42", "30 100"]);
         tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
         std::thread::sleep(Duration::from_millis(300));
         tmux(&["kill-session", "-t", &session]);
@@ -578,4 +556,124 @@ print("python-ok")
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `cmdline` (already quoted) in a detached tmux session of 100x30; returns the session name.
+fn tmux_start(cmdline: &str) -> String {
+    let session = unique("kelp-tmux");
+    let ok = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &format!("{cmdline}; sleep 30")])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    session
+}
+
+fn tmux(args: &[&str]) -> String {
+    String::from_utf8_lossy(&Command::new("tmux").args(args).output().unwrap().stdout).into_owned()
+}
+
+/// Types `keys` + Enter until the screen shows every one of `want` (or 20 s pass); returns the screen.
+fn tmux_until(session: &str, keys: &str, want: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut screen = String::new();
+    while Instant::now() < deadline {
+        tmux(&["send-keys", "-t", session, keys, "Enter"]);
+        std::thread::sleep(Duration::from_millis(700));
+        screen = tmux(&["capture-pane", "-p", "-t", session]);
+        if want.iter().all(|w| screen.contains(w)) {
+            break;
+        }
+    }
+    screen
+}
+
+fn quoted(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn attach_to_a_terminal_to_output_and_kubectl_run() {
+    let c = Cluster::start("attach", &[]).await;
+    c.run_pod("term", json!({"containers": [{"name": "c", "command": ["sh"], "stdin": true, "tty": true}]})).await;
+    c.run_pod(
+        "ticker",
+        json!({"containers": [{"name": "c", "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"]}]}),
+    )
+    .await;
+    for v in VERSIONS {
+        // The container's own terminal.
+        let session = tmux_start(&quoted(&c.kubectl_cmd(v, &["attach", "-it", "term"])));
+        let screen = tmux_until(&session, "echo A$((40+2)); stty size", &["A42", "30 100"]);
+        tmux(&["kill-session", "-t", &session]);
+        assert!(screen.contains("A42"), "kubectl {v} attach -it: the container's shell answered:\n{screen}");
+        assert!(screen.contains("30 100"), "kubectl {v} attach -it: resized to the client:\n{screen}");
+        // Output only: new lines as they come.
+        let mut child =
+            c.kubectl_cmd(v, &["attach", "ticker"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let rx = line_reader(&mut child);
+        let mut ticks = 0;
+        while ticks < 3 {
+            let (_, l) = rx.recv_timeout(Duration::from_secs(10)).expect("attached output");
+            if l.starts_with("tick ") {
+                ticks += 1;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The terminal container still runs after its clients left.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.ns);
+    let p = pods.get("term").await.unwrap();
+    assert_eq!(p.status.unwrap().container_statuses.unwrap()[0].restart_count, 0);
+    // Asking stdin of a container without one is an error.
+    let out = c.kubectl("1.33", &["attach", "-i", "ticker"]);
+    assert!(!out.status.success());
+
+    // kubectl run -i: a pod with stdin, attached as it starts, removed after.
+    for v in ["1.27", "1.33"] {
+        let name = format!("run{}", v.replace('.', ""));
+        let mut child = c
+            .kubectl_cmd(
+                v,
+                &[
+                    "run",
+                    &name,
+                    "-i",
+                    "--rm",
+                    "--restart=Never",
+                    "--image",
+                    IMAGE,
+                    "--image-pull-policy=IfNotPresent",
+                    "--command",
+                    "--",
+                    "sh",
+                    "-c",
+                    "read x; echo got $x",
+                ],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            // Keep offering the line until kubectl is attached and the process read it.
+            for _ in 0..60 {
+                if stdin.write_all(b"hello\n").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let (st, out, err) = finish(child);
+        let _ = feeder.join();
+        assert!(st.success(), "kubectl {v} run -i: {err}");
+        assert!(out.contains("got hello"), "kubectl {v} run -i: {out}\n{err}");
+    }
 }
