@@ -93,32 +93,43 @@ pub async fn check(runtime: &Runtime, probe: &Probe, c: &Container, t: &Target) 
             Err(e) => Outcome::Failure(format!("command {cmd:?} failed: {e}")),
         };
     }
+    check_network(probe, c, t.ip, timeout).await
+}
+
+/// The checks made over the network (httpGet, tcpSocket, grpc) against `pod_ip`.
+pub async fn check_network(probe: &Probe, c: &Container, pod_ip: IpAddr, timeout: Duration) -> Outcome {
     if let Some(h) = &probe.http_get {
         let port = match port(&h.port, c) {
             Ok(p) => p,
             Err(e) => return Outcome::Failure(e),
         };
-        if h.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
-            return Outcome::Failure("HTTPS probes are not supported by this node".into());
-        }
+        let https = h.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"));
+        let scheme = if https { "https" } else { "http" };
         let host = h.host.clone().filter(|s| !s.is_empty());
         let ip = match &host {
             Some(hn) => match tokio::net::lookup_host((hn.as_str(), port)).await.ok().and_then(|mut a| a.next()) {
                 Some(a) => a.ip(),
                 None => return Outcome::Failure(format!("cannot resolve host {hn}")),
             },
-            None => t.ip,
+            None => pod_ip,
         };
         let path = h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
         let headers: Vec<(String, String)> =
             h.http_headers.iter().flatten().map(|hh| (hh.name.clone(), hh.value.clone())).collect();
-        return match tokio::time::timeout(timeout, http_get(SocketAddr::new(ip, port), &path, &headers)).await {
+        let addr = SocketAddr::new(ip, port);
+        let get = async {
+            if https {
+                https_get(addr, &path, &headers).await
+            } else {
+                http_get(addr, &path, &headers).await
+            }
+        };
+        return match tokio::time::timeout(timeout, get).await {
             Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
             Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
-            Ok(Err(e)) => Outcome::Failure(format!("Get \"http://{}{path}\": {e}", SocketAddr::new(ip, port))),
+            Ok(Err(e)) => Outcome::Failure(format!("Get \"{scheme}://{addr}{path}\": {e}")),
             Err(_) => Outcome::Failure(format!(
-                "Get \"http://{}{path}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
-                SocketAddr::new(ip, port)
+                "Get \"{scheme}://{addr}{path}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
             )),
         };
     }
@@ -127,7 +138,7 @@ pub async fn check(runtime: &Runtime, probe: &Probe, c: &Container, t: &Target) 
             Ok(p) => p,
             Err(e) => return Outcome::Failure(e),
         };
-        let ip = tcp.host.as_deref().and_then(|h| h.parse().ok()).unwrap_or(t.ip);
+        let ip = tcp.host.as_deref().and_then(|h| h.parse().ok()).unwrap_or(pod_ip);
         let addr = SocketAddr::new(ip, port);
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Outcome::Success,
@@ -135,15 +146,189 @@ pub async fn check(runtime: &Runtime, probe: &Probe, c: &Container, t: &Target) 
             Err(_) => Outcome::Failure(format!("dial tcp {addr}: i/o timeout")),
         };
     }
-    if probe.grpc.is_some() {
-        return Outcome::Failure("gRPC probes are not supported by this node".into());
+    if let Some(g) = &probe.grpc {
+        if !(1..=65535).contains(&g.port) {
+            return Outcome::Failure(format!("invalid port number: {}", g.port));
+        }
+        let addr = SocketAddr::new(pod_ip, g.port as u16);
+        let service = g.service.clone().unwrap_or_default();
+        return match tokio::time::timeout(timeout, grpc_health(addr, &service)).await {
+            Ok(Ok(1)) => Outcome::Success,
+            Ok(Ok(status)) => {
+                let name = match status {
+                    0 => "UNKNOWN",
+                    2 => "NOT_SERVING",
+                    3 => "SERVICE_UNKNOWN",
+                    _ => "UNKNOWN",
+                };
+                Outcome::Failure(format!("service unhealthy (responded with \"{name}\")"))
+            }
+            Ok(Err(e)) => Outcome::Failure(e),
+            Err(_) => Outcome::Failure(format!("timeout: health rpc did not complete within {}s", timeout.as_secs())),
+        };
     }
     Outcome::Failure("probe has no handler".into())
 }
 
+/// The gRPC health-checking protocol (`grpc.health.v1.Health/Check` over h2c): the reported
+/// status (1 = SERVING), or the failure as the kubelet words it.
+pub async fn grpc_health(addr: SocketAddr, service: &str) -> Result<u64, String> {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("failed to connect service \"{addr}\" within timeout: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("failed to connect service \"{addr}\": {e}"))?;
+    tokio::spawn(conn);
+    // HealthCheckRequest { string service = 1; } in a gRPC length-prefixed message.
+    let mut msg = Vec::new();
+    if !service.is_empty() {
+        msg.push(0x0a);
+        let mut n = service.len();
+        while n >= 0x80 {
+            msg.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        msg.push(n as u8);
+        msg.extend_from_slice(service.as_bytes());
+    }
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&msg);
+    let req = http::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .header(http::header::USER_AGENT, "kube-probe/1.33")
+        .body(http_body_util::Full::new(bytes::Bytes::from(framed)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| format!("health rpc failed: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.map_err(|e| format!("health rpc failed: {e}"))?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let grpc_status = |h: &http::HeaderMap| h.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let status = grpc_status(&trailers).or_else(|| grpc_status(&parts.headers)).unwrap_or_else(|| "2".into());
+    if status != "0" {
+        let message = trailers
+            .get("grpc-message")
+            .or_else(|| parts.headers.get("grpc-message"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        return Err(format!("rpc error: code = {} desc = {message}", grpc_code_name(&status)));
+    }
+    let data = collected.to_bytes();
+    // HealthCheckResponse { ServingStatus status = 1; }; an empty message is UNKNOWN (0).
+    let payload = data.get(5..).unwrap_or_default();
+    let mut i = 0;
+    while i < payload.len() {
+        let tag = payload[i];
+        i += 1;
+        let mut value: u64 = 0;
+        let mut shift = 0;
+        while i < payload.len() {
+            let b = payload[i];
+            i += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if tag == 0x08 {
+            return Ok(value);
+        }
+        if tag & 7 != 0 {
+            return Err("health rpc failed: malformed response".into());
+        }
+    }
+    Ok(0)
+}
+
+fn grpc_code_name(code: &str) -> &'static str {
+    match code {
+        "1" => "Canceled",
+        "2" => "Unknown",
+        "3" => "InvalidArgument",
+        "4" => "DeadlineExceeded",
+        "5" => "NotFound",
+        "7" => "PermissionDenied",
+        "12" => "Unimplemented",
+        "13" => "Internal",
+        "14" => "Unavailable",
+        "16" => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
+
+/// Accepts any server certificate: the kubelet's HTTPS probes do not verify (upstream's
+/// `InsecureSkipVerify`).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An HTTPS GET without certificate verification; returns the status code.
+pub async fn https_get(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> std::io::Result<u16> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
+    http_get_on(tls, addr, path, headers).await
+}
+
 /// A minimal HTTP/1.1 GET; returns the status code.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> std::io::Result<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    http_get_on(s, addr, path, headers).await
+}
+
+async fn http_get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+) -> std::io::Result<u16> {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if !has("User-Agent") {
@@ -288,6 +473,106 @@ pub async fn run(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ContainerPort;
+
+    fn probe(v: serde_json::Value) -> Probe {
+        serde_json::from_value(v).unwrap()
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn https_probes_do_not_verify_the_certificate() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = [0u8; 1024];
+                    let n = tls.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let code = if req.starts_with("GET /healthz ") { "204 No Content" } else { "503 Unavailable" };
+                    let _ = tls.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let c = Container::default();
+        let ok = probe(serde_json::json!({"httpGet": {"scheme": "HTTPS", "port": port, "path": "/healthz"}}));
+        assert_eq!(check_network(&ok, &c, "127.0.0.1".parse().unwrap(), SECOND).await, Outcome::Success);
+        let bad = probe(serde_json::json!({"httpGet": {"scheme": "HTTPS", "port": port, "path": "/other"}}));
+        assert_eq!(
+            check_network(&bad, &c, "127.0.0.1".parse().unwrap(), SECOND).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_speak_the_health_protocol() {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        // The request names the service: "" → SERVING, "db" → NOT_SERVING, else unknown.
+                        let service = String::from_utf8_lossy(body.get(7..).unwrap_or_default()).into_owned();
+                        let mut trailers = http::HeaderMap::new();
+                        let frames: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>> =
+                            if path != "/grpc.health.v1.Health/Check" || service == "other" {
+                                trailers.insert("grpc-status", "5".parse().unwrap());
+                                trailers.insert("grpc-message", "unknown service".parse().unwrap());
+                                vec![Ok(hyper::body::Frame::trailers(trailers))]
+                            } else {
+                                let status = if service.is_empty() { 1u8 } else { 2 };
+                                trailers.insert("grpc-status", "0".parse().unwrap());
+                                vec![
+                                    Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]))),
+                                    Ok(hyper::body::Frame::trailers(trailers)),
+                                ]
+                            };
+                        let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+                        let mut resp = http::Response::new(body);
+                        resp.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(resp)
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        let c = Container::default();
+        let ip = "127.0.0.1".parse().unwrap();
+        let p = |svc: &str| probe(serde_json::json!({"grpc": {"port": port, "service": svc}}));
+        assert_eq!(check_network(&p(""), &c, ip, SECOND).await, Outcome::Success);
+        assert_eq!(
+            check_network(&p("db"), &c, ip, SECOND).await,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        assert_eq!(
+            check_network(&p("other"), &c, ip, SECOND).await,
+            Outcome::Failure("rpc error: code = NotFound desc = unknown service".into())
+        );
+        let closed = probe(serde_json::json!({"grpc": {"port": 1}}));
+        assert!(
+            matches!(check_network(&closed, &c, ip, SECOND).await, Outcome::Failure(m) if m.contains("failed to connect"))
+        );
+    }
 
     #[test]
     fn thresholds() {
