@@ -16,5 +16,6 @@ pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod streaming;
 #[cfg(test)]
 pub(crate) mod testing;
