@@ -165,6 +165,8 @@ fn main() {
             state_dir: tmp.path().join("state"),
             data_dir: tmp.path().join("data"),
             cgroup_root: cgroup_root.clone(),
+            container_log_max_size: kelp::runtime::logs::DEFAULT_MAX_SIZE,
+            container_log_max_files: kelp::runtime::logs::DEFAULT_MAX_FILES,
         },
         // KELP_BENCH_SHIM: another kelp binary to run as the shim (e.g. a release build).
         Path::new(&std::env::var("KELP_BENCH_SHIM").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kelp").to_string())),

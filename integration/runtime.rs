@@ -63,6 +63,8 @@ impl Env {
             state_dir: self.tmp.path().join("state"),
             data_dir: self.tmp.path().join("data"),
             cgroup_root: self.cgroup_root.clone(),
+            container_log_max_size: self.log_max_size,
+            container_log_max_files: 3,
         };
         Runtime::with_shim_binary(cfg, Path::new(env!("CARGO_BIN_EXE_kelp"))).unwrap()
     }

@@ -195,6 +195,24 @@ pub struct NodeArgs {
     /// Where container logs are written (`<dir>/<ns>_<pod>_<uid>/<container>/<n>.log`)
     #[arg(long, hide = true, value_name = "DIR", default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
+
+    /// Size at which a container log file is rotated (a quantity, kubelet's containerLogMaxSize)
+    #[arg(long, hide = true, value_name = "QUANTITY", default_value = "10Mi", value_parser = parse_log_max_size)]
+    pub container_log_max_size: u64,
+
+    /// Log files kept per container, the current one included (kubelet's containerLogMaxFiles)
+    #[arg(long, hide = true, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
+}
+
+/// `--container-log-max-size`: a Kubernetes quantity of bytes, at least 1.
+fn parse_log_max_size(s: &str) -> Result<u64, String> {
+    let q = crate::api::validation::parse_quantity(s).ok_or_else(|| format!("invalid quantity {s:?}"))?;
+    let bytes = q.nanos / 1_000_000_000;
+    if q.nanos % 1_000_000_000 != 0 || bytes < 1 || bytes > u64::MAX as i128 {
+        return Err(format!("{s:?} is not a positive whole number of bytes"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Flags of `kelp agent`.

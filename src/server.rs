@@ -60,6 +60,8 @@ fn agent_config(
         cgroup_root: node.cgroup_root.clone(),
         bridge_name: node.bridge_name.clone(),
         pod_log_dir: node.pod_log_dir.clone(),
+        container_log_max_size: node.container_log_max_size,
+        container_log_max_files: node.container_log_max_files,
         registries_file: node.private_registry.clone(),
         cluster_dns,
         cluster_domain: cluster_domain.to_string(),

@@ -59,6 +59,9 @@ pub struct AgentConfig {
     pub cgroup_root: String,
     pub bridge_name: String,
     pub pod_log_dir: PathBuf,
+    /// Container log rotation (kubelet's containerLogMaxSize / containerLogMaxFiles).
+    pub container_log_max_size: u64,
+    pub container_log_max_files: u32,
     pub registries_file: PathBuf,
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
@@ -100,6 +103,8 @@ pub async fn run(mut cfg: AgentConfig, client: kube::Client) -> Result<(), Agent
         state_dir: cfg.run_dir.join("runtime"),
         data_dir: cfg.data_dir.join("containers"),
         cgroup_root: cfg.cgroup_root.clone(),
+        container_log_max_size: cfg.container_log_max_size,
+        container_log_max_files: cfg.container_log_max_files,
     })?);
 
     let capacity = node::Capacity::read(&cfg.data_dir, cfg.max_pods);

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
+pub mod attach;
 pub mod cgroups;
+pub mod fdpass;
+pub mod interactive;
 pub mod logs;
 pub mod seal;
 pub mod seccomp;
@@ -20,6 +23,7 @@ pub mod shim;
 pub mod spec;
 pub mod state;
 
+pub use interactive::{AttachEnd, AttachOptions, AttachSession, ExecExit, ExecOptions, ExecProcess, TerminalResizer};
 use state::{Meta, ShimStatus, StateDir};
 
 /// Errors of the runtime.
@@ -46,6 +50,12 @@ pub struct RuntimeConfig {
     pub data_dir: PathBuf,
     /// Parent cgroup of every pod: `<cgroup_root>/pod<uid>/<container>`.
     pub cgroup_root: String,
+    /// A container's log file is rotated when it reached this size (bytes; kubelet's
+    /// `containerLogMaxSize`, default [`logs::DEFAULT_MAX_SIZE`]); 0 = never.
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included (kubelet's `containerLogMaxFiles`,
+    /// default [`logs::DEFAULT_MAX_FILES`]; at least 2 for rotation to happen).
+    pub container_log_max_files: u32,
 }
 
 /// Namespaces a container joins; `None` = the host's (hostNetwork, hostIPC, …).
@@ -340,6 +350,11 @@ impl Runtime {
             cgroup_path: cgroup_path.to_string(),
             layers: cfg.layers.clone(),
             created_at_ns: state::now_ns(),
+            tty: cfg.tty,
+            stdin: cfg.stdin,
+            stdin_once: cfg.stdin_once,
+            log_max_size: self.cfg.container_log_max_size,
+            log_max_files: self.cfg.container_log_max_files,
         };
         let dir = self.state.container(id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;

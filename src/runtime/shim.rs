@@ -29,6 +29,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,9 +44,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::cgroups;
-use super::logs::{LineSplitter, Stream};
+use super::logs::{LineSplitter, RotatingLog, Stream};
 use super::state::{self, ExitRecord, Meta, ShimStatus, StateDir};
+use super::{attach, cgroups, fdpass};
 
 /// Prefix of the exec shim's status line.
 pub const EXEC_STATUS: &str = "kelp-exec: ";
@@ -64,12 +65,21 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 return 2;
             };
             let mut env = Vec::new();
+            let mut opts = ExecFlags::default();
             let mut i = 5;
             while i < args.len() {
                 match args[i].as_str() {
                     "--env" if i + 1 < args.len() => {
                         env.push(args[i + 1].clone());
                         i += 2;
+                    }
+                    "--tty" => {
+                        opts.tty = true;
+                        i += 1;
+                    }
+                    "--control" => {
+                        opts.control = true;
+                        i += 1;
                     }
                     "--" => {
                         i += 1;
@@ -79,11 +89,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 }
             }
             let timeout = if timeout_ms == 0 { None } else { Some(Duration::from_millis(timeout_ms)) };
-            exec(&args[1], &args[2], &args[3], timeout, env, args[i..].to_vec())
+            if opts.control {
+                // SAFETY: fcntl on fd 4 (EBADF when the caller passed none).
+                unsafe { libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+            exec(&args[1], &args[2], &args[3], timeout, env, opts, args[i..].to_vec())
         }
         _ => {
             eprintln!(
-                "usage: kelp shim run STATE_DIR DATA_DIR ID\n       kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV..."
+                "usage: kelp shim run STATE_DIR DATA_DIR ID\n       kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... [--tty] [--control] -- ARGV..."
             );
             2
         }
@@ -182,9 +196,17 @@ struct Running {
     container: Container,
     meta: Meta,
     status: ShimStatus,
-    log: File,
+    log: RotatingLog,
+    /// The container's stdout pipe, or the pty master with a terminal.
     out_r: OwnedFd,
-    err_r: OwnedFd,
+    /// The container's stderr pipe (none with a terminal: merged into it).
+    err_r: Option<OwnedFd>,
+    /// Where attach clients' stdin goes: the stdin pipe, or (a dup of) the pty master.
+    stdin_w: Option<OwnedFd>,
+    /// The pty master, handed to attach clients for resizing.
+    master: Option<OwnedFd>,
+    /// The socket attach clients connect to.
+    attach: UnixListener,
 }
 
 /// Mounts the overlay rootfs: lowerdirs through short symlinks `l/<n>` (relative to the bundle, so
@@ -231,27 +253,57 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
     if let Some(dir) = meta.log_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating log dir {}: {e}", dir.display()))?;
     }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&meta.log_path)
+    let log = RotatingLog::open(&meta.log_path, meta.log_max_size, meta.log_max_files)
         .map_err(|e| format!("opening log file {}: {e}", meta.log_path.display()))?;
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+    let attach_path = st.attach_socket(id);
+    let _ = std::fs::remove_file(&attach_path);
+    let attach = UnixListener::bind(&attach_path).map_err(|e| format!("binding {}: {e}", attach_path.display()))?;
+    attach.set_nonblocking(true).map_err(|e| format!("attach socket: {e}"))?;
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(st.libcontainer())
         .and_then(|b| b.validate_id())
-        .map_err(|e| e.to_string())?
-        .with_stdin(stdin)
-        .with_stdout(out_w)
-        .with_stderr(err_w)
+        .map_err(|e| e.to_string())?;
+    let mut stdin_w = None;
+    let mut out_r = None;
+    let mut err_r = None;
+    let mut console = None;
+    let builder = if meta.tty {
+        // libcontainer's init opens a pty in the container's devpts, makes it the controlling
+        // terminal and stdio of the payload, and sends the master to this socket.
+        let path = st.console_socket(id);
+        let _ = std::fs::remove_file(&path);
+        console = Some(UnixListener::bind(&path).map_err(|e| format!("binding {}: {e}", path.display()))?);
+        builder.with_console_socket(Some(path))
+    } else {
+        let stdin: OwnedFd = if meta.stdin {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+            stdin_w = Some(w);
+            r
+        } else {
+            File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?.into()
+        };
+        let (o_r, o_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let (e_r, e_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        out_r = Some(o_r);
+        err_r = Some(e_r);
+        builder.with_stdin(stdin).with_stdout(o_w).with_stderr(e_w)
+    };
+    let mut container = builder
         .as_init(bundle)
         .with_systemd(false)
-        .with_detach(false)
+        // Only checked against the terminal setting: a console socket needs "detached".
+        .with_detach(meta.tty)
         .build()
-        .map_err(|e| with_init_errors(error_chain(&e), &err_r))?;
-    container.start().map_err(|e| with_init_errors(error_chain(&e), &err_r))?;
+        .map_err(|e| with_init_errors(error_chain(&e), err_r.as_ref()))?;
+    let mut master = None;
+    if let Some(listener) = console {
+        let m = receive_master(&listener).map_err(|e| format!("receiving the container's terminal: {e}"))?;
+        let _ = std::fs::remove_file(st.console_socket(id));
+        out_r = Some(m.try_clone().map_err(|e| format!("dup: {e}"))?);
+        stdin_w = Some(m.try_clone().map_err(|e| format!("dup: {e}"))?);
+        master = Some(m);
+    }
+    container.start().map_err(|e| with_init_errors(error_chain(&e), err_r.as_ref()))?;
     let pid = container.pid().ok_or("the container has no init pid")?.as_raw();
     let me = std::process::id() as i32;
     let status = ShimStatus {
@@ -263,12 +315,50 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
         exit: None,
     };
     state::write_json(&st.status(id), &status).map_err(|e| format!("writing status: {e}"))?;
-    Ok(Running { container, meta, status, log, out_r, err_r })
+    let out_r = out_r.expect("stdout pipe or terminal");
+    Ok(Running { container, meta, status, log, out_r, err_r, stdin_w, master, attach })
+}
+
+/// Accepts libcontainer's connection on a console socket and receives the pty master sent over it
+/// (waits at most 10 s: the sender runs in the container's init, which may have failed).
+fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let wait = |fd: i32| -> Result<(), String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("timed out".into());
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll over one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32 + 1) };
+        Ok(())
+    };
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(listener.as_raw_fd())?,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    conn.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    loop {
+        match fdpass::recv_fd(conn.as_raw_fd(), &mut buf) {
+            Ok((_, Some(fd))) => return Ok(fd),
+            Ok((0, None)) => return Err("the container closed the console socket".into()),
+            Ok((_, None)) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(conn.as_raw_fd())?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Adds what the container's init wrote to its stderr before failing (libcontainer's init logs
 /// the failing step there, after its stdio was set up).
-fn with_init_errors(msg: String, err_r: &OwnedFd) -> String {
+fn with_init_errors(msg: String, err_r: Option<&OwnedFd>) -> String {
+    let Some(err_r) = err_r else { return msg };
     set_nonblocking(err_r);
     let mut buf = vec![0u8; 8192];
     let n = nix::unistd::read(err_r.as_raw_fd(), &mut buf).unwrap_or(0);
@@ -316,12 +406,25 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
         }
     };
     set_nonblocking(&r.out_r);
-    set_nonblocking(&r.err_r);
+    let err_r = r.err_r.take();
+    if let Some(e) = &err_r {
+        set_nonblocking(e);
+    }
+    // With a terminal everything the container writes is its stdout.
     let mut streams = [
-        (Some(r.out_r.try_clone().expect("dup")), LineSplitter::new(Stream::Stdout)),
-        (Some(r.err_r.try_clone().expect("dup")), LineSplitter::new(Stream::Stderr)),
+        (Some(r.out_r.try_clone().expect("dup")), LineSplitter::new(Stream::Stdout), attach::FRAME_STDOUT),
+        (err_r, LineSplitter::new(Stream::Stderr), attach::FRAME_STDERR),
     ];
-    drop((r.out_r, r.err_r));
+    drop(r.out_r);
+    let mut server = attach::Server::new(
+        r.attach,
+        r.meta.name.clone(),
+        r.meta.tty,
+        r.meta.stdin,
+        r.meta.stdin_once,
+        r.stdin_w.take(),
+        r.master.take(),
+    );
     let cgroup_version = cgroups::version().unwrap_or(cgroups::Version::V1);
     let init = Pid::from_raw(r.status.pid);
     let mut exit: Option<ExitRecord> = None;
@@ -352,7 +455,7 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
             }
             reap = false;
         }
-        let open = streams.iter().any(|(fd, _)| fd.is_some());
+        let open = streams.iter().any(|(fd, _, _)| fd.is_some());
         if exit.is_some() && !open {
             break;
         }
@@ -367,8 +470,8 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
             None if sfd.is_none() => 200,
             None => -1,
         };
-        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(3);
-        for (fd, _) in &streams {
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(8);
+        for (fd, _, _) in &streams {
             pfds.push(libc::pollfd { fd: fd.as_ref().map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 });
         }
         pfds.push(libc::pollfd {
@@ -376,6 +479,7 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
             events: libc::POLLIN,
             revents: 0,
         });
+        let base = server.register(&mut pfds);
         // SAFETY: poll over a valid array of pollfd.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
@@ -390,36 +494,44 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
             }
             reap = true;
         }
-        for (i, (fd, splitter)) in streams.iter_mut().enumerate() {
+        for (i, (fd, splitter, kind)) in streams.iter_mut().enumerate() {
             if pfds[i].revents == 0 {
                 continue;
             }
             let Some(f) = fd.as_ref() else { continue };
             loop {
                 match nix::unistd::read(f.as_raw_fd(), &mut buf) {
-                    Ok(0) => {
+                    // EIO: the terminal's last slave closed (a terminal's end of file).
+                    Ok(0) | Err(nix::errno::Errno::EIO) => {
                         let _ = splitter.finish(&mut r.log);
                         *fd = None;
                         break;
                     }
                     Ok(n) => {
                         let _ = splitter.feed(&buf[..n], &mut r.log);
+                        server.broadcast(*kind, &buf[..n]);
                     }
                     Err(nix::errno::Errno::EINTR) => {}
-                    Err(_) => break,
-                }
-                if fd.is_none() {
-                    break;
+                    Err(nix::errno::Errno::EAGAIN) => break,
+                    Err(e) => {
+                        eprintln!("kelp shim {id}: reading the container's output: {e}");
+                        let _ = splitter.finish(&mut r.log);
+                        *fd = None;
+                        break;
+                    }
                 }
             }
         }
+        server.handle(&pfds, base);
     }
-    for (_, splitter) in streams.iter_mut() {
+    for (_, splitter, _) in streams.iter_mut() {
         let _ = splitter.finish(&mut r.log);
     }
     unmount_rootfs(bundle);
     let exit =
         exit.unwrap_or(ExitRecord { exit_code: 255, signal: None, oom_killed: false, finished_at_ns: state::now_ns() });
+    let _ = std::fs::remove_file(st.attach_socket(id));
+    server.finish(exit.exit_code, Duration::from_secs(2));
     r.status.exit = Some(exit);
     if let Err(e) = state::write_json(&st.status(id), &r.status) {
         eprintln!("kelp shim {id}: writing status: {e}");
@@ -477,15 +589,29 @@ fn exec_status(status: &str) {
     }
 }
 
+/// Options of an exec beyond the command.
+#[derive(Clone, Copy, Debug, Default)]
+struct ExecFlags {
+    /// Run the process on a new terminal; its master goes to the agent over fd 4.
+    tty: bool,
+    /// fd 4 is the agent's control socket: when the agent closes it before the process ended, the
+    /// process and everything in its session are killed.
+    control: bool,
+}
+
+/// The control socket's descriptor.
+const CONTROL_FD: i32 = 4;
+
 fn exec(
     state_dir: &str,
     data_dir: &str,
     id: &str,
     timeout: Option<Duration>,
     env: Vec<String>,
+    flags: ExecFlags,
     argv: Vec<String>,
 ) -> i32 {
-    let status = match exec_inner(state_dir, data_dir, id, timeout, env, argv) {
+    let status = match exec_inner(state_dir, data_dir, id, timeout, env, flags, argv) {
         Ok(Some(code)) => format!("exit {code}"),
         Ok(None) => "timeout".to_string(),
         Err(e) => format!("error {}", e.replace('\n', " ")),
@@ -500,10 +626,14 @@ fn exec_inner(
     id: &str,
     timeout: Option<Duration>,
     env: Vec<String>,
+    flags: ExecFlags,
     argv: Vec<String>,
 ) -> Result<Option<i32>, String> {
     if argv.is_empty() {
         return Err("no command given".into());
+    }
+    if flags.tty && !flags.control {
+        return Err("a terminal needs the control socket".into());
     }
     let st = StateDir { root: PathBuf::from(state_dir) };
     let spec = Spec::load(Path::new(data_dir).join(id).join("config.json"))
@@ -534,25 +664,70 @@ fn exec_inner(
             None => (e.clone(), String::new()),
         })
         .collect();
-    let pid = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+    let executor = TenantExecutor { seccomp, cgroup_procs: procs.iter().map(|f| f.as_raw_fd()).collect() };
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(tenant.root())
         .and_then(|b| b.validate_id())
         .map_err(|e| e.to_string())?
         .with_stdin(dup(0)?)
         .with_stdout(dup(1)?)
         .with_stderr(dup(2)?)
-        .with_executor(TenantExecutor { seccomp, cgroup_procs: procs.iter().map(|f| f.as_raw_fd()).collect() })
-        .as_tenant()
-        .with_container_args(argv)
-        .with_env(env)
-        .with_user(Some(user.uid()))
-        .with_group(Some(user.gid()))
-        .with_additional_gids(user.additional_gids().clone().unwrap_or_default())
-        .with_cwd(Some(process.cwd().clone()))
-        .with_no_new_privs(nnp)
-        .with_detach(false)
-        .build()
-        .map_err(|e| error_chain(&e))?;
+        .with_executor(executor);
+    let pid = if flags.tty {
+        // A terminal needs `process.terminal`, which only a whole process.json can set: the
+        // container's process with this command, environment and no_new_privileges.
+        let mut p = process.clone();
+        let overridden = |e: &String| env.contains_key(e.split('=').next().unwrap_or_default());
+        let mut full_env: Vec<String> =
+            p.env().clone().unwrap_or_default().into_iter().filter(|e| !overridden(e)).collect();
+        let mut extra: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        extra.sort();
+        full_env.extend(extra);
+        p.set_args(Some(argv)).set_env(Some(full_env)).set_terminal(Some(true));
+        if nnp {
+            p.set_no_new_privileges(Some(true));
+        }
+        let process_json = tenant.dir.join("process.json");
+        std::fs::write(&process_json, serde_json::to_vec(&p).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("writing {}: {e}", process_json.display()))?;
+        let console_path = tenant.dir.join("console.sock");
+        let console =
+            UnixListener::bind(&console_path).map_err(|e| format!("binding {}: {e}", console_path.display()))?;
+        let pid = builder
+            .with_console_socket(Some(&console_path))
+            .as_tenant()
+            .with_process(Some(&process_json))
+            // Only checked against the terminal setting: a console socket needs "detached".
+            .with_detach(true)
+            .build()
+            .map_err(|e| error_chain(&e))?;
+        match receive_master(&console) {
+            Ok(master) => {
+                if let Err(e) = fdpass::send_fd(CONTROL_FD, b"t", master.as_raw_fd()) {
+                    kill_session(pid);
+                    return Err(format!("handing over the terminal: {e}"));
+                }
+            }
+            Err(e) => {
+                kill_session(pid);
+                return Err(format!("receiving the terminal: {e}"));
+            }
+        }
+        pid
+    } else {
+        builder
+            .as_tenant()
+            .with_container_args(argv)
+            .with_env(env)
+            .with_user(Some(user.uid()))
+            .with_group(Some(user.gid()))
+            .with_additional_gids(user.additional_gids().clone().unwrap_or_default())
+            .with_cwd(Some(process.cwd().clone()))
+            .with_no_new_privs(nnp)
+            .with_detach(false)
+            .build()
+            .map_err(|e| error_chain(&e))?
+    };
     drop(procs);
     drop(tenant);
     // SAFETY: pidfd_open on our child (not yet reaped, so the pid is ours).
@@ -573,10 +748,67 @@ fn exec_inner(
             return Ok(None);
         }
         let wait_ms = if pidfd >= 0 { left.as_millis().min(i32::MAX as u128) as i32 + 1 } else { 10 };
-        let mut pfd = libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: poll over one valid pollfd (fd -1 is ignored by poll).
-        unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+        let mut pfds = [
+            libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: if flags.control { CONTROL_FD } else { -1 }, events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: poll over valid pollfds (fd -1 is ignored by poll).
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
+        if pfds[1].revents != 0 && control_closed() {
+            // The client went away: nothing may stay behind in the container.
+            kill_session(pid);
+            return Ok(Some(128 + libc::SIGKILL));
+        }
     }
+}
+
+/// Whether the agent closed the control socket (reads and drops anything else it sent).
+fn control_closed() -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: read into a stack buffer from the control descriptor.
+        let n = unsafe { libc::recv(CONTROL_FD, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n > 0 {
+            continue;
+        }
+        if n == 0 {
+            return true;
+        }
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::WouldBlock => false,
+            std::io::ErrorKind::Interrupted => continue,
+            _ => true,
+        };
+    }
+}
+
+/// SIGKILLs the exec'd process `pid` and every process of its session (libcontainer makes the
+/// process a session leader), then reaps `pid`. Orphans of the session were reparented to the
+/// container's init, which reaps them.
+fn kill_session(pid: Pid) {
+    for round in 0..100 {
+        let mut found = false;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+                let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else { continue };
+                let fields: Vec<&str> = rest.split(' ').collect();
+                // fields: state, ppid, pgrp, session.
+                if fields.len() > 3 && fields[3] == pid.as_raw().to_string() && fields[0] != "Z" {
+                    found = true;
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+        }
+        if !found && round > 0 {
+            break;
+        }
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = waitpid(pid, None);
 }
 
 /// The `cgroup.procs` files of `cgroup_path` in every hierarchy where it exists.

@@ -253,7 +253,7 @@ pub fn build(
     }
 
     let mut process = json!({
-        "terminal": false,
+        "terminal": cfg.tty,
         "user": {"uid": cfg.uid, "gid": cfg.gid, "additionalGids": cfg.additional_gids},
         "args": cfg.args,
         "env": env,

@@ -4,6 +4,8 @@
 //! * `containers/<id>/meta.json` — written by the agent before the shim starts ([`Meta`]);
 //! * `containers/<id>/status.json` — written by the shim: running, then exited ([`ShimStatus`]);
 //! * `containers/<id>/shim.log` — the shim's own diagnostics;
+//! * `containers/<id>/attach.sock` — the run shim's socket for attach clients (`console.sock`:
+//!   where libcontainer hands over a terminal container's pty master);
 //! * `exits/<id>` — created by the shim when its container exited (watched with inotify);
 //! * `libcontainer/<id>/` — libcontainer's state.
 //!
@@ -31,6 +33,20 @@ pub struct Meta {
     /// Image layers, bottom first (mounted as overlay lowerdirs by the shim).
     pub layers: Vec<PathBuf>,
     pub created_at_ns: u64,
+    /// The container runs on a terminal (pod spec `tty`).
+    #[serde(default)]
+    pub tty: bool,
+    /// The container's stdin is kept open for attach clients (pod spec `stdin`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// The container's stdin is closed after the first attach client closed it (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Log rotation: size at which `log_path` is rotated (0 = never) and files kept.
+    #[serde(default)]
+    pub log_max_size: u64,
+    #[serde(default)]
+    pub log_max_files: u32,
 }
 
 /// The exit of a container, as the shim saw it.
@@ -78,6 +94,14 @@ impl StateDir {
     }
     pub fn shim_log(&self, id: &str) -> PathBuf {
         self.container(id).join("shim.log")
+    }
+    /// The run shim's unix socket for attach clients.
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.container(id).join("attach.sock")
+    }
+    /// Where libcontainer sends the pty master of a container with a terminal.
+    pub fn console_socket(&self, id: &str) -> PathBuf {
+        self.container(id).join("console.sock")
     }
     pub fn exits(&self) -> PathBuf {
         self.root.join("exits")
