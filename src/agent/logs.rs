@@ -32,7 +32,7 @@ impl LogOptions {
     /// From a request's query (kubelet's parameter names).
     pub fn from_query(q: &[(String, String)]) -> Result<LogOptions, String> {
         let get = |k: &str| q.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
+        let flag = |k: &str| get(k).is_some_and(crate::apiserver::request::parse_bool);
         let int = |k: &str| -> Result<Option<i64>, String> {
             get(k).map(|v| v.parse::<i64>().map_err(|_| format!("invalid {k}: {v:?}"))).transpose()
         };

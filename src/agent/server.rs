@@ -19,9 +19,11 @@ use tokio::net::TcpListener;
 use super::pods::{self, LABEL_NAME, LABEL_NAMESPACE};
 use super::{logs, stats, AgentConfig, AgentError};
 use crate::api::status::StatusError;
+use crate::apiserver::full_body;
 use crate::apiserver::node_proxy::{KUBELET_CLIENT_CN, SERVING_CERT_PATH};
 use crate::apiserver::{error_response, json_response, text_response, Body, BoxError};
-use crate::runtime::{ContainerState, ContainerStatus};
+use crate::runtime::{AttachOptions, ContainerState, ContainerStatus, ExecOptions, TerminalResizer};
+use crate::streaming;
 
 /// What the endpoint serves from.
 pub struct Endpoint {
@@ -226,7 +228,7 @@ impl Endpoint {
 
     async fn logs(&self, ns: &str, pod: &str, container: &str, q: &QueryPairs) -> Result<Response<Body>, StatusError> {
         let opts = logs::LogOptions::from_query(q).map_err(StatusError::bad_request)?;
-        let previous = q.iter().rev().find(|(k, _)| k == "previous").is_some_and(|(_, v)| v == "true" || v == "1");
+        let previous = flag(q, &["previous"]);
         let found = self.containers(ns, pod, None, container).await?;
         let chosen = if previous { found.get(1) } else { found.first() };
         let Some(c) = chosen else {
@@ -274,12 +276,134 @@ fn waiting_reason(pod: &Pod, container: &str) -> Option<String> {
         .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
 }
 
+fn flag(q: &QueryPairs, names: &[&str]) -> bool {
+    q.iter().any(|(k, v)| names.contains(&k.as_str()) && crate::apiserver::request::parse_bool(v))
+}
+
 impl Endpoint {
+    /// `exec`, `attach` and `portForward`: checked, answered with the protocol upgrade, then served
+    /// by [`crate::streaming`] on the upgraded connection.
     async fn stream(
         self: &Arc<Self>,
-        req: Request<hyper::body::Incoming>,
-        _segs: &[&str],
+        mut req: Request<hyper::body::Incoming>,
+        segs: &[&str],
     ) -> Result<Response<Body>, StatusError> {
-        Err(not_found(format!("TEMPORARY {}", req.uri().path())))
+        let q = query_pairs(&req);
+        let (verb, ns, pod, uid, container) = match *segs {
+            [v @ ("exec" | "attach"), ns, pod, container] => (v, ns, pod, None, Some(container)),
+            [v @ ("exec" | "attach"), ns, pod, uid, container] => (v, ns, pod, Some(uid), Some(container)),
+            ["portForward", ns, pod] => ("portForward", ns, pod, None, None),
+            ["portForward", ns, pod, uid] => ("portForward", ns, pod, Some(uid), None),
+            _ => return Err(not_found(format!("the agent serves no {}", req.uri().path()))),
+        };
+        let bad = |e: streaming::StreamError| StatusError::new(e.status_code(), "BadRequest", e.to_string());
+        let Some(container) = container else {
+            // Port-forward.
+            let pod_uid = match uid {
+                Some(u) => u.to_string(),
+                None => self
+                    .manager
+                    .find(ns, pod)
+                    .and_then(|p| p.metadata.uid.clone())
+                    .ok_or_else(|| not_found(format!("pod {ns}/{pod} is not on this node")))?,
+            };
+            let mut ports = Vec::new();
+            for (_, v) in q.iter().filter(|(k, _)| k == "ports") {
+                for p in v.split(',').filter(|p| !p.is_empty()) {
+                    let port: u16 = p
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| StatusError::bad_request(format!("invalid port {p:?}")))?;
+                    ports.push(port);
+                }
+            }
+            let (resp, neg) =
+                streaming::negotiate(req.method(), req.headers(), streaming::Kind::PortForward).map_err(bad)?;
+            let upgrade = hyper::upgrade::on(&mut req);
+            let pod_ref = streaming::PodRef { name: pod.to_string(), uid: pod_uid.clone() };
+            let network = self.ctx.network.clone();
+            let dial: streaming::DialFn = Arc::new(move |port| {
+                let (network, uid) = (network.clone(), pod_uid.clone());
+                Box::pin(async move { network.connect(&uid, port).await.map_err(std::io::Error::other) })
+            });
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(io) => streaming::serve_port_forward_with(TokioIo::new(io), neg, ports, dial, pod_ref).await,
+                    Err(e) => tracing::debug!(message = "port-forward upgrade failed", error = %e),
+                }
+            });
+            return Ok(resp.map(|()| full_body(Bytes::new())));
+        };
+        let flags = streaming::StreamFlags {
+            stdin: flag(&q, &["stdin", "input"]),
+            stdout: flag(&q, &["stdout", "output"]),
+            stderr: flag(&q, &["stderr", "error"]),
+            tty: flag(&q, &["tty"]),
+        };
+        if !(flags.stdin || flags.stdout || flags.stderr) {
+            return Err(StatusError::bad_request("you must specify at least 1 of stdin, stdout, stderr"));
+        }
+        let command: Vec<String> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+        if verb == "exec" && command.is_empty() {
+            return Err(StatusError::bad_request("you must specify at least 1 command"));
+        }
+        let c = self.running(ns, pod, uid, container).await?;
+        let (resp, neg) =
+            streaming::negotiate(req.method(), req.headers(), streaming::Kind::RemoteCommand).map_err(bad)?;
+        let upgrade = hyper::upgrade::on(&mut req);
+        let runtime = self.ctx.runtime.clone();
+        let id = c.id.clone();
+        let kind = if verb == "exec" {
+            streaming::RemoteCommandKind::Exec { command: command.clone() }
+        } else {
+            streaming::RemoteCommandKind::Attach
+        };
+        let start: streaming::StartFn = if verb == "exec" {
+            Box::new(move || {
+                Box::pin(async move {
+                    let opts = ExecOptions { stdin: flags.stdin, tty: flags.tty };
+                    let p =
+                        runtime.exec_interactive(&id, command, Vec::new(), opts).await.map_err(|e| e.to_string())?;
+                    Ok(streaming::ProcessIo {
+                        stdin: p.stdin,
+                        stdout: Some(p.stdout),
+                        stderr: p.stderr,
+                        resize: p.resize.map(resizer),
+                        exit: Box::pin(async move { p.exit.wait().await.map_err(|e| e.to_string()) }),
+                    })
+                })
+            })
+        } else {
+            Box::new(move || {
+                Box::pin(async move {
+                    let opts = AttachOptions { stdin: flags.stdin, stdout: flags.stdout, stderr: flags.stderr };
+                    let s = runtime.attach(&id, opts).await.map_err(|e| e.to_string())?;
+                    Ok(streaming::ProcessIo {
+                        stdin: s.stdin,
+                        stdout: s.stdout,
+                        stderr: s.stderr,
+                        resize: s.resize.map(resizer),
+                        exit: Box::pin(async move { s.exit.wait().await.map_err(|e| e.to_string()) }),
+                    })
+                })
+            })
+        };
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(io) => streaming::serve_remote_command_with(TokioIo::new(io), neg, flags, kind, start).await,
+                Err(e) => tracing::debug!(message = "exec upgrade failed", error = %e),
+            }
+        });
+        Ok(resp.map(|()| full_body(Bytes::new())))
     }
+}
+
+fn resizer(r: TerminalResizer) -> Box<dyn Fn(u16, u16) + Send + Sync> {
+    Box::new(move |w, h| {
+        if let Err(e) = r.resize(w, h) {
+            tracing::debug!(message = "terminal resize failed", error = %e);
+        }
+    })
 }

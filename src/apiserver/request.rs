@@ -149,7 +149,7 @@ impl Query {
     }
 
     pub fn flag(&self, k: &str) -> bool {
-        matches!(self.0.get(k).map(String::as_str), Some("true") | Some("1"))
+        self.0.get(k).is_some_and(|v| parse_bool(v))
     }
 
     pub fn int(&self, k: &str) -> Result<Option<i64>, StatusError> {
@@ -170,6 +170,12 @@ impl Query {
             }
         }
     }
+}
+
+/// A true boolean as Go's `strconv.ParseBool` reads it (`1`, `t`, `T`, `true`, `True`, `TRUE`);
+/// the Python client sends `True`.
+pub fn parse_bool(v: &str) -> bool {
+    matches!(v, "1" | "t" | "T" | "true" | "True" | "TRUE")
 }
 
 /// The `key=value` pairs of a query string, decoded, repeats kept.
