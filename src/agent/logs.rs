@@ -196,15 +196,12 @@ pub async fn stream(
                 break;
             }
             if rotated(&path, &file) {
-                match File::open(&path) {
-                    Ok(f) => {
-                        file = f;
-                        // The old file's unfinished line is not continued in the new file.
-                        pending.clear();
-                        continue;
-                    }
-                    Err(_) => return,
+                if let Some(f) = next_file(&path, &file) {
+                    file = f;
+                    // The old file's unfinished line is not continued in the next file.
+                    pending.clear();
                 }
+                continue;
             }
             if !alive {
                 return;
@@ -214,6 +211,21 @@ pub async fn stream(
             }
         }
     }
+}
+
+/// The file written after `open` in the rotation chain (`N.log.<stamp>`…, then `N.log`): a
+/// follower that fell behind by several rotations reads every file in turn. If `open` was already
+/// pruned, everything still there is newer, so the oldest is next.
+fn next_file(path: &Path, open: &File) -> Option<File> {
+    let ino = open.metadata().ok()?.ino();
+    let mut chain = crate::runtime::logs::RotatingLog::rotated_files(path);
+    chain.push(path.to_path_buf());
+    let at = chain.iter().position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino));
+    let next = match at {
+        Some(i) => chain.get(i + 1)?,
+        None => chain.first()?,
+    };
+    File::open(next).ok()
 }
 
 /// Whether `path` now names another file than `open` (rotated away).
@@ -299,6 +311,18 @@ mod tests {
             got.extend_from_slice(&rx.recv().await.unwrap());
         }
         assert_eq!(String::from_utf8(got).unwrap(), "c\nd\n");
+        // Two rotations before the follower looks again: both files are read, in order.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"2024-01-01T00:00:05Z stdout F e\n").unwrap();
+        std::fs::rename(&p, dir.path().join("0.log.20240101-000005")).unwrap();
+        std::fs::write(&p, "2024-01-01T00:00:06Z stdout F f\n").unwrap();
+        std::fs::rename(&p, dir.path().join("0.log.20240101-000006")).unwrap();
+        std::fs::write(&p, "2024-01-01T00:00:07Z stdout F g\n").unwrap();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            got.extend_from_slice(&rx.recv().await.unwrap());
+        }
+        assert_eq!(String::from_utf8(got).unwrap(), "e\nf\ng\n");
         alive.store(false, std::sync::atomic::Ordering::SeqCst);
         assert!(rx.recv().await.is_none(), "following ends once the container stopped");
     }
