@@ -1,0 +1,175 @@
+//! Pod spec features on a real node, checked from inside the containers with `kubectl exec` and
+//! `kubectl logs`: init containers, securityContext, activeDeadlineSeconds, imagePullSecrets.
+
+mod support;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use serde_json::json;
+use support::cluster::Cluster;
+use support::images::{Registry, RegistryKind, PASSWORD, USER};
+
+fn phase(p: &Pod) -> String {
+    p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn init_containers_run_in_order_and_a_failing_one_stops_the_pod() {
+    let c = Cluster::start("init", &[]).await;
+    let data = json!([{"name": "data", "emptyDir": {}}]);
+    let mount = json!([{"name": "data", "mountPath": "/data"}]);
+    c.run_pod(
+        "ordered",
+        json!({
+            "volumes": data,
+            "initContainers": [
+                {"name": "first", "command": ["sh", "-c", "sleep 1; echo one >> /data/log"], "volumeMounts": mount},
+                {"name": "second", "command": ["sh", "-c", "echo two >> /data/log"], "volumeMounts": mount},
+            ],
+            "containers": [{"name": "app", "command": ["sh", "-c", "cat /data/log; sleep 3600"], "volumeMounts": mount}],
+        }),
+    )
+    .await;
+    assert_eq!(c.kubectl_ok("1.33", &["logs", "ordered", "-c", "app"]), "one\ntwo\n");
+    assert_eq!(c.kubectl_ok("1.33", &["logs", "ordered", "-c", "first"]), "");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.ns);
+    let p = pods.get("ordered").await.unwrap();
+    let st = p.status.unwrap();
+    for ic in st.init_container_statuses.unwrap() {
+        let t = ic.state.unwrap().terminated.unwrap_or_else(|| panic!("{} terminated", ic.name));
+        assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")), "{}", ic.name);
+    }
+    let initialized = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Initialized").unwrap();
+    assert_eq!(initialized.status, "True");
+
+    // restartPolicy Never: a failed init container fails the pod; the app never starts.
+    let pods = c
+        .create_pod(
+            "broken",
+            json!({
+                "restartPolicy": "Never",
+                "initContainers": [{"name": "fails", "command": ["sh", "-c", "exit 7"]}],
+                "containers": [{"name": "app", "command": ["sleep", "3600"]}],
+            }),
+        )
+        .await;
+    let p = c
+        .wait(60, "the pod to fail", || async {
+            let p = pods.get("broken").await.ok()?;
+            (phase(&p) == "Failed").then_some(p)
+        })
+        .await;
+    let st = p.status.unwrap();
+    let fails = st.init_container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    assert_eq!((fails.exit_code, fails.reason.as_deref()), (7, Some("Error")));
+    let app = st.container_statuses.unwrap()[0].state.clone().unwrap();
+    assert!(app.running.is_none() && app.terminated.is_none(), "the app never ran: {app:?}");
+}
+
+#[tokio::test]
+async fn security_context_is_applied_inside_the_container() {
+    let c = Cluster::start("secctx", &[]).await;
+    c.run_pod(
+        "locked",
+        json!({
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000},
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "containers": [
+                {"name": "app", "command": ["sleep", "3600"],
+                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                 "securityContext": {"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+                     "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}},
+                {"name": "root", "command": ["sleep", "3600"], "securityContext": {"runAsUser": 0, "privileged": true}},
+            ],
+        }),
+    )
+    .await;
+    let exec = |container: &str, script: &str| {
+        c.kubectl("1.33", &["exec", "locked", "-c", container, "--", "sh", "-c", script])
+    };
+    let out = |container: &str, script: &str| {
+        let o = exec(container, script);
+        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(out("app", "id -u; id -g"), "1000\n3000");
+    let groups = out("app", "id -G");
+    assert!(groups.split_whitespace().any(|g| g == "2000"), "fsGroup is a supplementary group: {groups}");
+    let ro = exec("app", "touch /rootfile");
+    assert!(!ro.status.success(), "readOnlyRootFilesystem");
+    assert!(String::from_utf8_lossy(&ro.stderr).contains("Read-only file system"));
+    assert_eq!(out("app", "touch /data/f && stat -c %g /data/f"), "2000", "fsGroup owns new files in the volume");
+    assert_eq!(out("app", "grep NoNewPrivs /proc/self/status | cut -f2"), "1");
+    // Only NET_BIND_SERVICE (bit 10) is left in the bounding set.
+    assert_eq!(out("app", "grep CapBnd /proc/self/status | cut -f2"), "0000000000000400");
+    // privileged: the host's full bounding set.
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let host_bnd = host.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim().to_string();
+    assert_eq!(out("root", "grep CapBnd /proc/self/status | cut -f2"), host_bnd);
+
+    // runAsNonRoot against an image that runs as root.
+    let pods = c
+        .create_pod(
+            "nonroot",
+            json!({"containers": [{"name": "app", "command": ["sleep", "3600"], "securityContext": {"runAsNonRoot": true}}]}),
+        )
+        .await;
+    let waiting = c
+        .wait(60, "CreateContainerConfigError", || async {
+            let p = pods.get("nonroot").await.ok()?;
+            let w = p.status?.container_statuses?.first()?.state.clone()?.waiting?;
+            (w.reason.as_deref() == Some("CreateContainerConfigError")).then_some(w)
+        })
+        .await;
+    assert!(waiting.message.unwrap_or_default().contains("container has runAsNonRoot and image will run as root"));
+}
+
+#[tokio::test]
+async fn active_deadline_seconds_fails_a_running_pod() {
+    let c = Cluster::start("deadline", &[]).await;
+    let pods = c
+        .create_pod(
+            "short",
+            json!({"activeDeadlineSeconds": 3, "containers": [{"name": "app", "command": ["sleep", "3600"]}]}),
+        )
+        .await;
+    let p = c
+        .wait(60, "DeadlineExceeded", || async {
+            let p = pods.get("short").await.ok()?;
+            (phase(&p) == "Failed").then_some(p)
+        })
+        .await;
+    let st = p.status.unwrap();
+    assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
+    let term = st.container_statuses.unwrap()[0].state.clone().unwrap().terminated;
+    assert!(term.is_some(), "the container was stopped");
+}
+
+#[tokio::test]
+async fn image_pull_secrets_authenticate_pulls() {
+    let reg = Registry::start(RegistryKind::Basic);
+    let c = Cluster::start("pullsecret", &[]).await;
+    let image = format!("{}/kelp-test/busybox:latest", reg.addr());
+    let app = json!([{"name": "app", "image": image, "imagePullPolicy": "Always", "command": ["sleep", "3600"]}]);
+    let pods = c.create_pod("anonymous", json!({"containers": app})).await;
+    c.wait(60, "an authentication failure without the secret", || async {
+        let p = pods.get("anonymous").await.ok()?;
+        let w = p.status?.container_statuses?.first()?.state.clone()?.waiting?;
+        matches!(w.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")).then_some(())
+    })
+    .await;
+    c.kubectl_ok(
+        "1.33",
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            &format!("--docker-server={}", reg.addr()),
+            &format!("--docker-username={USER}"),
+            &format!("--docker-password={PASSWORD}"),
+        ],
+    );
+    c.run_pod("authenticated", json!({"imagePullSecrets": [{"name": "regcred"}], "containers": app})).await;
+    assert_eq!(c.kubectl_ok("1.33", &["exec", "authenticated", "--", "echo", "pulled"]), "pulled\n");
+}
