@@ -10,8 +10,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::{json, Value};
 use support::cluster::{Cluster, IMAGE};
