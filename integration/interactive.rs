@@ -261,8 +261,18 @@ async fn exec_exit_codes_stdin_terminal_and_cleanup() {
         let (st, out, err) = finish(child);
         assert!(st.success(), "kubectl {v} exec -i: {err}");
         assert_eq!(out, "line one\nline two\ndone\n");
-        // The process is in the container: its hostname, pid namespace and cgroup.
+        // The process is in the container: its hostname, pid namespace, cgroup, capabilities and
+        // seccomp filter are those of the container's own process (pid 1 there).
         assert_eq!(c.kubectl_ok(v, &["exec", "sh", "-c", "c", "--", "hostname"]).trim(), "sh");
+        let same = c.kubectl_ok(
+            v,
+            &["exec", "sh", "-c", "c", "--", "sh", "-c",
+              "cat /proc/self/cgroup; grep -E 'Cap|Seccomp:' /proc/self/status; echo ---; cat /proc/1/cgroup; grep -E 'Cap|Seccomp:' /proc/1/status; cat /proc/1/cmdline"],
+        );
+        let (mine, init) = same.split_once("---\n").unwrap();
+        assert!(init.ends_with("sleep\x003600\x00"), "pid 1 is the container's process: {init:?}");
+        assert!(init.starts_with(mine), "exec'd process: {mine}\ncontainer: {init}");
+        assert!(mine.contains("Seccomp:\t2"), "the RuntimeDefault filter applies: {mine}");
         // Bad input: a container the pod does not have.
         let bad = c.kubectl(v, &["exec", "sh", "-c", "zz", "--", "true"]);
         assert!(!bad.status.success());
