@@ -781,6 +781,20 @@ async fn interactive_exec_terminal_stdin_and_cleanup() {
     let st = env.rt().start(env.config("ix2", "exec sleep 100")).await.unwrap();
     let (code, out) = env.rt().exec_sync(&st.id, sh("echo ok"), Duration::from_secs(30)).await.unwrap();
     assert_eq!((code, out), (0, b"ok\n".to_vec()));
+    // No signal is ignored in a container (the shim, a Rust program, ignores SIGPIPE itself).
+    let (code, out) = env
+        .rt()
+        .exec_sync(
+            &st.id,
+            vec!["grep".into(), "SigIgn".into(), "/proc/1/status".into(), "/proc/self/status".into()],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "/proc/1/status:SigIgn:\t0000000000000000\n/proc/self/status:SigIgn:\t0000000000000000\n")
+    );
     env.finish().await;
 }
 
