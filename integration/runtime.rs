@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use kelp::runtime::{
-    cgroups, ContainerConfig, ContainerState, ExitReason, Namespaces, Resources, Runtime, RuntimeConfig, Seccomp,
-    Security,
+    cgroups, AttachOptions, ContainerConfig, ContainerState, ExecOptions, ExitReason, Namespaces, Resources, Runtime,
+    RuntimeConfig, RuntimeError, Seccomp, Security,
 };
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
@@ -46,14 +47,20 @@ struct Env {
     rt: Option<Runtime>,
     cgroup_root: String,
     pod_uid: String,
+    log_max_size: u64,
 }
 
 impl Env {
     fn new() -> Env {
+        Env::with_log_max_size(kelp::runtime::logs::DEFAULT_MAX_SIZE)
+    }
+
+    /// A runtime rotating container logs at `log_max_size` bytes, keeping 3 files.
+    fn with_log_max_size(log_max_size: u64) -> Env {
         let tmp = tempfile::Builder::new().prefix("kelp-rt-").tempdir_in("/run").unwrap();
         busybox_layer(&tmp.path().join("layer"));
         let cgroup_root = unique("kelp-it");
-        let mut env = Env { rt: None, cgroup_root, pod_uid: unique("pod").replace('-', ""), tmp };
+        let mut env = Env { rt: None, cgroup_root, pod_uid: unique("pod").replace('-', ""), tmp, log_max_size };
         env.rt = Some(env.runtime());
         env
     }
@@ -605,5 +612,331 @@ async fn exec_sees_the_containers_files_hostname_pid_1_and_cgroup() {
     let exec_dir = env.tmp.path().join("state/exec");
     assert!(std::fs::read_dir(&exec_dir).map(|d| d.count()).unwrap_or(0) == 0, "exec state left behind");
     drop(unmount);
+    env.finish().await;
+}
+
+/// Reads from `r` into `acc` until a line (`\r` trimmed) satisfies `want`; false at end of stream
+/// or after 30 s.
+async fn read_line_matching(
+    r: &mut (impl AsyncRead + Unpin + ?Sized),
+    acc: &mut String,
+    want: impl Fn(&str) -> bool,
+) -> bool {
+    let found = |acc: &String| acc.lines().any(|l| want(l.trim_end_matches('\r')));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            if found(acc) {
+                return true;
+            }
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return found(acc),
+                Ok(n) => acc.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Reads `r` to its end (at most 30 s).
+async fn read_all(r: &mut (impl AsyncRead + Unpin + ?Sized)) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut out)).await.expect("end of stream").unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Command lines of the processes in a container's cgroup.
+async fn container_processes(env: &Env, id: &str) -> Vec<String> {
+    let path = env.rt().cgroup_path(id).await.unwrap();
+    let mut pids = std::collections::BTreeSet::new();
+    for dir in cgroups::all_dirs(env.rt().cgroup_version(), &path).unwrap() {
+        for p in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+            pids.insert(p.trim().to_string());
+        }
+    }
+    pids.iter()
+        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_string())
+        .collect()
+}
+
+/// `kubectl exec -it`: a terminal from the container's devpts with the shell as session leader
+/// (^C interrupts its foreground job), resizing; stdin pipes with end of file; exit codes;
+/// dropping an exec kills the process and its session and reaps the shim; bad targets are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn interactive_exec_terminal_stdin_and_cleanup() {
+    let env = Env::new();
+    let st = env.rt().start(env.config("ix", "while true; do sleep 1; done")).await.unwrap();
+    let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+
+    // A terminal.
+    let mut p = env
+        .rt()
+        .exec_interactive(
+            &st.id,
+            vec!["sh".into()],
+            vec!["GREETING=hey".into()],
+            ExecOptions { stdin: true, tty: true },
+        )
+        .await
+        .unwrap();
+    assert!(p.stderr.is_none());
+    p.resize.as_ref().unwrap().resize(100, 30).unwrap();
+    let stdin = p.stdin.as_mut().unwrap();
+    stdin.write_all(b"tty; stty size; [ -t 0 ] && echo is\"\"atty; echo $GREETING\"\"!\n").await.unwrap();
+    let mut out = String::new();
+    assert!(read_line_matching(&mut p.stdout, &mut out, |l| l == "hey!").await, "{out}");
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(lines.iter().any(|l| l.starts_with("/dev/pts/")), "{out}");
+    assert!(lines.contains(&"30 100"), "{out}");
+    assert!(lines.contains(&"isatty"), "{out}");
+    // ^C reaches the foreground job through the terminal.
+    stdin.write_all(b"sleep 100\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stdin.write_all(b"\x03").await.unwrap();
+    stdin.write_all(b"echo after-$((20+1))\n").await.unwrap();
+    assert!(read_line_matching(&mut p.stdout, &mut out, |l| l.ends_with("after-21")).await, "{out}");
+    stdin.write_all(b"exit 7\n").await.unwrap();
+    read_all(&mut p.stdout).await;
+    assert_eq!(p.exit.wait().await.unwrap(), 7);
+
+    // A terminal without stdin still runs (and ends) on its terminal.
+    let mut p =
+        env.rt().exec_interactive(&st.id, sh("tty"), vec![], ExecOptions { stdin: false, tty: true }).await.unwrap();
+    assert!(p.stdin.is_none());
+    let out = read_all(&mut p.stdout).await;
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(p.exit.wait().await.unwrap(), 0);
+
+    // stdin through a pipe: cat echoes, ends at end of file.
+    let mut p = env
+        .rt()
+        .exec_interactive(&st.id, vec!["cat".into()], vec![], ExecOptions { stdin: true, tty: false })
+        .await
+        .unwrap();
+    assert!(p.resize.is_none());
+    let stdin = p.stdin.as_mut().unwrap();
+    stdin.write_all(b"hello\n").await.unwrap();
+    let mut out = String::new();
+    assert!(read_line_matching(&mut p.stdout, &mut out, |l| l == "hello").await, "{out}");
+    stdin.shutdown().await.unwrap();
+    assert_eq!(read_all(&mut p.stdout).await, "");
+    assert_eq!(p.exit.wait().await.unwrap(), 0);
+
+    // Exit code and stderr.
+    let mut p =
+        env.rt().exec_interactive(&st.id, sh("echo oops >&2; exit 3"), vec![], ExecOptions::default()).await.unwrap();
+    assert!(p.stdin.is_none());
+    assert_eq!(read_all(p.stderr.as_mut().unwrap()).await, "oops\n");
+    assert_eq!(read_all(&mut p.stdout).await, "");
+    assert_eq!(p.exit.wait().await.unwrap(), 3);
+
+    // The client goes away: the process and what it started in its session are killed, and the
+    // exec shim is reaped.
+    for tty in [false, true] {
+        let p = env
+            .rt()
+            .exec_interactive(&st.id, sh("sleep 1001 & exec sleep 1000"), vec![], ExecOptions { stdin: true, tty })
+            .await
+            .unwrap();
+        let shim = p.exit.shim_pid().unwrap();
+        let mut running = false;
+        for _ in 0..500 {
+            let procs = container_processes(&env, &st.id).await;
+            if procs.iter().any(|c| c == "sleep 1000") && procs.iter().any(|c| c == "sleep 1001") {
+                running = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(running, "{:?}", container_processes(&env, &st.id).await);
+        drop(p);
+        let mut gone = false;
+        for _ in 0..500 {
+            let procs = container_processes(&env, &st.id).await;
+            let left = procs.iter().any(|c| c.starts_with("sleep 100"));
+            if !left && !Path::new(&format!("/proc/{shim}")).exists() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            gone,
+            "tty {tty}: left: {:?}, shim alive: {}",
+            container_processes(&env, &st.id).await,
+            Path::new(&format!("/proc/{shim}")).exists()
+        );
+    }
+    assert!(matches!(env.rt().status(&st.id).await.unwrap().state, ContainerState::Running { .. }));
+
+    // Bad targets.
+    let err = env.rt().exec_interactive("nope", vec!["true".into()], vec![], ExecOptions::default()).await;
+    assert!(matches!(err, Err(RuntimeError::NotFound(_))), "{:?}", err.err());
+    env.rt().stop(&st.id, Duration::from_millis(100), Some(libc::SIGKILL)).await.unwrap();
+    let err = env.rt().exec_interactive(&st.id, vec!["true".into()], vec![], ExecOptions::default()).await;
+    assert!(err.err().unwrap().to_string().contains("is not running"));
+    // Probes' exec still works next to all this (checked on a new container).
+    let st = env.rt().start(env.config("ix2", "exec sleep 100")).await.unwrap();
+    let (code, out) = env.rt().exec_sync(&st.id, sh("echo ok"), Duration::from_secs(30)).await.unwrap();
+    assert_eq!((code, out), (0, b"ok\n".to_vec()));
+    // No signal is ignored in a container (the shim, a Rust program, ignores SIGPIPE itself).
+    let (code, out) = env
+        .rt()
+        .exec_sync(
+            &st.id,
+            vec!["grep".into(), "SigIgn".into(), "/proc/1/status".into(), "/proc/self/status".into()],
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (0, "/proc/1/status:SigIgn:\t0000000000000000\n/proc/self/status:SigIgn:\t0000000000000000\n")
+    );
+    env.finish().await;
+}
+
+/// `kubectl attach`: to a container's terminal (stdin, output, resize, exit), output-only to a
+/// container without stdin (asking for stdin is refused), and stdinOnce.
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_terminal_output_only_and_stdin_once() {
+    let env = Env::new();
+    let mut cfg = env.config("term", "");
+    cfg.args = vec!["/bin/sh".into()];
+    cfg.tty = true;
+    cfg.stdin = true;
+    let log = cfg.log_path.clone();
+    let term = env.rt().start(cfg).await.unwrap();
+    let mut a = env.rt().attach(&term.id, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    assert!(a.stderr.is_none(), "a terminal has no separate stderr");
+    a.resize.as_ref().unwrap().resize(80, 24).unwrap();
+    let stdin = a.stdin.as_mut().unwrap();
+    stdin.write_all(b"echo hi; stty size; tty\n").await.unwrap();
+    let stdout = a.stdout.as_mut().unwrap();
+    let mut out = String::new();
+    assert!(read_line_matching(stdout, &mut out, |l| l.starts_with("/dev/pts/")).await, "{out}");
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(lines.contains(&"hi") && lines.contains(&"24 80"), "{out}");
+    stdin.write_all(b"exit 4\n").await.unwrap();
+    assert_eq!(a.exit.wait().await.unwrap(), 4);
+    // Terminal output is logged as stdout.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(records(&text).iter().any(|(s, _, l)| s == "stdout" && l.trim_end_matches('\r') == "hi"), "{text}");
+
+    // Output only, from attach time on.
+    let counter = env
+        .rt()
+        .start(env.config("counter", "i=0; while true; do i=$((i+1)); echo n$i; echo e$i >&2; sleep 0.05; done"))
+        .await
+        .unwrap();
+    let err = env.rt().attach(&counter.id, AttachOptions { stdin: true, stdout: true, stderr: false }).await;
+    let msg = err.err().unwrap().to_string();
+    assert!(msg.contains("Unable to use a TTY/stdin - container counter did not allocate one"), "{msg}");
+    let mut a = env.rt().attach(&counter.id, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
+    assert!(a.stdin.is_none() && a.resize.is_none());
+    let numbers = |out: &str, prefix: char| -> Vec<u64> {
+        out.lines().filter_map(|l| l.strip_prefix(prefix)).filter_map(|n| n.parse().ok()).collect()
+    };
+    let mut out = String::new();
+    let stdout = a.stdout.as_mut().unwrap();
+    assert!(read_line_matching(stdout, &mut out, |l| l.starts_with('n')).await, "{out}");
+    let first = numbers(&out, 'n')[0];
+    assert!(read_line_matching(stdout, &mut out, |l| l == format!("n{}", first + 3)).await, "{out}");
+    let seen = numbers(&out, 'n');
+    assert_eq!(seen, (first..first + seen.len() as u64).collect::<Vec<_>>(), "{out}");
+    assert!(out.lines().all(|l| l.starts_with('n')), "stderr stays separate: {out}");
+    let mut err = String::new();
+    assert!(read_line_matching(a.stderr.as_mut().unwrap(), &mut err, |l| l.starts_with('e')).await, "{err}");
+    // Readers may go away; the exit is still reported.
+    drop(a.stdout.take());
+    drop(a.stderr.take());
+    env.rt().stop(&counter.id, Duration::from_millis(100), Some(libc::SIGKILL)).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(30), a.exit.wait()).await.unwrap().unwrap(), 137);
+    assert!(env.rt().attach(&counter.id, AttachOptions::default()).await.is_err(), "attach to an exited container");
+
+    // stdinOnce: the first client's end of stdin is the container's.
+    let mut cfg = env.config("once", "cat; echo cat-done");
+    cfg.stdin = true;
+    cfg.stdin_once = true;
+    let once = env.rt().start(cfg).await.unwrap();
+    let mut a = env.rt().attach(&once.id, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    let stdin = a.stdin.as_mut().unwrap();
+    stdin.write_all(b"abc\n").await.unwrap();
+    let mut out = String::new();
+    assert!(read_line_matching(a.stdout.as_mut().unwrap(), &mut out, |l| l == "abc").await, "{out}");
+    stdin.shutdown().await.unwrap();
+    assert!(read_line_matching(a.stdout.as_mut().unwrap(), &mut out, |l| l == "cat-done").await, "{out}");
+    assert_eq!(a.exit.wait().await.unwrap(), 0);
+    env.finish().await;
+}
+
+/// Without stdinOnce the container's stdin outlives its clients; attach works after the runtime
+/// (the agent) restarted and adopted the container.
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_after_adoption_keeps_stdin_open() {
+    let mut env = Env::new();
+    let mut cfg = env.config("reader", "while read l; do echo \"got $l\"; done; echo eof");
+    cfg.stdin = true;
+    let st = env.rt().start(cfg).await.unwrap();
+    let mut a = env.rt().attach(&st.id, AttachOptions { stdin: true, stdout: true, stderr: false }).await.unwrap();
+    assert!(a.stderr.is_none());
+    a.stdin.as_mut().unwrap().write_all(b"one\n").await.unwrap();
+    let mut out = String::new();
+    assert!(read_line_matching(a.stdout.as_mut().unwrap(), &mut out, |l| l == "got one").await, "{out}");
+    a.stdin.as_mut().unwrap().shutdown().await.unwrap();
+    drop(a);
+    drop(env.rt.take());
+    env.rt = Some(env.runtime());
+    let mut a = env.rt().attach(&st.id, AttachOptions { stdin: true, stdout: true, stderr: false }).await.unwrap();
+    a.stdin.as_mut().unwrap().write_all(b"two\n").await.unwrap();
+    let mut out = String::new();
+    assert!(read_line_matching(a.stdout.as_mut().unwrap(), &mut out, |l| l == "got two").await, "{out}");
+    assert!(!out.contains("eof"), "{out}");
+    env.rt().stop(&st.id, Duration::from_millis(100), Some(libc::SIGKILL)).await.unwrap();
+    drop(a.stdout.take());
+    assert_eq!(a.exit.wait().await.unwrap(), 137);
+    env.finish().await;
+}
+
+/// kubelet-style rotation: `<name>.log.<YYYYMMDD-HHMMSS>` files, at most 3 files in all, every
+/// remaining line in order and in CRI format.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_rotation_keeps_max_files_in_order() {
+    let env = Env::with_log_max_size(4096);
+    let script =
+        "for r in 1 2 3 4 5; do for i in $(seq 1 100); do echo \"r$r line $i padding-padding\"; done; sleep 1.2; done";
+    let cfg = env.config("rot", script);
+    let log = cfg.log_path.clone();
+    let (state, _) = env.run(cfg).await;
+    assert_eq!(exited(&state).0, 0);
+    let dir = log.parent().unwrap();
+    let mut rotated: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "rot.log")
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    for name in &rotated {
+        let stamp = name.strip_prefix("rot.log.").unwrap_or_else(|| panic!("{name}"));
+        assert!(chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S").is_ok(), "{name}");
+    }
+    let mut lines = Vec::new();
+    for name in rotated.iter().map(String::as_str).chain(["rot.log"]) {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        for (stream, tag, line) in records(&text) {
+            assert_eq!((stream.as_str(), tag.as_str()), ("stdout", "F"), "{line}");
+            lines.push(line);
+        }
+    }
+    // A contiguous run up to the very last line; the oldest files were deleted.
+    let all: Vec<String> =
+        (1..=5).flat_map(|r| (1..=100).map(move |i| format!("r{r} line {i} padding-padding"))).collect();
+    let start = all.iter().position(|l| *l == lines[0]).expect("known line");
+    assert!(start > 0, "nothing was deleted");
+    assert_eq!(lines, all[start..].to_vec());
     env.finish().await;
 }

@@ -1183,4 +1183,14 @@ mod tests {
             assert!(bad.parse::<PortRange>().is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn container_log_max_size_is_a_byte_quantity() {
+        assert_eq!(super::parse_log_max_size("10Mi"), Ok(10 << 20));
+        assert_eq!(super::parse_log_max_size("4Ki"), Ok(4096));
+        assert_eq!(super::parse_log_max_size("1M"), Ok(1_000_000));
+        for bad in ["0", "-1Mi", "1.5", "abc", ""] {
+            assert!(super::parse_log_max_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -201,8 +201,9 @@ pub struct ContainerStatus {
     pub labels: BTreeMap<String, String>,
 }
 
-/// The standard streams of a process exec'd into a container (non-interactive; terminals are
-/// not supported yet). `stdin: None` = `/dev/null`.
+/// The standard streams of a process exec'd into a container (non-interactive; see
+/// [`Runtime::exec_interactive`] for terminals and streams held by the caller).
+/// `stdin: None` = `/dev/null`.
 #[derive(Debug)]
 pub struct ExecIo {
     pub stdin: Option<OwnedFd>,

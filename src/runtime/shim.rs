@@ -18,12 +18,18 @@
 //!   `kelp-exec: timeout` (the process was killed after TIMEOUT_MS; 0 = none) or
 //!   `kelp-exec: error <message>`.
 //!
-//! Not yet done, the design for terminals (`tty: true`, `kubectl exec -it`, attach): the agent
-//! listens on a unix socket and passes its path as libcontainer's console socket
-//! (`with_console_socket`, process `terminal: true`); libcontainer sends the pty master over it
-//! (SCM_RIGHTS), the agent bridges it to the API stream and resizes with `TIOCSWINSZ`. For a
-//! container's own terminal the run shim receives the master instead, copies it to the log as
-//! stdout and hands it to attach requests. Today containers and execs run without a terminal.
+//!   With `--control`, fd 4 is a socket to the agent (`Runtime::exec_interactive`): when the
+//!   agent closes it before the process ended, the process and its whole session are SIGKILLed.
+//!   With `--tty` the process runs on a pty from the container's devpts (libcontainer's console
+//!   socket, process `terminal: true`); the shim receives the master and passes it to the agent
+//!   over fd 4 (SCM_RIGHTS).
+//!
+//! Terminals and stdin of a container itself (`tty`, `stdin`, `stdinOnce`): the run shim creates
+//! the container with a pty (console socket) or a stdin pipe, copies the output to the log (a
+//! terminal's output as `stdout`) and serves attach clients on `attach.sock` from its poll loop
+//! (see [`super::attach`]). The log is rotated like kubelet does ([`super::logs::RotatingLog`]).
+//! Payloads start with default signal dispositions and an empty signal mask (this program
+//! ignores SIGPIPE, which would otherwise be inherited through execve).
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -289,6 +295,7 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
         builder.with_stdin(stdin).with_stdout(o_w).with_stderr(e_w)
     };
     let mut container = builder
+        .with_executor(InitExecutor)
         .as_init(bundle)
         .with_systemd(false)
         // Only checked against the terminal setting: a console socket needs "detached".
@@ -556,6 +563,7 @@ struct TenantExecutor {
 
 impl Executor for TenantExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        reset_signals();
         if let Some(s) = &self.seccomp {
             libcontainer::seccomp::initialize_seccomp(s).map_err(|e| ExecutorError::Other(e.to_string()))?;
         }
@@ -574,6 +582,49 @@ impl Executor for TenantExecutor {
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// The container's init workload: execvp like libcontainer's default executor, with default
+/// signal dispositions.
+#[derive(Clone)]
+struct InitExecutor;
+
+impl Executor for InitExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        reset_signals();
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// Gives the payload default signal dispositions and an empty signal mask. Ignored signals and
+/// the mask survive execve: the shim is a Rust program, which ignores SIGPIPE, so without this
+/// `yes | head -1` would never end in a container.
+fn reset_signals() {
+    /// The kernel's `struct sigaction` (glibc's `sigaction()` refuses its reserved signals 32, 33).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction with SIG_DFL and the kernel's sigset size; failures are harmless.
+            unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, 0usize, 8usize) };
+        }
+    }
+    // SAFETY: an empty, initialized set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 
