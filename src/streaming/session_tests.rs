@@ -603,3 +603,229 @@ async fn websocket_v4_port_forward_per_port_channels() {
     let err = String::from_utf8_lossy(&channel_bytes(&got, 3)[2..]).into_owned();
     assert!(err.starts_with(&format!("error forwarding port {dead} to pod web, uid u-1: ")), "{err}");
 }
+
+/// Decodes one `application/x-www-form-urlencoded` value.
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A stand-in API server for real kubectl: discovery, one running pod `x`, and its exec/attach/
+/// portforward subresources served by this module (exec runs the requested command with `sh`'s
+/// environment; port-forward dials `port_map(port)` on 127.0.0.1).
+/// Every negotiation is recorded in `seen` as "(websocket|spdy) <protocol>".
+async fn kubectl_stub(
+    port_map: Arc<dyn Fn(u16) -> u16 + Send + Sync>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let port_map = port_map.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |mut req: http::Request<Body>| {
+                    let port_map = port_map.clone();
+                    let seen = seen.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let query = req.uri().query().unwrap_or("").to_string();
+                        let kind = if path.ends_with("/exec") || path.ends_with("/attach") {
+                            Some(Kind::RemoteCommand)
+                        } else if path.ends_with("/portforward") {
+                            Some(Kind::PortForward)
+                        } else {
+                            None
+                        };
+                        let json = |v: serde_json::Value| {
+                            http::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(v.to_string())))
+                                .unwrap()
+                        };
+                        let resp = match (kind, path.as_str()) {
+                            (Some(kind), _) => match negotiate(req.method(), req.headers(), kind) {
+                                Ok((resp, neg)) => {
+                                    let transport = if neg.is_websocket() { "websocket" } else { "spdy" };
+                                    seen.lock().unwrap().push(format!("{transport} {}", neg.protocol()));
+                                    tokio::spawn(async move {
+                                        let Ok(up) = hyper::upgrade::on(&mut req).await else { return };
+                                        let io = TokioIo::new(up);
+                                        if kind == Kind::PortForward {
+                                            let port_map = port_map.clone();
+                                            let dial: DialFn = Arc::new(move |p| {
+                                                TcpStream::connect(("127.0.0.1", port_map(p))).boxed()
+                                            });
+                                            let pod = PodRef { name: "x".into(), uid: "uid-x".into() };
+                                            serve_port_forward_with(io, neg, Vec::new(), dial, pod).await;
+                                        } else {
+                                            let command: Vec<String> = query
+                                                .split('&')
+                                                .filter_map(|kv| kv.strip_prefix("command="))
+                                                .map(form_decode)
+                                                .collect();
+                                            let flags = flags_from_query(&query);
+                                            let start = argv_start(command.clone());
+                                            let kind = RemoteCommandKind::Exec { command };
+                                            serve_remote_command_with(io, neg, flags, kind, start).await;
+                                        }
+                                    });
+                                    resp.map(|_| Full::new(Bytes::new()))
+                                }
+                                Err(e) => http::Response::builder()
+                                    .status(e.status_code())
+                                    .body(Full::new(Bytes::from(e.to_string())))
+                                    .unwrap(),
+                            },
+                            (None, "/api") => json(serde_json::json!({
+                                "kind": "APIVersions", "versions": ["v1"],
+                                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]
+                            })),
+                            (None, "/apis") => {
+                                json(serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+                            }
+                            (None, "/api/v1") => json(serde_json::json!({
+                                "kind": "APIResourceList", "groupVersion": "v1",
+                                "resources": [{"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                                               "verbs": ["get", "list"], "shortNames": ["po"]}]
+                            })),
+                            (None, "/api/v1/namespaces/default/pods/x") => json(serde_json::json!({
+                                "apiVersion": "v1", "kind": "Pod",
+                                "metadata": {"name": "x", "namespace": "default", "uid": "uid-x"},
+                                "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+                                "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": true,
+                                    "restartCount": 0, "image": "busybox", "imageID": "", "state": {"running": {}}}]}
+                            })),
+                            _ => http::Response::builder().status(404).body(Full::new(Bytes::new())).unwrap(),
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).with_upgrades().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A `start` that runs `argv` directly with piped stdio.
+fn argv_start(argv: Vec<String>) -> StartFn {
+    Box::new(move || {
+        async move {
+            let (program, args) = argv.split_first().ok_or("no command")?;
+            let mut child = tokio::process::Command::new(program)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let stdin = child.stdin.take().map(|s| Box::pin(s) as _);
+            let stdout = child.stdout.take().map(|s| Box::pin(s) as _);
+            let stderr = child.stderr.take().map(|s| Box::pin(s) as _);
+            let exit = async move { Ok(child.wait().await.map_err(|e| e.to_string())?.code().unwrap_or(128)) }.boxed();
+            Ok(ProcessIo { stdin, stdout, stderr, resize: None, exit })
+        }
+        .boxed()
+    })
+}
+
+fn kubectl_cmd(version: &str, addr: SocketAddr, cache: &std::path::Path) -> tokio::process::Command {
+    let bin = std::path::Path::new("/usr/lib/google-cloud-sdk/bin").join(format!("kubectl.{version}"));
+    assert!(bin.exists(), "{} is required for this test", bin.display());
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("--server").arg(format!("http://{addr}")).arg("--cache-dir").arg(cache).kill_on_drop(true);
+    cmd
+}
+
+/// Real kubectl 1.27 (SPDY only), 1.30 (WebSocket v5 exec, SPDY port-forward) and 1.33 (WebSocket v5
+/// exec, SPDY-in-WebSocket port-forward) against this module.
+#[tokio::test]
+async fn real_kubectl_exec_and_port_forward() {
+    let echo = echo_server().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let addr = kubectl_stub(Arc::new(move |_| echo), seen.clone()).await;
+    let cache = tempfile::tempdir().unwrap();
+    for (version, exec_protocol, pf_protocol) in [
+        ("1.27", "spdy v4.channel.k8s.io", "spdy portforward.k8s.io"),
+        ("1.30", "websocket v5.channel.k8s.io", "spdy portforward.k8s.io"),
+        ("1.33", "websocket v5.channel.k8s.io", "websocket SPDY/3.1+portforward.k8s.io"),
+    ] {
+        seen.lock().unwrap().clear();
+        // exec: stdout, stderr, exit code.
+        let out = within(
+            kubectl_cmd(version, addr, cache.path())
+                .args(["exec", "x", "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
+                .output(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n", "kubectl {version}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("err\n"), "kubectl {version}: {stderr}");
+        assert!(stderr.contains("command terminated with exit code 3"), "kubectl {version}: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "kubectl {version}");
+
+        // exec -i: stdin reaches the process and its end closes the process's stdin.
+        let mut child = kubectl_cmd(version, addr, cache.path())
+            .args(["exec", "-i", "x", "--", "tr", "a-z", "A-Z"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"piped input\n").await.unwrap();
+        drop(stdin);
+        let out = within(child.wait_with_output()).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED INPUT\n", "kubectl {version}: {:?}", out);
+        assert!(out.status.success(), "kubectl {version}: {out:?}");
+
+        // port-forward: two connections through one session, each echoed with half-close.
+        let mut pf = kubectl_cmd(version, addr, cache.path())
+            .args(["port-forward", "pod/x", ":80"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pf_out = tokio::io::BufReader::new(pf.stdout.take().unwrap());
+        let mut line = String::new();
+        use tokio::io::AsyncBufReadExt;
+        within(pf_out.read_line(&mut line)).await.unwrap();
+        // "Forwarding from 127.0.0.1:NNNNN -> 80"
+        let local: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kubectl {version}: unexpected output {line:?}"));
+        for round in 0..2 {
+            let mut conn = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+            let payload = format!("round {round} through kubectl {version} ").repeat(2000);
+            conn.write_all(payload.as_bytes()).await.unwrap();
+            conn.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            within(conn.read_to_end(&mut back)).await.unwrap();
+            assert_eq!(back.len(), payload.len(), "kubectl {version} round {round}");
+            assert!(back == payload.as_bytes(), "kubectl {version} round {round}");
+        }
+        let _ = pf.start_kill();
+        let _ = pf.wait().await;
+        assert_eq!(*seen.lock().unwrap(), [exec_protocol, exec_protocol, pf_protocol], "kubectl {version}");
+    }
+}
