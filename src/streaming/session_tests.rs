@@ -542,14 +542,13 @@ fn ws_byte_stream(ws: WsClient, split: usize) -> tokio::io::DuplexStream {
         };
         let down = async move {
             while let Some(Ok(msg)) = stream.next().await {
-                match msg {
-                    Message::Binary(b) => {
-                        if wr.write_all(&b).await.is_err() {
-                            return;
-                        }
-                    }
+                let payload = match msg {
+                    Message::Binary(b) => b,
                     Message::Close(_) => return,
-                    _ => {}
+                    _ => continue,
+                };
+                if wr.write_all(&payload).await.is_err() {
+                    return;
                 }
             }
         };
