@@ -388,6 +388,9 @@ async fn spdy_v4_exec_streams_stdin_fin_ping_and_status() {
     let stderr = client.open(&[("streamType", "stderr")]).await;
     let mut seen = Seen::default();
     spdy_until(&mut client, &mut seen, |s| s.replies.len() == 4).await;
+    // A stream opened after the expected ones is answered and ignored; stdin keeps working.
+    let extra = client.open(&[("streamType", "bogus")]).await;
+    spdy_until(&mut client, &mut seen, |s| s.replies.contains(&extra)).await;
     client.send(Frame::Ping { id: 1 }).await;
     client.data(stdin, b"hello\n", false).await;
     spdy_until(&mut client, &mut seen, |s| s.text(stdout) == "got hello\n" && s.pings == [1]).await;
@@ -794,6 +797,22 @@ async fn real_kubectl_exec_and_port_forward() {
         let out = within(child.wait_with_output()).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED INPUT\n", "kubectl {version}: {:?}", out);
         assert!(out.status.success(), "kubectl {version}: {out:?}");
+
+        // exec -it under a pseudo-terminal (`script`): the TTY variant of each protocol (SPDY waits
+        // for the resize stream; WebSocket carries resize on channel 4).
+        let bin = std::path::Path::new("/usr/lib/google-cloud-sdk/bin").join(format!("kubectl.{version}"));
+        let line = format!(
+            "{} --server http://{addr} --cache-dir {} exec -it x -- sh -c 'echo tty-ok; exit 4'",
+            bin.display(),
+            cache.path().display()
+        );
+        let out =
+            within(tokio::process::Command::new("script").args(["-qec", &line, "/dev/null"]).output()).await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("tty-ok"), "kubectl {version}: {text}");
+        assert_eq!(out.status.code(), Some(4), "kubectl {version}: {text}");
+        let tty_protocol = seen.lock().unwrap().pop();
+        assert_eq!(tty_protocol.as_deref(), Some(exec_protocol), "kubectl {version}");
 
         // port-forward: two connections through one session, each echoed with half-close.
         let mut pf = kubectl_cmd(version, addr, cache.path())

@@ -699,8 +699,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         match frame {
             Frame::SynStream { stream_id, flags, headers, .. } => {
-                // Forget streams whose owners are done with them.
-                streams.retain(|_, s| !s.reset.is_closed());
+                // Forget streams whose owners dropped both their data receiver and reset watch.
+                streams.retain(|_, s| !s.reset.is_closed() || s.data.as_ref().is_some_and(|d| !d.is_closed()));
                 if stream_id == 0 || stream_id % 2 == 0 {
                     send(Frame::RstStream { stream_id, status: RST_PROTOCOL_ERROR }).await?;
                     continue;
@@ -970,8 +970,11 @@ mod tests {
             Some(Frame::Data { stream_id: id, flags: 0, data: Bytes::from_static(b"out") })
         );
         assert_eq!(client.next().await, Some(Frame::Data { stream_id: id, flags: FLAG_FIN, data: Bytes::new() }));
-        session.shutdown().await;
+        let shutdown = tokio::spawn(session.shutdown());
         assert!(matches!(client.next().await, Some(Frame::GoAway { .. })));
+        // Our side is closed after GOAWAY; the session then waits for the client to close.
         assert_eq!(client.next().await, None);
+        drop(client);
+        shutdown.await.unwrap();
     }
 }
