@@ -673,7 +673,10 @@ async fn kubectl_stub(
                                                 TcpStream::connect(("127.0.0.1", port_map(p))).boxed()
                                             });
                                             let pod = PodRef { name: "x".into(), uid: "uid-x".into() };
-                                            serve_port_forward_with(io, neg, Vec::new(), dial, pod).await;
+                                            let values: Vec<&str> =
+                                                query.split('&').filter_map(|kv| kv.strip_prefix("ports=")).collect();
+                                            let ports = parse_ports(&values).unwrap_or_default();
+                                            serve_port_forward_with(io, neg, ports, dial, pod).await;
                                         } else {
                                             let command: Vec<String> = query
                                                 .split('&')
@@ -761,7 +764,8 @@ fn kubectl_cmd(version: &str, addr: SocketAddr, cache: &std::path::Path) -> toki
 async fn real_kubectl_exec_and_port_forward() {
     let echo = echo_server().await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let addr = kubectl_stub(Arc::new(move |_| echo), seen.clone()).await;
+    let dead = closed_port().await;
+    let addr = kubectl_stub(Arc::new(move |port| if port == 80 { echo } else { dead }), seen.clone()).await;
     let cache = tempfile::tempdir().unwrap();
     for (version, exec_protocol, pf_protocol) in [
         ("1.27", "spdy v4.channel.k8s.io", "spdy portforward.k8s.io"),
@@ -814,26 +818,28 @@ async fn real_kubectl_exec_and_port_forward() {
         let tty_protocol = seen.lock().unwrap().pop();
         assert_eq!(tty_protocol.as_deref(), Some(exec_protocol), "kubectl {version}");
 
-        // port-forward: two connections through one session, each echoed with half-close.
+        // port-forward: two connections through one session, each echoed with half-close; then a
+        // connection to a port where nothing listens (the stub maps 81 to a closed port).
         let mut pf = kubectl_cmd(version, addr, cache.path())
-            .args(["port-forward", "pod/x", ":80"])
+            .args(["port-forward", "pod/x", ":80", ":81"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut pf_out = tokio::io::BufReader::new(pf.stdout.take().unwrap());
-        let mut line = String::new();
-        use tokio::io::AsyncBufReadExt;
-        within(pf_out.read_line(&mut line)).await.unwrap();
-        // "Forwarding from 127.0.0.1:NNNNN -> 80"
-        let local: u16 = line
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("kubectl {version}: unexpected output {line:?}"));
+        let mut locals = std::collections::HashMap::new();
+        while locals.len() < 2 {
+            let mut line = String::new();
+            use tokio::io::AsyncBufReadExt;
+            assert!(within(pf_out.read_line(&mut line)).await.unwrap() > 0, "kubectl {version} exited");
+            // "Forwarding from 127.0.0.1:NNNNN -> 80" (and the same for [::1])
+            if let Some(rest) = line.trim().strip_prefix("Forwarding from 127.0.0.1:") {
+                let (local, remote) = rest.split_once(" -> ").unwrap();
+                locals.insert(remote.to_string(), local.parse::<u16>().unwrap());
+            }
+        }
         for round in 0..2 {
-            let mut conn = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+            let mut conn = TcpStream::connect(("127.0.0.1", locals["80"])).await.unwrap();
             let payload = format!("round {round} through kubectl {version} ").repeat(2000);
             conn.write_all(payload.as_bytes()).await.unwrap();
             conn.shutdown().await.unwrap();
@@ -842,8 +848,16 @@ async fn real_kubectl_exec_and_port_forward() {
             assert_eq!(back.len(), payload.len(), "kubectl {version} round {round}");
             assert!(back == payload.as_bytes(), "kubectl {version} round {round}");
         }
+        let mut conn = TcpStream::connect(("127.0.0.1", locals["81"])).await.unwrap();
+        let mut back = Vec::new();
+        let _ = within(conn.read_to_end(&mut back)).await;
+        assert!(back.is_empty(), "kubectl {version}");
+        // kubectl logs the error text from the error stream (some versions then exit).
+        let _ = tokio::time::timeout(Duration::from_secs(2), pf.wait()).await;
         let _ = pf.start_kill();
-        let _ = pf.wait().await;
+        let out = within(pf.wait_with_output()).await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error forwarding port 81 to pod x, uid uid-x: "), "kubectl {version}: {stderr}");
         assert_eq!(*seen.lock().unwrap(), [exec_protocol, exec_protocol, pf_protocol], "kubectl {version}");
     }
 }
