@@ -840,11 +840,15 @@ async fn real_kubectl_exec_and_port_forward() {
         }
         for round in 0..2 {
             let mut conn = TcpStream::connect(("127.0.0.1", locals["80"])).await.unwrap();
-            let payload = format!("round {round} through kubectl {version} ").repeat(2000);
-            conn.write_all(payload.as_bytes()).await.unwrap();
-            conn.shutdown().await.unwrap();
+            // Round 1 is far beyond SPDY's initial 64 KiB window (flow control is not used).
+            let payload = format!("round {round} through kubectl {version} ").repeat(2000 + round * 100_000);
+            let (mut rd, mut wr) = conn.split();
             let mut back = Vec::new();
-            within(conn.read_to_end(&mut back)).await.unwrap();
+            let send = async {
+                wr.write_all(payload.as_bytes()).await.unwrap();
+                wr.shutdown().await.unwrap();
+            };
+            within(async { tokio::join!(send, rd.read_to_end(&mut back)) }).await.1.unwrap();
             assert_eq!(back.len(), payload.len(), "kubectl {version} round {round}");
             assert!(back == payload.as_bytes(), "kubectl {version} round {round}");
         }
