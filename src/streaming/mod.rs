@@ -8,6 +8,8 @@
 
 mod portforward;
 mod remotecommand;
+#[cfg(test)]
+mod session_tests;
 pub(crate) mod spdy;
 mod websocket;
 

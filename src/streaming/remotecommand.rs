@@ -176,7 +176,13 @@ struct Channels {
 /// Copies process output to the client until EOF (a read error, e.g. EIO from a pty whose
 /// process is gone, counts as EOF).
 async fn pump_output(reader: Option<Pin<Box<dyn AsyncRead + Send>>>, out: Option<&Output>) {
-    let Some(mut reader) = reader else { return };
+    let Some(mut reader) = reader else {
+        // The runtime has no such stream (e.g. stderr with a TTY): it is at EOF from the start.
+        if let Some(out) = out {
+            out.close().await;
+        }
+        return;
+    };
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = match reader.read(&mut buf).await {

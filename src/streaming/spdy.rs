@@ -699,8 +699,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         match frame {
             Frame::SynStream { stream_id, flags, headers, .. } => {
-                // Forget streams whose owners are done with them.
-                streams.retain(|_, s| !s.reset.is_closed());
+                // Forget streams whose owners dropped both their data receiver and reset watch.
+                streams.retain(|_, s| !s.reset.is_closed() || s.data.as_ref().is_some_and(|d| !d.is_closed()));
                 if stream_id == 0 || stream_id % 2 == 0 {
                     send(Frame::RstStream { stream_id, status: RST_PROTOCOL_ERROR }).await?;
                     continue;
@@ -839,6 +839,35 @@ mod tests {
         assert_eq!((b << 16) | a, 0xe3c6_a7c2);
     }
 
+    /// The first bytes real kubectl 1.27.16 sent after the 101 of `kubectl port-forward pod/x
+    /// 18556:80` when a local connection arrived (captured on this machine): the error stream's
+    /// SYN_STREAM, compressed by Go's spdy framer with the SPDY/3 dictionary, then a PING.
+    const KUBECTL_1_27_PORT_FORWARD: &[u8] = &[
+        0x80, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3d, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x78, 0xf9, 0xe3, 0xc6, 0xa7, 0xc2, 0x02, 0x25, 0x3a, 0x70, 0x3a, 0x2b, 0x29, 0x4a, 0x4d, 0xcc, 0x85, 0x16,
+        0x25, 0xac, 0xa9, 0xa0, 0x80, 0x86, 0x14, 0xcb, 0x45, 0xa0, 0x24, 0xcc, 0x64, 0x61, 0xc0, 0xc0, 0xc0, 0xc0,
+        0x59, 0x04, 0x89, 0xc4, 0x4c, 0x50, 0xe2, 0x66, 0x34, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x80, 0x03, 0x00,
+        0x06, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01,
+    ];
+
+    #[test]
+    fn decodes_a_syn_stream_captured_from_kubectl() {
+        let mut dec = HeaderDecoder::new();
+        let mut buf = BytesMut::from(KUBECTL_1_27_PORT_FORWARD);
+        let Some(Frame::SynStream { stream_id, associated_id, flags, mut headers, .. }) =
+            Frame::decode(&mut buf, &mut dec).unwrap()
+        else {
+            panic!("not a SYN_STREAM");
+        };
+        assert_eq!((stream_id, associated_id, flags), (1, 0, 0));
+        headers.sort();
+        let expected: Headers =
+            vec![("port".into(), "80".into()), ("requestid".into(), "0".into()), ("streamtype".into(), "error".into())];
+        assert_eq!(headers, expected);
+        assert_eq!(Frame::decode(&mut buf, &mut dec).unwrap(), Some(Frame::Ping { id: 1 }));
+        assert!(buf.is_empty());
+    }
+
     #[test]
     fn header_compression_shares_context_across_frames() {
         let mut enc = HeaderEncoder::new();
@@ -941,8 +970,11 @@ mod tests {
             Some(Frame::Data { stream_id: id, flags: 0, data: Bytes::from_static(b"out") })
         );
         assert_eq!(client.next().await, Some(Frame::Data { stream_id: id, flags: FLAG_FIN, data: Bytes::new() }));
-        session.shutdown().await;
+        let shutdown = tokio::spawn(session.shutdown());
         assert!(matches!(client.next().await, Some(Frame::GoAway { .. })));
+        // Our side is closed after GOAWAY; the session then waits for the client to close.
         assert_eq!(client.next().await, None);
+        drop(client);
+        shutdown.await.unwrap();
     }
 }
