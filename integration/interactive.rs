@@ -59,6 +59,12 @@ async fn logs_follow_tail_previous_and_workload_selectors() {
     );
     assert!(String::from_utf8_lossy(&raw.stderr).contains("tailLines"), "{}", String::from_utf8_lossy(&raw.stderr));
 
+    // Two seconds of output, so that --since=1s has something to leave out.
+    c.wait(30, "a 10", || async {
+        let out = c.kubectl("1.33", &["logs", "two", "-c", "a"]);
+        String::from_utf8_lossy(&out.stdout).contains("a 10\n").then_some(())
+    })
+    .await;
     for v in VERSIONS {
         assert_eq!(c.kubectl_ok(v, &["logs", "two", "-c", "b"]), "from b\n");
         let tail = c.kubectl_ok(v, &["logs", "two", "-c", "a", "--tail=2"]);

@@ -321,6 +321,10 @@ impl Endpoint {
             }
             let (resp, neg) =
                 streaming::negotiate(req.method(), req.headers(), streaming::Kind::PortForward).map_err(bad)?;
+            // The WebSocket protocol names its ports in the query; SPDY names them per stream.
+            if neg.is_websocket() && !neg.protocol().starts_with("SPDY") && ports.is_empty() {
+                return Err(StatusError::bad_request("query parameter \"port\" is required"));
+            }
             let upgrade = hyper::upgrade::on(&mut req);
             let pod_ref = streaming::PodRef { name: pod.to_string(), uid: pod_uid.clone() };
             let network = self.ctx.network.clone();
