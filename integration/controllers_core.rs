@@ -65,14 +65,16 @@ fn rs_json(name: &str) -> Value {
     })
 }
 
+/// A pod depending on `owner` that the ReplicaSet controller leaves alone (outside its selector and
+/// not its controllee), so only the garbage collector acts on it.
 fn owned_pod(name: &str, owner: &ReplicaSet, block: bool) -> Value {
     json!({
         "metadata": {
             "name": name,
-            "labels": {"app": owner.metadata.name},
+            "labels": {"owned-by": owner.metadata.name},
             "ownerReferences": [{
                 "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner.metadata.name,
-                "uid": owner.metadata.uid, "controller": true, "blockOwnerDeletion": block,
+                "uid": owner.metadata.uid, "controller": false, "blockOwnerDeletion": block,
             }],
         },
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
@@ -95,7 +97,7 @@ async fn garbage_collector_cascades() {
     rss.delete("bg", &DeleteParams::background()).await.unwrap();
     assert!(gone(&rss, "bg").await);
     eventually("background dependents to go", || async {
-        let left = pods.list(&ListParams::default().labels("app=bg")).await.unwrap().items.len();
+        let left = pods.list(&ListParams::default().labels("owned-by=bg")).await.unwrap().items.len();
         (left == 0).then_some(())
     })
     .await;
@@ -567,7 +569,7 @@ async fn horizontal_pod_autoscaler_missing_metrics_then_scaling() {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::core::v1::Event;
     // No scheduler: the Deployment's pods stay unbound and the test plays their kubelet.
-    let server = Server::start_with(&["--disable-scheduler"]);
+    let server = Server::start_with(&["--disable-scheduler", "--disable", "metrics-server"]);
     let client = server.client().await;
     let ns = make_ns(&client, "hpa").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -638,7 +640,7 @@ async fn horizontal_pod_autoscaler_missing_metrics_then_scaling() {
     assert!(ev.series.is_some());
     assert_eq!(deployments.get("web").await.unwrap().spec.unwrap().replicas, Some(2));
 
-    // Now a metrics API: PodMetrics at 100 % of the request against a 50 % target → 4 replicas.
+    // Now a metrics API (kelp's own is disabled, as when another provider is installed): PodMetrics at 100 % of the request against a 50 % target → 4 replicas.
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(client.clone());
     create(

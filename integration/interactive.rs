@@ -649,3 +649,35 @@ async fn logs_follow_across_rotations() {
         assert!(files.len() <= 3, "at most three log files are kept: {files:?}");
     }
 }
+
+#[tokio::test]
+async fn horizontal_pod_autoscaler_scales_on_the_built_in_metrics() {
+    let c = Cluster::start("hpa", &[]).await;
+    let deploy = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "burn", "namespace": c.ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "burn"}},
+            "template": {"metadata": {"labels": {"app": "burn"}}, "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "spin", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                    "resources": {"requests": {"cpu": "50m"}},
+                    "command": ["sh", "-c", "while :; do :; done"]}]}}}
+    });
+    let file = c.server.dir.path().join("burn.json");
+    std::fs::write(&file, deploy.to_string()).unwrap();
+    c.kubectl_ok("1.33", &["apply", "-f", file.to_str().unwrap()]);
+    c.kubectl_ok("1.33", &["autoscale", "deployment", "burn", "--cpu-percent=50", "--min=1", "--max=2"]);
+    // A spinning shell uses far more than 50 % of 50m: the HPA, reading kelp's metrics.k8s.io,
+    // goes to its maximum.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(c.client.clone(), &c.ns);
+    c.wait(120, "the HPA to scale the deployment to 2", || async {
+        let d = deployments.get("burn").await.ok()?;
+        (d.spec?.replicas == Some(2)).then_some(())
+    })
+    .await;
+    let hpa = c.kubectl_ok(
+        "1.33",
+        &["get", "hpa", "burn", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}"],
+    );
+    assert!(hpa.parse::<u32>().unwrap() > 50, "current utilization {hpa}");
+}

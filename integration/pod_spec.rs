@@ -173,3 +173,38 @@ async fn image_pull_secrets_authenticate_pulls() {
     c.run_pod("authenticated", json!({"imagePullSecrets": [{"name": "regcred"}], "containers": app})).await;
     assert_eq!(c.kubectl_ok("1.33", &["exec", "authenticated", "--", "echo", "pulled"]), "pulled\n");
 }
+
+#[tokio::test]
+async fn share_process_namespace_shows_every_container_and_is_cleaned_up() {
+    let c = Cluster::start("pidns", &[]).await;
+    c.run_pod(
+        "shared",
+        json!({"shareProcessNamespace": true, "containers": [
+            {"name": "a", "command": ["sleep", "3601"]},
+            {"name": "b", "command": ["sleep", "3602"]},
+        ]}),
+    )
+    .await;
+    c.run_pod("alone", json!({"containers": [{"name": "a", "command": ["sleep", "3603"]}]})).await;
+    let ps = c.kubectl_ok("1.33", &["exec", "shared", "-c", "a", "--", "ps", "-o", "pid,args"]);
+    assert!(ps.contains("sleep 3601") && ps.contains("sleep 3602"), "both containers' processes: {ps}");
+    let first = ps.lines().nth(1).unwrap_or_default().trim().to_string();
+    assert!(first.starts_with("1 ") && !first.contains("sleep"), "pid 1 is the namespace's init, not an app: {ps}");
+    let alone = c.kubectl_ok("1.33", &["exec", "alone", "--", "ps", "-o", "pid,args"]);
+    assert!(!alone.contains("3601") && alone.contains("sleep 3603"), "{alone}");
+    // The namespace's init ignores signals from inside (as any pid 1 without handlers): the pod
+    // lives on.
+    c.kubectl_ok("1.33", &["exec", "shared", "-c", "b", "--", "kill", "1"]);
+    let again = c.kubectl_ok("1.33", &["exec", "shared", "-c", "b", "--", "ps", "-o", "args"]);
+    assert!(again.contains("sleep 3601"), "{again}");
+
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.ns);
+    for p in ["shared", "alone"] {
+        pods.delete(p, &Default::default()).await.unwrap();
+    }
+    c.wait(60, "the pods gone and nothing left behind", || async {
+        let gone = pods.list(&Default::default()).await.ok()?.items.is_empty();
+        (gone && c.agent.leftovers().is_empty()).then_some(())
+    })
+    .await;
+}

@@ -492,6 +492,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_controller_manager: bool,
 
+    /// Built-in components not to run, as k3s names them: `metrics-server` (the metrics.k8s.io
+    /// API, to use another metrics provider)
+    #[arg(long = "disable", value_name = "NAME", value_delimiter = ',', value_parser = ["metrics-server"])]
+    pub disable: Vec<String>,
+
     /// Node name (default: the hostname)
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

@@ -231,6 +231,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let backend =
         SqliteBackend::open(store_cfg).with_context(|| format!("opening the store {}", layout.db().display()))?;
 
+    crate::api::registry::serve_metrics_api(!args.disable.iter().any(|d| d == "metrics-server"));
     let signer = TokenSigner::load_or_create(&layout.tls().join("service-account.key"))
         .context("preparing the service-account signing key")?;
     let api = ApiServer::new(

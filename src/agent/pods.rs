@@ -708,6 +708,14 @@ async fn container_config(
         .or_else(|| image.config.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
 
+    // One PID namespace for the pod's containers when asked (its init reaps orphans).
+    let shared_pid = if spec.share_process_namespace == Some(true) && spec.host_pid != Some(true) {
+        let path = ctx.runtime.ensure_pid_namespace(&uid).await.map_err(|e| ConfigError(e.to_string()))?;
+        Some(path)
+    } else {
+        None
+    };
+
     // Security.
     let psc = spec.security_context.clone().unwrap_or_default();
     let sc = c.security_context.clone().unwrap_or_default();
@@ -873,7 +881,7 @@ async fn container_config(
             net: if host_network { None } else { sandbox.net_ns.clone() },
             ipc: if spec.host_ipc == Some(true) { None } else { Some(sandbox.ipc_ns.clone()) },
             uts: if host_network { None } else { sandbox.uts_ns.clone() },
-            pid: None,
+            pid: shared_pid,
             host_pid: spec.host_pid == Some(true),
         },
         resources: runtime::Resources {

@@ -312,12 +312,27 @@ static RESOURCES: &[ResourceDef] = &[
 /// The group of the resource metrics API.
 pub const METRICS_GROUP: &str = "metrics.k8s.io";
 
+/// Whether kelp serves the metrics API itself (`--disable metrics-server` leaves the group to
+/// custom resources or another provider).
+static METRICS_SERVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the built-in metrics API on or off (once, at start).
+pub fn serve_metrics_api(on: bool) {
+    METRICS_SERVED.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The built-in resources being served.
+fn builtin() -> impl Iterator<Item = &'static ResourceDef> {
+    let metrics = METRICS_SERVED.load(std::sync::atomic::Ordering::SeqCst);
+    RESOURCES.iter().filter(move |d| metrics || d.group != METRICS_GROUP)
+}
+
 /// Custom resources served, from the CustomResourceDefinitions (replaced as a whole).
 static CUSTOM: std::sync::RwLock<Vec<&'static ResourceDef>> = std::sync::RwLock::new(Vec::new());
 
 /// Every resource served: the built-in ones, then the custom ones.
 pub fn all() -> Vec<&'static ResourceDef> {
-    let mut out: Vec<&'static ResourceDef> = RESOURCES.iter().collect();
+    let mut out: Vec<&'static ResourceDef> = builtin().collect();
     if let Ok(c) = CUSTOM.read() {
         out.extend(c.iter().copied());
     }
@@ -360,17 +375,17 @@ pub fn custom() -> Vec<&'static ResourceDef> {
 
 /// Is `group` one of the built-in API groups?
 pub fn is_builtin_group(group: &str) -> bool {
-    RESOURCES.iter().any(|d| d.group == group)
+    builtin().any(|d| d.group == group)
 }
 
 /// Is (group, plural) served by a built-in resource?
 pub fn is_builtin(group: &str, plural: &str) -> bool {
-    RESOURCES.iter().any(|d| d.group == group && d.plural == plural)
+    builtin().any(|d| d.group == group && d.plural == plural)
 }
 
 /// Look up a resource by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|d| d.group == group && d.version == version && d.plural == plural).or_else(|| {
+    builtin().find(|d| d.group == group && d.version == version && d.plural == plural).or_else(|| {
         CUSTOM.read().ok()?.iter().copied().find(|d| d.group == group && d.version == version && d.plural == plural)
     })
 }
@@ -382,8 +397,7 @@ pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static Reso
 
 /// The version a resource is stored in, by storage name.
 pub fn by_storage(storage: &str) -> Option<&'static ResourceDef> {
-    RESOURCES
-        .iter()
+    builtin()
         .find(|d| d.storage == storage && d.storage_version)
         .or_else(|| CUSTOM.read().ok()?.iter().copied().find(|d| d.storage == storage && d.storage_version))
 }

@@ -88,7 +88,7 @@ pub async fn serve(
             return Err(StatusError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
-    if def.group == registry::METRICS_GROUP {
+    if def.group == registry::METRICS_GROUP && def.custom.is_none() {
         return super::metrics::serve(api, def, &r, query).await;
     }
     let mut ctx = Ctx::new(api.clone(), def, r.namespace.clone(), query, header_str(&req, header::ACCEPT))?;

@@ -583,10 +583,9 @@ fn gv_paths(s: &Schema, group: &str, version: &str) -> Vec<PathItem> {
     let prefix = format!("/{}", gv_key(group, version));
     let mut out = Vec::new();
     // The metrics API has no schema of ours (upstream's comes from metrics-server through aggregation).
-    for d in registry::all()
-        .into_iter()
-        .filter(|d| d.group == group && d.version == version && d.group != registry::METRICS_GROUP)
-    {
+    for d in registry::all().into_iter().filter(|d| {
+        d.group == group && d.version == version && (d.group != registry::METRICS_GROUP || d.custom.is_some())
+    }) {
         resource_paths(s, d, &prefix, &mut out);
     }
     out

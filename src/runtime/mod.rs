@@ -671,8 +671,63 @@ impl Runtime {
 
     /// Removes the pod's cgroup parents once all its containers are removed.
     pub async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.stop_pid_namespace(pod_uid);
         cgroups::remove(self.cgroups, &self.pod_cgroup(pod_uid))
             .map_err(io_err(format!("removing the cgroup of pod {pod_uid}")))
+    }
+
+    fn pid_namespace_file(&self, pod_uid: &str) -> PathBuf {
+        self.state.root.join("pidns").join(format!("{pod_uid}.pid"))
+    }
+
+    /// The init of the pod's shared PID namespace, if it runs (checked by its command line, so a
+    /// reused pid is never taken for it).
+    fn pid_namespace_holder(&self, pod_uid: &str) -> Option<i32> {
+        let file = self.pid_namespace_file(pod_uid);
+        let pid: i32 = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let want = format!("shim\0pidns\0{}\0", file.display());
+        cmdline.windows(want.len()).any(|w| w == want.as_bytes()).then_some(pid)
+    }
+
+    /// The pod's shared PID namespace (`shareProcessNamespace`) as a path its containers join,
+    /// started on first use by `kelp shim pidns` (a process outliving the agent, like the shims).
+    pub async fn ensure_pid_namespace(&self, pod_uid: &str) -> Result<PathBuf, RuntimeError> {
+        if let Some(pid) = self.pid_namespace_holder(pod_uid) {
+            return Ok(PathBuf::from(format!("/proc/{pid}/ns/pid")));
+        }
+        let file = self.pid_namespace_file(pod_uid);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let out = tokio::process::Command::new(self.shim.path())
+            .arg("shim")
+            .arg("pidns")
+            .arg(&file)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .await
+            .map_err(io_err("starting the pod's PID namespace"))?;
+        if !out.status.success() {
+            return Err(RuntimeError::Other(format!(
+                "starting the PID namespace of pod {pod_uid}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let pid = self
+            .pid_namespace_holder(pod_uid)
+            .ok_or_else(|| RuntimeError::Other(format!("the PID namespace of pod {pod_uid} did not start")))?;
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/pid")))
+    }
+
+    /// Ends the pod's shared PID namespace (and whatever still runs in it).
+    pub fn stop_pid_namespace(&self, pod_uid: &str) {
+        if let Some(pid) = self.pid_namespace_holder(pod_uid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_file(self.pid_namespace_file(pod_uid));
     }
 
     /// CPU time used (ns) and memory working set (bytes) of a running container, from its cgroup.

@@ -62,6 +62,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let args: Vec<String> = args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     match args.first().map(String::as_str) {
         Some("run") if args.len() == 4 => run(&args[1], &args[2], &args[3]),
+        Some("pidns") if args.len() == 2 => pid_namespace(&args[1]),
         Some("exec") if args.len() >= 6 => {
             // The status goes to fd 3; the exec'd process must not inherit it.
             // SAFETY: fcntl on fd 3 (EBADF when the caller passed none).
@@ -106,6 +107,56 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 "usage: kelp shim run STATE_DIR DATA_DIR ID\n       kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... [--tty] [--control] -- ARGV..."
             );
             2
+        }
+    }
+}
+
+/// `kelp shim pidns FILE`: a pod's shared PID namespace (`shareProcessNamespace`). Unshares a new
+/// PID namespace and forks its init — in a session of its own, it only reaps the orphans of the
+/// pod's processes (upstream's pause container has this role) — and writes that init's host pid to
+/// FILE before exiting, so the caller knows it once this process is gone.
+fn pid_namespace(file: &str) -> i32 {
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
+        eprintln!("unshare(CLONE_NEWPID): {e}");
+        return 1;
+    }
+    // SAFETY: the shim is single-threaded here (no tokio, no logging threads).
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let tmp = format!("{file}.tmp");
+            match std::fs::write(&tmp, child.as_raw().to_string()).and_then(|()| std::fs::rename(&tmp, file)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("writing {file}: {e}");
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    1
+                }
+            }
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors this process owns.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            // Reap whatever is reparented to us; sleep in sigwait in between.
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(nix::sys::signal::Signal::SIGCHLD);
+            let _ = set.thread_block();
+            loop {
+                while let Ok(st) = nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    if st == nix::sys::wait::WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+                let _ = set.wait();
+            }
+        }
+        Err(e) => {
+            eprintln!("fork: {e}");
+            1
         }
     }
 }
