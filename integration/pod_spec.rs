@@ -208,3 +208,63 @@ async fn share_process_namespace_shows_every_container_and_is_cleaned_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sidecar_containers_start_first_restart_always_and_stop_last() {
+    let c = Cluster::start("sidecar", &[]).await;
+    let mount = json!([{"name": "data", "mountPath": "/data"}]);
+    // restartPolicy Never: the pod completes when the app does, though its sidecar never ends.
+    let pods = c
+        .create_pod(
+            "job",
+            json!({
+                "restartPolicy": "Never",
+                "volumes": [{"name": "data", "emptyDir": {}}],
+                "initContainers": [
+                    {"name": "helper", "restartPolicy": "Always", "volumeMounts": mount,
+                     "command": ["sh", "-c", "sleep 1; echo sidecar up > /data/s; sleep 3600"],
+                     "startupProbe": {"exec": {"command": ["test", "-f", "/data/s"]}, "periodSeconds": 1}},
+                    {"name": "after", "volumeMounts": mount, "command": ["cat", "/data/s"]},
+                ],
+                "containers": [{"name": "app", "command": ["sh", "-c", "sleep 2; echo app done"]}],
+            }),
+        )
+        .await;
+    let p = c
+        .wait(90, "the pod to succeed", || async {
+            let p = pods.get("job").await.ok()?;
+            (phase(&p) == "Succeeded").then_some(p)
+        })
+        .await;
+    // The second init container ran only once the sidecar had started.
+    assert_eq!(c.kubectl_ok("1.33", &["logs", "job", "-c", "after"]), "sidecar up\n");
+    assert_eq!(c.kubectl_ok("1.33", &["logs", "job", "-c", "app"]), "app done\n");
+    let inits = p.status.unwrap().init_container_statuses.unwrap();
+    assert_eq!(inits[0].name, "helper");
+    c.wait(30, "the sidecar stopped after the app", || async {
+        let p = pods.get("job").await.ok()?;
+        let s = p.status?.init_container_statuses?.into_iter().find(|s| s.name == "helper")?;
+        s.state?.terminated.map(|_| ())
+    })
+    .await;
+
+    // A sidecar that exits comes back, even in a restartPolicy Never pod.
+    let pods = c
+        .create_pod(
+            "flaky",
+            json!({
+                "restartPolicy": "Never",
+                "initContainers": [{"name": "side", "restartPolicy": "Always", "command": ["sh", "-c", "sleep 1; exit 3"]}],
+                "containers": [{"name": "app", "command": ["sleep", "3600"]}],
+            }),
+        )
+        .await;
+    c.wait(90, "the sidecar restarted while the app runs", || async {
+        let p = pods.get("flaky").await.ok()?;
+        let st = p.status?;
+        let side = st.init_container_statuses?.into_iter().find(|s| s.name == "side")?;
+        let app_running = st.container_statuses?.first()?.state.clone()?.running.is_some();
+        (side.restart_count >= 1 && app_running && st.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+}

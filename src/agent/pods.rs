@@ -376,34 +376,63 @@ async fn sync(
     let containers = pod_containers(ctx, &uid).await;
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
 
-    // Init containers, in order.
+    // Init containers, in order (once the app containers ran, only sidecars are looked after).
+    let apps_started = spec.containers.iter().any(|c| newest(&containers, &c.name).is_some());
     let mut initialized = true;
     for ic in spec.init_containers.iter().flatten() {
+        let sidecar = is_sidecar(ic);
+        if apps_started {
+            break;
+        }
         match newest(&containers, &ic.name) {
-            Some(c) if exit_code(c) == Some(0) => continue,
+            // A sidecar lets the next init container start once it has started (startup probe).
+            Some(c) if sidecar && matches!(c.state, ContainerState::Running { .. }) => {
+                let started = ic.startup_probe.is_none()
+                    || st.probe_results.lock().ok().and_then(|r| r.get(&c.id).map(|x| x.started)).unwrap_or(false);
+                if started {
+                    continue;
+                }
+                initialized = false;
+                break;
+            }
+            Some(c) if !sidecar && exit_code(c) == Some(0) => continue,
             Some(c) if matches!(c.state, ContainerState::Running { .. } | ContainerState::Created) => {
                 initialized = false;
                 break;
             }
             Some(c) => {
                 initialized = false;
-                if policy != "Never" {
-                    if let Some(d) = restart(ctx, pod, ic, true, &sandbox, &mut objects, &downward, st, Some(c)).await {
-                        want(d, &mut requeue);
+                // Sidecars restart whatever the pod's restartPolicy.
+                if sidecar || policy != "Never" {
+                    match restart(ctx, pod, ic, true, &sandbox, &mut objects, &downward, st, Some(c)).await {
+                        Some(d) => want(d, &mut requeue),
+                        // A started sidecar does not end by itself: go on with the next soon.
+                        None if sidecar => want(Duration::from_millis(100), &mut requeue),
+                        None => {}
                     }
                 }
                 break;
             }
             None => {
                 initialized = false;
-                if let Some(d) = restart(ctx, pod, ic, true, &sandbox, &mut objects, &downward, st, None).await {
-                    want(d, &mut requeue);
+                match restart(ctx, pod, ic, true, &sandbox, &mut objects, &downward, st, None).await {
+                    Some(d) => want(d, &mut requeue),
+                    None if sidecar => want(Duration::from_millis(100), &mut requeue),
+                    None => {}
                 }
                 break;
             }
         }
     }
     if initialized {
+        // Sidecars that stopped after initialization come back (always).
+        for ic in spec.init_containers.iter().flatten().filter(|c| is_sidecar(c)) {
+            if let Some(rc) = newest(&containers, &ic.name).filter(|rc| exit_code(rc).is_some()) {
+                if let Some(d) = restart(ctx, pod, ic, true, &sandbox, &mut objects, &downward, st, Some(rc)).await {
+                    want(d, &mut requeue);
+                }
+            }
+        }
         for c in &spec.containers {
             match newest(&containers, &c.name) {
                 None => {
@@ -438,6 +467,15 @@ async fn sync(
     }
     let terminal = post_status(ctx, pod, source, st, false).await;
     if terminal {
+        // Sidecars outlive the app containers: stop them now, and report them stopped.
+        let sidecar_running = pod_containers(ctx, &uid).await.iter().any(|rc| {
+            matches!(rc.state, ContainerState::Running { .. })
+                && spec.init_containers.iter().flatten().any(|c| c.name == rc.name && is_sidecar(c))
+        });
+        if sidecar_running {
+            stop_all(ctx, pod, st, grace_of(pod)).await;
+            post_status(ctx, pod, source, st, false).await;
+        }
         release(ctx, &uid, st).await;
     }
     requeue
@@ -1052,7 +1090,8 @@ fn manage_probes(
         if st.probes.contains_key(&rc.id) {
             continue;
         }
-        let Some(c) = spec.containers.iter().find(|c| c.name == rc.name) else { continue };
+        let sidecars = spec.init_containers.iter().flatten().filter(|c| is_sidecar(c));
+        let Some(c) = spec.containers.iter().chain(sidecars).find(|c| c.name == rc.name) else { continue };
         if let Ok(mut r) = st.probe_results.lock() {
             r.insert(rc.id.clone(), probes::Results { ready: false, started: c.startup_probe.is_none(), failed: None });
         }
@@ -1182,16 +1221,28 @@ async fn stop_all(ctx: &Ctx, pod: &Pod, st: &mut State, grace: Duration) {
         return;
     }
     let sandbox = st.sandbox.clone();
-    let futs = running.into_iter().map(|rc| {
-        let c =
-            spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == rc.name).cloned();
-        let sandbox = sandbox.clone();
-        async move {
-            let mut tmp = State { sandbox, ..Default::default() };
-            kill_container(ctx, pod, c.as_ref(), rc, grace, &mut tmp, true).await;
-        }
-    });
-    futures::future::join_all(futs).await;
+    let find = |name: &str| {
+        spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name).cloned()
+    };
+    // The app containers first, then the sidecars (they serve the apps until those are gone).
+    let (sidecars, apps): (Vec<_>, Vec<_>) =
+        running.into_iter().partition(|rc| find(&rc.name).is_some_and(|c| is_sidecar(&c)));
+    for group in [apps, sidecars] {
+        let futs = group.into_iter().map(|rc| {
+            let c = find(&rc.name);
+            let sandbox = sandbox.clone();
+            async move {
+                let mut tmp = State { sandbox, ..Default::default() };
+                kill_container(ctx, pod, c.as_ref(), rc, grace, &mut tmp, true).await;
+            }
+        });
+        futures::future::join_all(futs).await;
+    }
+}
+
+/// A restartable init container (`restartPolicy: Always`): a sidecar.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 /// Releases what a pod that will not run again holds: probes, sandbox.

@@ -174,10 +174,19 @@ pub fn compute(pod: &Pod, old: Option<&PodStatus>, inputs: &Inputs) -> PodStatus
     let inits = spec.init_containers.clone().unwrap_or_default();
     let init_statuses: Vec<ContainerStatus> =
         inits.iter().map(|c| container_status(inputs, c, "PodInitializing")).collect();
-    let init_done =
-        |s: &ContainerStatus| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
-    let initialized = init_statuses.iter().all(init_done);
-    let init_failed = init_statuses.iter().any(|s| {
+    let sidecar = |s: &ContainerStatus| inits.iter().any(|c| c.name == s.name && super::pods::is_sidecar(c));
+    // An init container is done when it succeeded; a sidecar when it runs and has started.
+    let init_done = |s: &ContainerStatus| {
+        if sidecar(s) {
+            s.state.as_ref().is_some_and(|st| st.running.is_some()) && s.started == Some(true)
+        } else {
+            s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
+        }
+    };
+    // Once app containers ran, the pod stays initialized (a restarting sidecar does not undo it).
+    let apps_started = inputs.containers.iter().any(|rc| spec.containers.iter().any(|c| c.name == rc.name));
+    let initialized = apps_started || init_statuses.iter().all(init_done);
+    let init_failed = init_statuses.iter().filter(|s| !sidecar(s)).any(|s| {
         let term = s.state.as_ref().and_then(|st| st.terminated.as_ref()).or_else(|| {
             s.last_state
                 .as_ref()
@@ -249,7 +258,14 @@ pub fn compute(pod: &Pod, old: Option<&PodStatus>, inputs: &Inputs) -> PodStatus
     };
 
     // Conditions, keeping transition times of unchanged ones.
-    let not_ready: Vec<&str> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
+    // Sidecars count for readiness like app containers.
+    let not_ready: Vec<&str> = init_statuses
+        .iter()
+        .filter(|s| sidecar(s))
+        .chain(statuses.iter())
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
     let not_init: Vec<&str> = init_statuses.iter().filter(|s| !init_done(s)).map(|s| s.name.as_str()).collect();
     let completed = phase == "Succeeded";
     let all_ready = not_ready.is_empty() && !completed && phase != "Failed";
@@ -416,6 +432,38 @@ mod tests {
         assert!(cs.ready);
         assert_eq!(cs.started, Some(true));
         assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+    }
+
+    #[test]
+    fn sidecars_initialize_by_running_and_do_not_hold_completion() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"restartPolicy": "Never",
+                "initContainers": [{"name": "proxy", "image": "i", "restartPolicy": "Always"}],
+                "containers": [{"name": "app", "image": "i"}]}
+        }))
+        .unwrap();
+        let proxy = rc("proxy", 0, running());
+        let mut i = Inputs { containers: vec![&proxy], sandbox_ready: true, ..Default::default() };
+        let s = compute(&p, None, &i);
+        assert_eq!(cond(&s, "Initialized").status, "True", "a started sidecar completes initialization");
+        let app = rc("app", 0, running());
+        i.containers = vec![&proxy, &app];
+        let s = compute(&p, None, &i);
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Ready").status, "True");
+        let ics = &s.init_container_statuses.as_ref().unwrap()[0];
+        assert!(ics.ready && ics.state.as_ref().unwrap().running.is_some());
+        // The app is done: the pod succeeded although the sidecar still runs.
+        let done = rc("app", 0, exited(0, ExitReason::Completed));
+        i.containers = vec![&proxy, &done];
+        assert_eq!(compute(&p, None, &i).phase.as_deref(), Some("Succeeded"));
+        // A sidecar that stopped is not an init failure.
+        let gone = rc("proxy", 0, exited(1, ExitReason::Error));
+        i.containers = vec![&gone];
+        let s = compute(&p, None, &i);
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(cond(&s, "Initialized").status, "False");
     }
 
     #[test]
