@@ -6,12 +6,157 @@ use oci_client::Reference;
 
 use super::ImageError;
 
+/// Longest repository name (distribution's `NameTotalLengthMax`).
+const NAME_MAX: usize = 255;
+
 /// Parses and normalises `name`; bad names give [`ImageError::InvalidName`].
+///
+/// Hand-written over the distribution reference grammar: `oci_spec`'s parser compiles a regex that
+/// stays allocated for the life of the process (~7 MB), several times the agent's own heap.
 pub fn parse(name: &str) -> Result<Reference, ImageError> {
-    if name.trim() != name {
-        return Err(ImageError::InvalidName { name: name.into(), reason: "invalid reference format".into() });
+    let bad = |reason: &str| ImageError::InvalidName { name: name.into(), reason: reason.into() };
+    if name.is_empty() {
+        return Err(bad("repository name must have at least one component"));
     }
-    Reference::try_from(name).map_err(|e| ImageError::InvalidName { name: name.into(), reason: e.to_string() })
+    // name [":" tag] ["@" digest]
+    let (rest, digest) = match name.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (name, None),
+    };
+    // A ':' after the last '/' starts the tag (a ':' before it is a registry port).
+    let (path, tag) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if let Some(t) = tag {
+        if !valid_tag(t) {
+            return Err(bad("invalid reference format"));
+        }
+    }
+    if let Some(d) = digest {
+        check_digest(d).map_err(bad)?;
+    }
+    let (registry, repository) = split_domain(path);
+    if let Some(host) = registry.as_deref() {
+        if !valid_domain(host) {
+            return Err(bad("invalid reference format"));
+        }
+    }
+    if repository.split('/').any(|c| c.bytes().any(|b| b.is_ascii_uppercase())) {
+        return Err(bad("repository name must be lowercase"));
+    }
+    if repository.is_empty() || !repository.split('/').all(valid_path_component) {
+        return Err(bad("invalid reference format"));
+    }
+    if repository.len() > NAME_MAX {
+        return Err(bad("repository name must not be more than 255 characters"));
+    }
+    let (registry, repository) = match registry.as_deref() {
+        None | Some("index.docker.io") | Some("docker.io") => {
+            let repo = if repository.contains('/') { repository.to_string() } else { format!("library/{repository}") };
+            ("docker.io".to_string(), repo)
+        }
+        Some(r) => (r.to_string(), repository.to_string()),
+    };
+    Ok(match (tag, digest) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t.into(), d.into()),
+        (None, Some(d)) => Reference::with_digest(registry, repository, d.into()),
+        (t, None) => Reference::with_tag(registry, repository, t.unwrap_or("latest").into()),
+    })
+}
+
+/// (registry, remote name): the first component is a registry when it has a `.` or `:` or is
+/// `localhost` (distribution's `splitDomain`).
+fn split_domain(path: &str) -> (Option<String>, &str) {
+    match path.split_once('/') {
+        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            (Some(first.to_string()), rest)
+        }
+        _ => (None, path),
+    }
+}
+
+/// `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
+fn valid_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_lowercase() || b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && matches!(b[i], b'.' | b'_' | b'-') {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+        if i < b.len() && !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// host[:port]: DNS labels (`[A-Za-z0-9]`, inner `-`) joined by `.`, an IPv4 address, or `[IPv6]`.
+fn valid_domain(d: &str) -> bool {
+    let (host, port) = if let Some(rest) = d.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, tail)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => ("v6", tail.strip_prefix(':')),
+            _ => return false,
+        }
+    } else {
+        match d.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (d, None),
+        }
+    };
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    host == "v6"
+        || host.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
+        })
+}
+
+/// `[\w][\w.-]{0,127}`.
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
+    !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|x| word(*x) || *x == b'.' || *x == b'-')
+}
+
+/// `algorithm:hex` with the length the algorithm needs (sha256, sha384, sha512).
+fn check_digest(d: &str) -> Result<(), &'static str> {
+    let (alg, hex) = d.split_once(':').ok_or("invalid checksum digest format")?;
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("invalid checksum digest format");
+    }
+    let want = match alg {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        a if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-_".contains(&b)) => {
+            return Err("unsupported digest algorithm")
+        }
+        _ => return Err("invalid checksum digest format"),
+    };
+    if hex.len() != want {
+        return Err("invalid checksum digest length");
+    }
+    Ok(())
 }
 
 /// The normalised form of `name`, e.g. `docker.io/library/busybox:latest`.
@@ -56,6 +201,33 @@ mod tests {
             ),
         ] {
             assert_eq!(normalize(input).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_reference_parser_of_oci_spec() {
+        for name in [
+            "busybox",
+            "a/b/c:v1.2_3-x",
+            "localhost:5000/x",
+            "my-registry.io/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "docker.io/busybox:1",
+            "index.docker.io/x/y",
+            "r.io/x:t@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "a__b/c.d/e--f",
+            "127.0.0.1:5000/a/b:v1",
+        ] {
+            let ours = parse(name).unwrap();
+            let theirs = Reference::try_from(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(ours.whole(), theirs.whole(), "{name}");
+            assert_eq!((ours.registry(), ours.repository()), (theirs.registry(), theirs.repository()), "{name}");
+        }
+        // IPv6 registries (distribution's newer grammar; oci-spec's regex predates them).
+        let v6 = parse("[::1]:5000/x").unwrap();
+        assert_eq!((v6.registry(), v6.repository(), v6.tag()), ("[::1]:5000", "x", Some("latest")));
+        for bad in ["a_-b", "a/", "/a", "a//b", "x.io:port/a", "-x.io/a", "a:-tag", "a@sha256:xyz", "UPPER.io:5/A"] {
+            assert!(parse(bad).is_err(), "{bad}");
+            assert!(Reference::try_from(bad).is_err(), "{bad} (oci-spec agrees)");
         }
     }
 
