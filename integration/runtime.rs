@@ -578,11 +578,12 @@ async fn exec_sees_the_containers_files_hostname_pid_1_and_cgroup() {
         let id = id.clone();
         async move { rt.exec_sync(&id, argv, Duration::from_secs(30)).await.unwrap() }
     };
-    // The container writes the file after it started: poll for it through exec itself.
+    // The container writes the file after it started: poll for it through exec itself (the shell
+    // creates the file before it writes the line: an empty read is too early).
     let mut seen = None;
     for _ in 0..100 {
         let (code, out) = exec(vec!["cat".into(), "/tmp/x".into()]).await;
-        if code == 0 {
+        if code == 0 && !out.is_empty() {
             seen = Some(String::from_utf8(out).unwrap());
             break;
         }
