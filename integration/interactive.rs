@@ -292,9 +292,9 @@ async fn exec_exit_codes_stdin_terminal_and_cleanup() {
     for v in VERSIONS {
         let session = tmux_start(&quoted(&c.kubectl_cmd(v, &["exec", "-it", "sh", "-c", "c", "--", "sh"])));
         let screen = tmux_until(&session, "echo T$((6*7)); tty; stty size", &["T42", "30 100"]);
-        tmux(&["send-keys", "-t", &session, "exit", "Enter"]);
+        tmux(&session, &["send-keys", "-t", &session, "exit", "Enter"]);
         std::thread::sleep(Duration::from_millis(300));
-        tmux(&["kill-session", "-t", &session]);
+        tmux(&session, &["kill-server"]);
         assert!(screen.contains("T42"), "kubectl {v} exec -it: the shell answered:\n{screen}");
         assert!(screen.contains("/dev/pts/"), "kubectl {v} exec -it: a terminal:\n{screen}");
         assert!(screen.contains("30 100"), "kubectl {v} exec -it: the terminal has the client's size:\n{screen}");
@@ -492,19 +492,23 @@ print("python-ok")
     );
 }
 
-/// Runs `cmdline` (already quoted) in a detached tmux session of 100x30; returns the session name.
+/// Runs `cmdline` (already quoted) in a detached tmux session of 100x30 on a tmux server of its own
+/// (parallel tests starting one shared server race); returns the session name (= the server's).
 fn tmux_start(cmdline: &str) -> String {
     let session = unique("kelp-tmux");
-    let ok = Command::new("tmux")
-        .args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &format!("{cmdline}; sleep 30")])
-        .status()
+    let out = Command::new("tmux")
+        .args(["-L", &session, "new-session", "-d", "-s", &session, "-x", "100", "-y", "30"])
+        .arg(format!("{cmdline}; sleep 30"))
+        .output()
         .unwrap();
-    assert!(ok.success());
+    assert!(out.status.success(), "tmux: {}", String::from_utf8_lossy(&out.stderr));
     session
 }
 
-fn tmux(args: &[&str]) -> String {
-    String::from_utf8_lossy(&Command::new("tmux").args(args).output().unwrap().stdout).into_owned()
+/// A tmux command against the server of `session`.
+fn tmux(session: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux").args(["-L", session]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Types `keys` + Enter until the screen shows every one of `want` (or 20 s pass); returns the screen.
@@ -512,9 +516,9 @@ fn tmux_until(session: &str, keys: &str, want: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut screen = String::new();
     while Instant::now() < deadline {
-        tmux(&["send-keys", "-t", session, keys, "Enter"]);
+        tmux(session, &["send-keys", "-t", session, keys, "Enter"]);
         std::thread::sleep(Duration::from_millis(700));
-        screen = tmux(&["capture-pane", "-p", "-t", session]);
+        screen = tmux(session, &["capture-pane", "-p", "-t", session]);
         if want.iter().all(|w| screen.contains(w)) {
             break;
         }
@@ -543,7 +547,7 @@ async fn attach_to_a_terminal_to_output_and_kubectl_run() {
         // The container's own terminal.
         let session = tmux_start(&quoted(&c.kubectl_cmd(v, &["attach", "-it", "term"])));
         let screen = tmux_until(&session, "echo A$((40+2)); stty size", &["A42", "30 100"]);
-        tmux(&["kill-session", "-t", &session]);
+        tmux(&session, &["kill-server"]);
         assert!(screen.contains("A42"), "kubectl {v} attach -it: the container's shell answered:\n{screen}");
         assert!(screen.contains("30 100"), "kubectl {v} attach -it: resized to the client:\n{screen}");
         // Output only: new lines as they come.
