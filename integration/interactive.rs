@@ -294,7 +294,7 @@ async fn exec_exit_codes_stdin_terminal_and_cleanup() {
         let screen = tmux_until(&session, "echo T$((6*7)); tty; stty size", &["T42", "30 100"]);
         tmux(&session, &["send-keys", "-t", &session, "exit", "Enter"]);
         std::thread::sleep(Duration::from_millis(300));
-        tmux(&session, &["kill-server"]);
+        tmux_end(&session);
         assert!(screen.contains("T42"), "kubectl {v} exec -it: the shell answered:\n{screen}");
         assert!(screen.contains("/dev/pts/"), "kubectl {v} exec -it: a terminal:\n{screen}");
         assert!(screen.contains("30 100"), "kubectl {v} exec -it: the terminal has the client's size:\n{screen}");
@@ -505,6 +505,15 @@ fn tmux_start(cmdline: &str) -> String {
     session
 }
 
+/// Ends the tmux server of `session` and removes its socket file.
+fn tmux_end(session: &str) {
+    tmux(session, &["kill-server"]);
+    let dir = std::env::var_os("TMUX_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let _ = std::fs::remove_file(dir.join(format!("tmux-{uid}")).join(session));
+}
+
 /// A tmux command against the server of `session`.
 fn tmux(session: &str, args: &[&str]) -> String {
     let out = Command::new("tmux").args(["-L", session]).args(args).output().unwrap();
@@ -547,7 +556,7 @@ async fn attach_to_a_terminal_to_output_and_kubectl_run() {
         // The container's own terminal.
         let session = tmux_start(&quoted(&c.kubectl_cmd(v, &["attach", "-it", "term"])));
         let screen = tmux_until(&session, "echo A$((40+2)); stty size", &["A42", "30 100"]);
-        tmux(&session, &["kill-server"]);
+        tmux_end(&session);
         assert!(screen.contains("A42"), "kubectl {v} attach -it: the container's shell answered:\n{screen}");
         assert!(screen.contains("30 100"), "kubectl {v} attach -it: resized to the client:\n{screen}");
         // Output only: new lines as they come.
