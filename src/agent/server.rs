@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::net::TcpListener;
 
@@ -88,59 +88,21 @@ fn server_config(ca: &str, cert: &str, key: &str) -> Result<rustls::ServerConfig
     Ok(tls)
 }
 
-/// Serves until the task is dropped.
+/// Serves until the task is dropped: the API server's identity only.
 pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, ep: Arc<Endpoint>) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(message = "accept failed", error = %e);
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+    crate::apiserver::serve_https(listener, Arc::new(tls), move |req, identity| {
+        let ep = ep.clone();
+        async move {
+            let user = identity.map(|(name, _)| name).unwrap_or_default();
+            if user == KUBELET_CLIENT_CN {
+                ep.route(req).await.unwrap_or_else(|e| error_response(&e))
+            } else {
+                let message = format!("Forbidden (user={user}, verb={}, path={})", req.method(), req.uri().path());
+                error_response(&StatusError::new(403, "Forbidden", message))
             }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, ep) = (acceptor.clone(), ep.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(message = "agent TLS handshake failed", %peer, error = %e);
-                    return;
-                }
-                Err(_) => return,
-            };
-            let user = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|der| crate::pki::identity_from_cert(der.as_ref()).ok())
-                .map(|(name, _)| name)
-                .unwrap_or_default();
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (ep, user) = (ep.clone(), user.clone());
-                async move {
-                    let resp = if user == KUBELET_CLIENT_CN {
-                        ep.route(req).await.unwrap_or_else(|e| error_response(&e))
-                    } else {
-                        let e = StatusError::new(
-                            403,
-                            "Forbidden",
-                            format!("Forbidden (user={user}, verb={}, path={})", req.method(), req.uri().path()),
-                        );
-                        error_response(&e)
-                    };
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
-                tracing::debug!(message = "agent connection ended with an error", %peer, error = %e);
-            }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// The decoded query, repeats kept (`command=a&command=b`).

@@ -314,8 +314,17 @@ where
     Ok(buf.freeze())
 }
 
-/// Serve HTTPS on `listener` until the process ends.
-pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+/// A client's identity from its certificate: (common name, organizations).
+pub type CertIdentity = Option<(String, Vec<String>)>;
+
+/// Accepts TLS on `listener` until the task ends and serves every request (HTTP/1.1 with upgrades,
+/// and h2) with `handle(request, identity of the client certificate)`. The API server and the node
+/// agents' endpoints both serve this way.
+pub async fn serve_https<H, F>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, handle: H)
+where
+    H: Fn(Request<hyper::body::Incoming>, CertIdentity) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -327,8 +336,7 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let api = api.clone();
+        let (acceptor, handle) = (acceptor.clone(), handle.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -338,32 +346,15 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
                 }
                 Err(_) => return,
             };
-            let user = tls
+            let identity: CertIdentity = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|der| crate::pki::identity_from_cert(der.as_ref()).ok())
-                .map(|(name, mut groups)| {
-                    groups.push("system:authenticated".into());
-                    UserInfo { name, groups }
-                });
+                .and_then(|der| crate::pki::identity_from_cert(der.as_ref()).ok());
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let api = api.clone();
-                let user = user.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let len = parts
-                        .headers
-                        .get(header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
-                    let resp = match read_body(body, len).await {
-                        Ok(bytes) => api.handle(Request::from_parts(parts, bytes), user).await,
-                        Err(e) => error_response(&e),
-                    };
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
+                let resp = handle(req, identity.clone());
+                async move { Ok::<_, std::convert::Infallible>(resp.await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
@@ -371,4 +362,25 @@ pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rust
             }
         });
     }
+}
+
+/// Serve HTTPS on `listener` until the process ends.
+pub async fn serve_tls(api: Arc<ApiServer>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+    serve_https(listener, tls, move |req, identity| {
+        let api = api.clone();
+        let user = identity.map(|(name, mut groups)| {
+            groups.push("system:authenticated".into());
+            UserInfo { name, groups }
+        });
+        async move {
+            let (parts, body) = req.into_parts();
+            let len =
+                parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            match read_body(body, len).await {
+                Ok(bytes) => api.handle(Request::from_parts(parts, bytes), user).await,
+                Err(e) => error_response(&e),
+            }
+        }
+    })
+    .await
 }
