@@ -243,8 +243,8 @@ fn pod_desc(pod: &Pod) -> String {
 
 /// The pod's containers in the runtime.
 async fn pod_containers(ctx: &Ctx, uid: &str) -> Vec<runtime::ContainerStatus> {
-    match ctx.runtime.list().await {
-        Ok(all) => all.into_iter().filter(|c| c.pod_uid == uid).collect(),
+    match ctx.runtime.list_pod(uid).await {
+        Ok(all) => all,
         Err(e) => {
             tracing::warn!(message = "could not list containers", error = %e);
             Vec::new()

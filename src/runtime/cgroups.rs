@@ -29,7 +29,22 @@ pub fn version() -> io::Result<Version> {
 }
 
 /// Mount points of the v1 hierarchies with their super options (controllers), from mountinfo.
+/// Read once per process: the hierarchies are mounted at boot, while mountinfo grows with every
+/// pod (namespace files, rootfs overlays), so reading it per lookup made every stats sample, OOM
+/// check and cgroup removal cost more the more pods ran.
 pub fn v1_hierarchies() -> io::Result<Vec<(PathBuf, Vec<String>)>> {
+    static HIERARCHIES: std::sync::OnceLock<Vec<(PathBuf, Vec<String>)>> = std::sync::OnceLock::new();
+    if let Some(h) = HIERARCHIES.get() {
+        return Ok(h.clone());
+    }
+    let h = read_v1_hierarchies()?;
+    if h.is_empty() {
+        return Ok(h);
+    }
+    Ok(HIERARCHIES.get_or_init(|| h).clone())
+}
+
+fn read_v1_hierarchies() -> io::Result<Vec<(PathBuf, Vec<String>)>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let mut out = Vec::new();
     for line in info.lines() {

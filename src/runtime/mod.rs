@@ -1,10 +1,10 @@
 //! The container runtime: youki's libcontainer driven from one single-threaded shim process per
-//! container (`kelp shim`, this binary re-executed from a sealed copy), never from a tokio thread.
+//! container (`kelp shim`, this binary re-executed through a read-only mount), never from a tokio thread.
 //!
 //! INTERFACE CONTRACT (used by `agent`): the types and method signatures below are what the agent
 //! codes against. Implementations may add fields/methods; changing these needs a note to the lead.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -211,15 +211,30 @@ pub struct ExecIo {
     pub stderr: OwnedFd,
 }
 
-/// How the shims are executed.
+/// How the shims are executed (see `seal`).
 enum ShimBinary {
-    /// A sealed memfd copy (the default).
+    /// The binary through a detached read-only bind mount (the default).
+    ReadOnly(seal::ReadOnlyBinary),
+    /// A sealed memfd copy, where mounting is not possible.
     Sealed(seal::SealedBinary),
 }
 
 impl ShimBinary {
+    fn new(binary: &Path, scratch_dir: &Path) -> Result<Self, RuntimeError> {
+        match seal::ReadOnlyBinary::new(binary, scratch_dir) {
+            Ok(ro) => Ok(ShimBinary::ReadOnly(ro)),
+            Err(e) => {
+                tracing::warn!(message = "cannot bind-mount the binary read-only; shims run from a sealed copy in memory", error = %e);
+                let sealed = seal::SealedBinary::new(binary)
+                    .map_err(io_err(format!("sealing a copy of {}", binary.display())))?;
+                Ok(ShimBinary::Sealed(sealed))
+            }
+        }
+    }
+
     fn path(&self) -> PathBuf {
         match self {
+            ShimBinary::ReadOnly(b) => b.exec_path(),
             ShimBinary::Sealed(s) => s.exec_path(),
         }
     }
@@ -240,6 +255,11 @@ pub struct Runtime {
     shim: ShimBinary,
     cgroups: cgroups::Version,
     exits: tokio::sync::Mutex<ExitWatcher>,
+    /// The container ids of each pod (pod uid → ids), read from the state dir at start and kept
+    /// by `start` and `remove`: a pod's worker looks at its own containers many times per sync,
+    /// and listing every container of the node for that made a node's work grow with the square
+    /// of its pods.
+    by_pod: std::sync::Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -263,8 +283,7 @@ impl Runtime {
         for dir in [st.containers(), st.exits(), st.libcontainer(), cfg.data_dir.clone()] {
             std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
-        let sealed =
-            seal::SealedBinary::new(binary).map_err(io_err(format!("sealing a copy of {}", binary.display())))?;
+        let shim = ShimBinary::new(binary, &st.root)?;
         let cgroups = cgroups::version().map_err(io_err("detecting the cgroup version"))?;
         // SAFETY: inotify_init1 returns a fresh descriptor or -1.
         let ino = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -278,9 +297,17 @@ impl Runtime {
         if unsafe { libc::inotify_add_watch(ino, exits.as_ptr(), libc::IN_CREATE | libc::IN_MOVED_TO) } < 0 {
             return Err(io_err("watching the exits dir")(std::io::Error::last_os_error()));
         }
+        let mut by_pod: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for entry in std::fs::read_dir(st.containers()).map_err(io_err("reading the containers' state"))?.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(Some(meta)) = state::read_json::<Meta>(&st.meta(&id)) {
+                by_pod.entry(meta.pod_uid).or_default().insert(id);
+            }
+        }
         Ok(Runtime {
+            by_pod: std::sync::Mutex::new(by_pod),
             state: st,
-            shim: ShimBinary::Sealed(sealed),
+            shim,
             cgroups,
             exits: tokio::sync::Mutex::new(ExitWatcher {
                 inotify: Some(inotify),
@@ -360,6 +387,7 @@ impl Runtime {
         let dir = self.state.container(id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         state::write_json(&self.state.meta(id), &meta).map_err(io_err("writing container metadata"))?;
+        self.index().entry(meta.pod_uid.clone()).or_default().insert(id.to_string());
         let shim_log = std::fs::File::create(self.state.shim_log(id)).map_err(io_err("creating the shim log"))?;
         let mut child = tokio::process::Command::new(self.shim.path())
             .arg("shim")
@@ -497,6 +525,24 @@ impl Runtime {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    /// The containers of one pod, sorted by id.
+    pub async fn list_pod(&self, pod_uid: &str) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        let ids: Vec<String> = self.index().get(pod_uid).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.load(&id) {
+                Ok((meta, status)) => out.push(self.to_status(meta, status)),
+                Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+        self.by_pod.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One container's status.
@@ -666,6 +712,11 @@ impl Runtime {
                 Err(e) => return Err(io_err(format!("removing {}", path.display()))(e)),
             }
         }
+        let mut index = self.index();
+        index.retain(|_, ids| {
+            ids.remove(id);
+            !ids.is_empty()
+        });
         Ok(())
     }
 
