@@ -10,6 +10,7 @@ pub mod events;
 pub mod hollow;
 pub mod image;
 pub mod logging;
+pub mod malloc;
 pub mod network;
 pub mod pki;
 pub mod runtime;

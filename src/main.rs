@@ -12,11 +12,11 @@ fn main() {
         Command::Shim(args) => std::process::exit(kelp::runtime::shim::main(args.args)),
         Command::Server(args) => {
             kelp::logging::init(args.log_level.as_str(), args.verbose);
-            runtime().and_then(|rt| rt.block_on(kelp::server::run(args)))
+            daemon_runtime().and_then(|rt| rt.block_on(kelp::server::run(args)))
         }
         Command::Agent(args) => {
             kelp::logging::init(args.log_level.as_str(), args.verbose);
-            runtime().and_then(|rt| rt.block_on(kelp::server::run_agent(args)))
+            daemon_runtime().and_then(|rt| rt.block_on(kelp::server::run_agent(args)))
         }
         Command::HollowNodes(args) => {
             kelp::logging::init(args.log_level.as_str(), args.verbose);
@@ -28,6 +28,22 @@ fn main() {
         eprintln!("kelp: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The runtime of a long-running process: few malloc arenas, and free memory handed back to the
+/// system every ten seconds (see `kelp::malloc`).
+fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    kelp::malloc::limit_arenas();
+    let rt = runtime()?;
+    rt.spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            kelp::malloc::release_free_memory();
+        }
+    });
+    Ok(rt)
 }
 
 /// A runtime sized for the device: one worker per core, at most four.
