@@ -60,6 +60,9 @@ pub const EXEC_STATUS: &str = "kelp-exec: ";
 /// Entry point of `kelp shim`; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
     let args: Vec<String> = args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    // Executed through /proc/<agent>/fd/<n>, the process would be named after the descriptor.
+    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"kelp-shim".as_ptr()) };
     match args.first().map(String::as_str) {
         Some("run") if args.len() == 4 => run(&args[1], &args[2], &args[3]),
         Some("pidns") if args.len() == 2 => pid_namespace(&args[1]),
