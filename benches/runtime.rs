@@ -177,7 +177,7 @@ fn main() {
     // layer. libcontainer reads SCMP_CMP_MASKED_EQ's operands swapped, so kelp swaps them in its
     // spec; swap them back for crun (runc semantics).
     let (spec, shim_mem) = rt.block_on(async {
-        // Two shims, so the pages of the (shared) sealed binary count as shared, as on a node.
+        // Two shims, so the pages of the (shared) binary count as shared, as on a node.
         let a = runtime.start(config(&layer, &logs, "sleeper", &["/bin/sleep", "30"])).await.unwrap();
         let b = runtime.start(config(&layer, &logs, "sleeper2", &["/bin/sleep", "30"])).await.unwrap();
         let spec: Value =
