@@ -473,3 +473,160 @@ async fn probes_oom_termination_static_pods_and_no_leftovers() {
     assert_eq!(agent.leftovers(), Vec::<String>::new(), "left on the host");
     agent.cleanup();
 }
+
+/// An OCI-layout tarball of a one-layer image `name` whose layer holds `size` bytes, for tests that
+/// need an image of their own.
+fn one_layer_image(dir: &std::path::Path, name: &str, size: usize) -> PathBuf {
+    use kelp::image::digest::sha256;
+    let mut layer = tar::Builder::new(Vec::new());
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    layer.append_data(&mut h, "data.bin", data.as_slice()).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["/data.bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]}
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": sha256(&layer), "size": layer.len()}]
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": sha256(&manifest), "size": manifest.len(),
+                       "annotations": {"io.containerd.image.name": name}}]
+    }))
+    .unwrap();
+    let path = dir.join("image.oci.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut add = |p: String, bytes: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        out.append_data(&mut h, p, bytes).unwrap();
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json".into(), &index);
+    for blob in [&layer, &config, &manifest] {
+        add(format!("blobs/sha256/{}", sha256(blob).trim_start_matches("sha256:")), blob);
+    }
+    out.into_inner().unwrap();
+    path
+}
+
+fn images_ls(agent: &Agent) -> String {
+    let out = std::process::Command::new(support::kelp_bin())
+        .args(["images", "--data-dir"])
+        .arg(agent.data_dir())
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A node whose disk fills up reports DiskPressure and garbage-collects images no container uses
+/// (also ones imported by `kelp images import`), never the image of a running container; the
+/// condition clears once space is back.
+#[tokio::test]
+async fn disk_pressure_collects_unused_images_only() {
+    let fix = fixtures();
+    let cidr = cluster_cidr();
+    let server = Server::start_with(&["--cluster-cidr", &cidr]);
+    let client = server.client().await;
+    // The node's data dir on a filesystem of its own, small enough to fill.
+    let mut agent = Agent::prepare(&server, "diskp", &[]);
+    let data = agent.data_dir();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "kelp-test-disk"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    agent.spawn();
+    watch_log(&agent);
+    let ns = namespace(&client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let nodes: Api<Node> = Api::all(client.clone());
+    // busybox comes from `kelp images import` (not the air-gap folder, whose images are pinned).
+    for (file, name) in [
+        (fix.join("busybox.oci.tar"), "docker.io/kelp-test/busybox:latest".to_string()),
+        (one_layer_image(agent.dir.path(), "docker.io/kelp-test/unused:1", 6 << 20), "kelp-test/unused".to_string()),
+    ] {
+        let out = std::process::Command::new(support::kelp_bin())
+            .args(["images", "--data-dir"])
+            .arg(&data)
+            .arg("import")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(images_ls(&agent).contains(&name), "{}", images_ls(&agent));
+    }
+    pods.create(
+        &PostParams::default(),
+        &pod_json(&agent.node, "busy", json!({}), json!({"command": ["sleep", "3600"]})),
+    )
+    .await
+    .unwrap();
+    wait_for("the pod running", 60, || async {
+        let p = pods.get("busy").await.ok()?;
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    let pressure = |n: &Node| -> Option<String> {
+        let conds = n.status.as_ref()?.conditions.as_ref()?;
+        conds.iter().find(|c| c.type_ == "DiskPressure").map(|c| c.status.clone())
+    };
+    assert_eq!(pressure(&nodes.get(&agent.node).await.unwrap()).as_deref(), Some("False"));
+
+    // Fill the disk until less than 10 % is free (5 % here).
+    let st = nix::sys::statvfs::statvfs(&data).unwrap();
+    let (total, avail) = (st.blocks() * st.fragment_size(), st.blocks_available() * st.fragment_size());
+    let filler = data.join("filler");
+    let fill = avail - total / 20;
+    std::fs::write(&filler, vec![1u8; fill as usize]).unwrap();
+    wait_for("DiskPressure", 40, || async { (pressure(&nodes.get(&agent.node).await.ok()?)? == "True").then_some(()) })
+        .await;
+    wait_for("the unused image collected", 40, || async {
+        (!images_ls(&agent).contains("kelp-test/unused")).then_some(())
+    })
+    .await;
+    let ls = images_ls(&agent);
+    assert!(ls.contains("docker.io/kelp-test/busybox:latest"), "the running pod's image went: {ls}");
+    assert!(agent.log().contains("image garbage collection"), "{}", agent.log());
+    let p = pods.get("busy").await.unwrap();
+    assert_eq!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
+    assert_eq!(container_status(&p).map(|c| c.restart_count), Some(0));
+    // Space back: the condition clears.
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("DiskPressure gone", 40, || async {
+        (pressure(&nodes.get(&agent.node).await.ok()?)? == "False").then_some(())
+    })
+    .await;
+    pods.delete("busy", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    wait_for("the pod gone", 60, || async { pods.get_opt("busy").await.ok()?.is_none().then_some(()) }).await;
+    agent.cleanup();
+}

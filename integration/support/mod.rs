@@ -230,10 +230,18 @@ impl Agent {
 
     /// Same, with extra `kelp agent` flags.
     pub fn start_with(server: &Server, prefix: &str, images: &[&Path], flags: &[&str]) -> Agent {
+        let mut a = Agent::prepare(server, prefix, flags);
+        a.add_images(images);
+        a.spawn();
+        a
+    }
+
+    /// An agent's dirs and names without its process (start it with [`Agent::spawn`]).
+    pub fn prepare(server: &Server, prefix: &str, flags: &[&str]) -> Agent {
         let dir = tempfile::Builder::new().prefix("kelp-agent-").tempdir().expect("temp dir");
         let node = unique(prefix);
         let short = &node[node.len() - 8..];
-        let mut a = Agent {
+        let a = Agent {
             kubeconfig: server.kubeconfig(),
             bridge: format!("kt{short}"),
             cgroup_root: format!("kelp-test-{short}"),
@@ -242,13 +250,17 @@ impl Agent {
             child: None,
             flags: flags.iter().map(|f| f.to_string()).collect(),
         };
-        let img_dir = a.data_dir().join("agent/images");
+        std::fs::create_dir_all(a.data_dir()).expect("data dir");
+        a
+    }
+
+    /// Copies image tarballs into the agent's air-gap folder (imported when it starts).
+    pub fn add_images(&self, images: &[&Path]) {
+        let img_dir = self.data_dir().join("agent/images");
         std::fs::create_dir_all(&img_dir).expect("images dir");
         for i in images {
             std::fs::copy(i, img_dir.join(i.file_name().expect("file name"))).expect("copying an image tarball");
         }
-        a.spawn();
-        a
     }
 
     pub fn data_dir(&self) -> PathBuf {
