@@ -480,14 +480,7 @@ fn one_layer_image(dir: &std::path::Path, name: &str, size: usize) -> PathBuf {
     use kelp::image::digest::sha256;
     let mut layer = tar::Builder::new(Vec::new());
     let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_cksum();
-    layer.append_data(&mut h, "data.bin", data.as_slice()).unwrap();
+    layer.append_data(&mut file_header(data.len()), "data.bin", data.as_slice()).unwrap();
     let layer = layer.into_inner().unwrap();
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -517,16 +510,7 @@ fn one_layer_image(dir: &std::path::Path, name: &str, size: usize) -> PathBuf {
     .unwrap();
     let path = dir.join("image.oci.tar");
     let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
-    let mut add = |p: String, bytes: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        out.append_data(&mut h, p, bytes).unwrap();
-    };
+    let mut add = |p: String, bytes: &[u8]| out.append_data(&mut file_header(bytes.len()), p, bytes).unwrap();
     add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
     add("index.json".into(), &index);
     for blob in [&layer, &config, &manifest] {
@@ -534,6 +518,18 @@ fn one_layer_image(dir: &std::path::Path, name: &str, size: usize) -> PathBuf {
     }
     out.into_inner().unwrap();
     path
+}
+
+/// A tar header of a root-owned 0644 file of `len` bytes.
+fn file_header(len: usize) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    h
 }
 
 fn images_ls(agent: &Agent) -> String {
