@@ -46,7 +46,8 @@ LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
   RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release --target "$target" --bin kelp
 bin="target/$target/release/kelp"
 file "$bin"
-file "$bin" | grep -Eq 'statically linked' || { echo "$bin is not statically linked" >&2; exit 1; }
+# "statically linked", not "static-pie linked": position-dependent (see build.rs).
+file "$bin" | grep -Eq 'statically linked' || { echo "$bin is not a statically linked, non-PIE executable" >&2; exit 1; }
 "$bin" --version
 ls -l "$bin" | awk '{ printf "binary size: %.1f MiB\n", $5 / 1048576 }'
 echo "static binary check: 1 passed, 0 failed"

@@ -4,8 +4,9 @@
 //!
 //! glibc gives every thread that contends for the heap an arena of its own (up to 8 per core) and
 //! returns an arena's free pages only from its top; a device's resident memory after a burst then
-//! stays near its peak. Two arenas serve our few threads well, and a trim after the periodic
-//! housekeeping returns every whole free page (`malloc_trim` releases pages inside the heaps too).
+//! stays near its peak. Two arenas serve our few threads well, and a trim every ten seconds
+//! (`main`'s daemon runtime) returns every whole free page (`malloc_trim` releases pages inside the
+//! heaps too).
 //! Other C libraries (musl) return memory by themselves: there these are no-ops.
 
 /// Caps the number of malloc arenas; call before the runtime's threads start.
