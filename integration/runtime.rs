@@ -403,14 +403,41 @@ async fn cpu_limits_stats_exec_and_stop() {
 async fn seccomp_capabilities_and_masked_paths() {
     let env = Env::new();
     let script =
-        "grep -E '^(Seccomp|CapEff):' /proc/self/status; unshare -U true && echo unshare-ok || echo unshare-denied; \
+        "grep -E '^(Seccomp|Cap(Inh|Prm|Eff|Bnd|Amb)):' /proc/self/status; unshare -U true && echo unshare-ok || echo unshare-denied; \
                   [ -c /proc/keys ] && echo keys-masked || echo keys-visible; (echo forked)";
     let (_, log) = env.run(env.config("default", script)).await;
     assert!(has(&log, "stdout", "F", "Seccomp:\t2"), "{log}");
-    assert!(has(&log, "stdout", "F", "CapEff:\t00000000a80425fb"), "{log}");
+    // The filter is installed by the shim's executor (CAP_SYS_ADMIN kept permitted only for
+    // that): no capability set of the payload may hold more than the default set.
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert!(has(&log, "stdout", "F", &format!("{set}:\t00000000a80425fb")), "{set}: {log}");
+    }
+    assert!(has(&log, "stdout", "F", "CapInh:\t0000000000000000"), "{log}");
+    assert!(has(&log, "stdout", "F", "CapAmb:\t0000000000000000"), "{log}");
     assert!(has(&log, "stdout", "F", "unshare-denied"), "{log}");
     assert!(has(&log, "stdout", "F", "keys-masked"), "{log}");
     assert!(has(&log, "stdout", "F", "forked"), "{log}");
+    // Compiled once for all containers with this profile.
+    let cached: Vec<_> = std::fs::read_dir(env.tmp.path().join("state/seccomp")).unwrap().flatten().collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // A non-root user: no capabilities left at all, still filtered.
+    let mut cfg = env.config("user", script);
+    cfg.uid = 1000;
+    cfg.gid = 1000;
+    let (_, log) = env.run(cfg).await;
+    assert!(has(&log, "stdout", "F", "Seccomp:\t2"), "{log}");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert!(has(&log, "stdout", "F", &format!("{set}:\t0000000000000000")), "{set}: {log}");
+    }
+    assert!(has(&log, "stdout", "F", "CapBnd:\t00000000a80425fb"), "{log}");
+    assert!(has(&log, "stdout", "F", "unshare-denied"), "{log}");
+    // allowPrivilegeEscalation: false (no_new_privs) takes the same filter.
+    let mut cfg = env.config("nnp", script);
+    cfg.security.no_new_privs = Some(true);
+    let (_, log) = env.run(cfg).await;
+    assert!(has(&log, "stdout", "F", "Seccomp:\t2"), "{log}");
+    assert!(has(&log, "stdout", "F", "CapPrm:\t00000000a80425fb"), "{log}");
+    assert!(has(&log, "stdout", "F", "unshare-denied"), "{log}");
 
     let mut cfg = env.config("unconfined", script);
     cfg.security.seccomp = Seccomp::Unconfined;

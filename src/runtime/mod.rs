@@ -19,6 +19,7 @@ pub mod interactive;
 pub mod logs;
 pub mod seal;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod shim;
 pub mod spec;
 pub mod state;

@@ -3,7 +3,8 @@
 //! * `kelp shim run STATE_DIR DATA_DIR ID` forks once (the agent waits only for the first process;
 //!   the shim proper is reparented to init or the nearest subreaper and survives the agent), starts a
 //!   new session, becomes a child subreaper, mounts the container's overlay rootfs, creates and
-//!   starts the container with libcontainer, writes `status.json`, reports `ok <pid> <started-ns>` or
+//!   starts the container with libcontainer (its executor installs the seccomp filter compiled
+//!   once per profile, [`super::seccomp_bpf`]), writes `status.json`, reports `ok <pid> <started-ns>` or
 //!   `err <message>` on its stdout (a pipe to the agent) and closes it. It then copies the
 //!   container's stdout/stderr pipes into the CRI log file, reaps the container's init, records the
 //!   exit (code, signal, OOM kill, time), deletes the libcontainer container (which kills what is
@@ -51,6 +52,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::logs::{LineSplitter, RotatingLog, Stream};
+use super::seccomp_bpf::{self, Compiled, Install};
 use super::state::{self, ExitRecord, Meta, ShimStatus, StateDir};
 use super::{attach, cgroups, fdpass};
 
@@ -252,6 +254,31 @@ fn release_dead_stack() {
     }
 }
 
+/// The bundle libcontainer creates the container from, and the seccomp filter the executor
+/// installs. When the spec's filter can be installed right before execve
+/// ([`seccomp_bpf::plan`]), that is `<bundle>/init` with the spec libcontainer gets (no
+/// `linux.seccomp`, the rootfs as an absolute path) and the filter compiled once per profile;
+/// otherwise the bundle itself and libcontainer builds the filter.
+fn init_bundle(st: &StateDir, bundle: &Path) -> Result<(PathBuf, Option<(Compiled, Install)>), String> {
+    let spec = Spec::load(bundle.join("config.json")).map_err(|e| format!("reading the spec: {e}"))?;
+    let Some(how) = seccomp_bpf::plan(&spec) else { return Ok((bundle.to_path_buf(), None)) };
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok((bundle.to_path_buf(), None));
+    };
+    let filter = seccomp_bpf::load_or_compile(&st.seccomp_cache(), profile).map_err(|e| e.to_string())?;
+    let mut lc = seccomp_bpf::spec_for_libcontainer(&spec, how);
+    if let Some(mut root) = lc.root().clone() {
+        if root.path().is_relative() {
+            root.set_path(bundle.join(root.path()));
+            lc.set_root(Some(root));
+        }
+    }
+    let dir = bundle.join("init");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    lc.save(dir.join("config.json")).map_err(|e| format!("writing the init spec: {e}"))?;
+    Ok((dir, Some((filter, how))))
+}
+
 struct Running {
     container: Container,
     meta: Meta,
@@ -319,6 +346,7 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
     let _ = std::fs::remove_file(&attach_path);
     let attach = UnixListener::bind(&attach_path).map_err(|e| format!("binding {}: {e}", attach_path.display()))?;
     attach.set_nonblocking(true).map_err(|e| format!("attach socket: {e}"))?;
+    let (init_bundle, seccomp) = init_bundle(st, bundle)?;
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(st.libcontainer())
         .and_then(|b| b.validate_id())
@@ -349,8 +377,8 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
         builder.with_stdin(stdin).with_stdout(o_w).with_stderr(e_w)
     };
     let mut container = builder
-        .with_executor(InitExecutor)
-        .as_init(bundle)
+        .with_executor(InitExecutor { seccomp })
+        .as_init(&init_bundle)
         .with_systemd(false)
         // Only checked against the terminal setting: a console socket needs "detached".
         .with_detach(meta.tty)
@@ -608,7 +636,7 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
 /// without `linux.seccomp`, so without this exec'd processes would run unfiltered.
 #[derive(Clone)]
 struct TenantExecutor {
-    seccomp: Option<LinuxSeccomp>,
+    seccomp: Option<TenantSeccomp>,
     /// `cgroup.procs` of the container's cgroup in every hierarchy, opened by the exec shim (as
     /// root, in the host's cgroup namespace: the kernel checks a migration against the opener).
     /// They are close-on-exec and stay open until the execvp below.
@@ -618,8 +646,15 @@ struct TenantExecutor {
 impl Executor for TenantExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         reset_signals();
-        if let Some(s) = &self.seccomp {
-            libcontainer::seccomp::initialize_seccomp(s).map_err(|e| ExecutorError::Other(e.to_string()))?;
+        match &self.seccomp {
+            // The exec'd process has no_new_privs (see `exec`).
+            Some(TenantSeccomp::Compiled(f)) => {
+                seccomp_bpf::install(f, Install::NoNewPrivs).map_err(|e| ExecutorError::Other(e.to_string()))?
+            }
+            Some(TenantSeccomp::Profile(s)) => {
+                libcontainer::seccomp::initialize_seccomp(s).map_err(|e| ExecutorError::Other(e.to_string()))?;
+            }
+            None => {}
         }
         // Joined only now: libcontainer's tenant setup and building the seccomp filter ran in the
         // staging cgroup, outside the container's CPU quota and memory limit (see `exec_inner`).
@@ -639,14 +674,28 @@ impl Executor for TenantExecutor {
     }
 }
 
-/// The container's init workload: execvp like libcontainer's default executor, with default
+/// An exec'd process's seccomp filter: compiled once per profile, or (a notify profile) built by
+/// libcontainer.
+#[derive(Clone)]
+enum TenantSeccomp {
+    Compiled(Compiled),
+    Profile(LinuxSeccomp),
+}
+
+/// The container's init workload: installs the container's seccomp filter when libcontainer was
+/// not given it ([`init_bundle`]), then execvp like libcontainer's default executor, with default
 /// signal dispositions.
 #[derive(Clone)]
-struct InitExecutor;
+struct InitExecutor {
+    seccomp: Option<(Compiled, Install)>,
+}
 
 impl Executor for InitExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         reset_signals();
+        if let Some((filter, how)) = &self.seccomp {
+            seccomp_bpf::install(filter, *how).map_err(|e| ExecutorError::Other(e.to_string()))?;
+        }
         DefaultExecutor {}.exec(spec)
     }
 
@@ -761,7 +810,8 @@ fn exec_inner(
         .ok_or_else(|| format!("container {id} not found"))?;
     let version = cgroups::version().map_err(|e| format!("detecting the cgroup version: {e}"))?;
     let procs = open_cgroup_procs(version, &meta.cgroup_path)?;
-    let tenant = TenantRoot::new(&st, id, &spec, &staging_cgroup(version, &meta.cgroup_path)?)?;
+    let bundle = Path::new(data_dir).join(id);
+    let tenant = TenantRoot::new(&st, id, &bundle, &spec, &staging_cgroup(version, &meta.cgroup_path)?)?;
     let env: std::collections::HashMap<String, String> = env
         .iter()
         .map(|e| match e.split_once('=') {
@@ -769,6 +819,13 @@ fn exec_inner(
             None => (e.clone(), String::new()),
         })
         .collect();
+    let seccomp = match seccomp {
+        Some(s) if seccomp_bpf::cacheable(&s) => Some(TenantSeccomp::Compiled(
+            seccomp_bpf::load_or_compile(&st.seccomp_cache(), &s).map_err(|e| e.to_string())?,
+        )),
+        Some(s) => Some(TenantSeccomp::Profile(s)),
+        None => None,
+    };
     let executor = TenantExecutor { seccomp, cgroup_procs: procs.iter().map(|f| f.as_raw_fd()).collect() };
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(tenant.root())
@@ -961,7 +1018,7 @@ struct TenantRoot {
 }
 
 impl TenantRoot {
-    fn new(st: &StateDir, id: &str, spec: &Spec, staging: &str) -> Result<TenantRoot, String> {
+    fn new(st: &StateDir, id: &str, bundle_dir: &Path, spec: &Spec, staging: &str) -> Result<TenantRoot, String> {
         let parent = st.root.join("exec");
         // Roots of exec shims that were killed before cleaning up.
         for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
@@ -983,15 +1040,12 @@ impl TenantRoot {
             &std::fs::read(&state_path).map_err(|e| format!("container {id} is not running: {e}"))?,
         )
         .map_err(|e| format!("reading {}: {e}", state_path.display()))?;
-        let Some(real_bundle) = state.get("bundle").and_then(|b| b.as_str()).map(PathBuf::from) else {
-            return Err(format!("{} names no bundle", state_path.display()));
-        };
         state["bundle"] = serde_json::Value::String(bundle.to_string_lossy().into_owned());
         std::fs::write(ctr.join("state.json"), serde_json::to_vec(&state).expect("json"))
             .map_err(|e| format!("writing the exec state: {e}"))?;
         let mut spec = spec.clone();
         if let Some(r) = spec.root().clone() {
-            let path = if r.path().is_absolute() { r.path().clone() } else { real_bundle.join(r.path()) };
+            let path = if r.path().is_absolute() { r.path().clone() } else { bundle_dir.join(r.path()) };
             let mut r = r;
             r.set_path(path);
             spec.set_root(Some(r));

@@ -112,6 +112,10 @@ impl StateDir {
     pub fn libcontainer(&self) -> PathBuf {
         self.root.join("libcontainer")
     }
+    /// Compiled seccomp filters by profile (see [`super::seccomp_bpf`]).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join("seccomp")
+    }
 }
 
 /// Nanoseconds since the epoch.
