@@ -2,7 +2,10 @@
 //!
 //! * container create → exit of `/bin/true` through kelp's shim (start, run, exit recorded,
 //!   libcontainer container deleted, rootfs unmounted) against `crun run` of the same OCI spec
-//!   (seccomp, masked paths, namespaces, cgroup) on the same busybox overlay rootfs, interleaved;
+//!   (seccomp, masked paths, namespaces, cgroup) on the same busybox overlay rootfs, in pairs
+//!   whose order alternates;
+//! * 50 sleeping containers started at once through each runtime alone: the floor under the pods
+//!   bench's "50 pods at once" on the machine it runs on;
 //! * the private memory of one shim (`Private_*` of `/proc/<pid>/smaps_rollup`) holding a sleeping
 //!   container.
 //!
@@ -19,6 +22,7 @@ use serde_json::Value;
 
 const RUNS: usize = 80;
 const WARMUP: usize = 3;
+const BATCH: usize = 50;
 
 fn busybox_layer(dir: &Path) {
     let bin = dir.join("bin");
@@ -282,6 +286,92 @@ fn main() {
     let (private, anon, rss) = shim_mem;
     println!(
         "shim holding a sleeping container (2 shims running): private {private} kB, of it anonymous {anon} kB, rss {rss} kB (target: private <= 512 kB)"
+    );
+
+    // BATCH containers started at once through each runtime alone (no API server, no pod
+    // network): the floor under the pods bench's "50 pods at once" on this machine. kelp mounts an
+    // overlay per container; the crun containers share one (mounted beforehand).
+    let mut kelp_batch: Vec<f64> = rt.block_on(async {
+        let t0 = Instant::now();
+        let starts = (0..BATCH).map(|i| {
+            let (runtime, cfg) = (&runtime, config(&layer, &logs, &format!("b{i}"), &["/bin/sleep", "3600"]));
+            async move {
+                let st = runtime.start(cfg).await.unwrap();
+                (st.id, t0.elapsed().as_secs_f64() * 1000.0)
+            }
+        });
+        let started = futures::future::join_all(starts).await;
+        for (id, _) in &started {
+            runtime.stop(id, Duration::from_millis(100), Some(libc::SIGKILL)).await.unwrap();
+            runtime.remove(id).await.unwrap();
+        }
+        started.into_iter().map(|(_, ms)| ms).collect()
+    });
+    let mut crun_batch = {
+        let bundles: Vec<_> = (0..BATCH)
+            .map(|i| {
+                let b = tmp.path().join(format!("crun-batch-{i}"));
+                std::fs::create_dir_all(&b).unwrap();
+                let mut s = crun_spec.clone();
+                s["root"]["path"] = Value::from(bundle.join("rootfs").to_string_lossy().into_owned());
+                s["process"]["args"] = serde_json::json!(["/bin/sleep", "3600"]);
+                s["linux"]["cgroupsPath"] = Value::from(format!("/{cgroup_root}/crun/b{i}"));
+                std::fs::write(b.join("config.json"), serde_json::to_vec(&s).unwrap()).unwrap();
+                b
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut children: Vec<_> = bundles
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                Command::new("crun")
+                    .arg("--root")
+                    .arg(&crun_root)
+                    .args(["run", "-d", "-b"])
+                    .arg(b)
+                    .arg(format!("batch{i}"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .expect("crun")
+            })
+            .collect();
+        let mut done = vec![None; BATCH];
+        while done.iter().any(Option::is_none) {
+            for (i, c) in children.iter_mut().enumerate() {
+                if done[i].is_none() {
+                    if let Some(status) = c.try_wait().unwrap() {
+                        assert!(status.success(), "crun run -d failed: {status}");
+                        done[i] = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for i in 0..BATCH {
+            let status = Command::new("crun")
+                .arg("--root")
+                .arg(&crun_root)
+                .args(["delete", "-f"])
+                .arg(format!("batch{i}"))
+                .status()
+                .expect("crun delete");
+            assert!(status.success(), "crun delete failed: {status}");
+        }
+        done.into_iter().flatten().collect::<Vec<f64>>()
+    };
+    for v in [&mut kelp_batch, &mut crun_batch] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    println!(
+        "{BATCH} sleeping containers started at once (runtime only): kelp p50 {:.0} ms p99 {:.0} ms, crun p50 {:.0} ms p99 {:.0} ms (kelp / crun p99 {:.2})",
+        percentile(&kelp_batch, 0.5),
+        percentile(&kelp_batch, 0.99),
+        percentile(&crun_batch, 0.5),
+        percentile(&crun_batch, 0.99),
+        percentile(&kelp_batch, 0.99) / percentile(&crun_batch, 0.99)
     );
 
     let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
