@@ -366,20 +366,19 @@ fn main() {
         done.into_iter().flatten().collect()
     };
     // Two rounds in opposite order, so neither runtime always follows the other's tail.
-    let (mut kelp_all, mut crun_all) = (kelp_batch(0), crun_batch(0));
-    crun_all.extend(crun_batch(1));
-    kelp_all.extend(kelp_batch(1));
-    let (mut kelp_batch, mut crun_batch) = (kelp_all, crun_all);
-    for v in [&mut kelp_batch, &mut crun_batch] {
+    let (mut kelp_ms, mut crun_ms) = (kelp_batch(0), crun_batch(0));
+    crun_ms.extend(crun_batch(1));
+    kelp_ms.extend(kelp_batch(1));
+    for v in [&mut kelp_ms, &mut crun_ms] {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     }
     println!(
         "{BATCH} sleeping containers started at once (runtime only, 2 rounds): kelp p50 {:.0} ms p99 {:.0} ms, crun p50 {:.0} ms p99 {:.0} ms (kelp / crun p99 {:.2})",
-        percentile(&kelp_batch, 0.5),
-        percentile(&kelp_batch, 0.99),
-        percentile(&crun_batch, 0.5),
-        percentile(&crun_batch, 0.99),
-        percentile(&kelp_batch, 0.99) / percentile(&crun_batch, 0.99)
+        percentile(&kelp_ms, 0.5),
+        percentile(&kelp_ms, 0.99),
+        percentile(&crun_ms, 0.5),
+        percentile(&crun_ms, 0.99),
+        percentile(&kelp_ms, 0.99) / percentile(&crun_ms, 0.99)
     );
 
     let _ = nix::mount::umount2(&bundle.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);

@@ -368,6 +368,12 @@ impl Runtime {
         let spec = spec::build(cfg, rootfs, cgroup_path, self.cgroups)?;
         std::fs::create_dir_all(bundle).map_err(io_err(format!("creating {}", bundle.display())))?;
         spec.save(bundle.join("config.json")).map_err(|e| RuntimeError::Other(format!("writing the spec: {e}")))?;
+        // Compiling a new profile takes milliseconds of CPU: off the async threads.
+        let (cache, spec_bundle) = (self.state.seccomp_cache(), bundle.to_path_buf());
+        let seccomp = tokio::task::spawn_blocking(move || seccomp_bpf::prepare(&cache, &spec, &spec_bundle))
+            .await
+            .map_err(|e| RuntimeError::Other(format!("preparing the seccomp filter: {e}")))?
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
         let meta = Meta {
             id: id.to_string(),
             pod_uid: cfg.pod_uid.clone(),
@@ -384,6 +390,7 @@ impl Runtime {
             stdin_once: cfg.stdin_once,
             log_max_size: self.cfg.container_log_max_size,
             log_max_files: self.cfg.container_log_max_files,
+            seccomp,
         };
         let dir = self.state.container(id);
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;

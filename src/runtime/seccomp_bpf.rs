@@ -12,21 +12,28 @@
 //!   `SCMP_ACT_NOTIFY`, are left to libcontainer. Even if the drop were skipped, `execve` would
 //!   clear the capability (it is not in the bounding set); the executor fails instead of running
 //!   the payload when the drop fails.
-//! * [`load_or_compile`] turns the OCI profile into BPF with libseccomp, exactly as libcontainer
-//!   0.7 does (same action, architecture, flag and argument translation), and keeps it in
-//!   `<cache>/<sha256>.bpf`. The key covers the profile, the libseccomp version, the kernel and
-//!   this binary's version, so a cached program always equals what libseccomp would load.
+//! * [`prepare`] (the agent, when it writes a container's bundle) turns the OCI profile into BPF
+//!   with libseccomp once per profile, exactly as libcontainer 0.7 does (same action,
+//!   architecture, flag and argument translation), keeping it in `<cache>/<sha256>.bpf` — the key
+//!   covers the profile, the libseccomp version, the kernel and this binary's version, so a cached
+//!   program always equals what libseccomp would load — and writes `<bundle>/init/config.json`,
+//!   the spec libcontainer gets: without `linux.seccomp`, `CAP_SYS_ADMIN` permitted when the plan
+//!   needs it, the rootfs as an absolute path. The shim reads the program ([`load`]) from the
+//!   [`InitFilter`] in the container's metadata.
 //! * [`install`] loads the program with `seccomp(SECCOMP_SET_MODE_FILTER)` and the profile's flags.
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use caps::{CapSet, Capability as Cap};
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{
     Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator, Spec,
 };
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompBpfError {
@@ -41,7 +48,7 @@ pub enum SeccompBpfError {
 }
 
 /// How the executor gets the right to load the filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Install {
     /// `no_new_privs` is set: loading needs no capability.
     NoNewPrivs,
@@ -59,14 +66,30 @@ pub struct Compiled {
     flags: libc::c_ulong,
 }
 
-impl Compiled {
-    pub fn len(&self) -> usize {
-        self.program.len()
-    }
+/// What the shim needs to install a container's filter itself (kept in its metadata).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitFilter {
+    /// The cached program.
+    pub program: PathBuf,
+    /// The `seccomp(2)` flags.
+    pub flags: libc::c_ulong,
+    pub install: Install,
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.program.is_empty()
-    }
+/// Prepares `bundle` (whose `config.json` is `spec`) for the shim to install the spec's filter:
+/// the program compiled into `cache` and `<bundle>/init/config.json` for libcontainer. `None`:
+/// no filter, or one libcontainer must build ([`plan`]); the bundle stays as it is.
+pub fn prepare(cache: &Path, spec: &Spec, bundle: &Path) -> Result<Option<InitFilter>, SeccompBpfError> {
+    let Some(install) = plan(spec) else { return Ok(None) };
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else { return Ok(None) };
+    let program = cached(cache, profile)?;
+    let dir = bundle.join("init");
+    std::fs::create_dir_all(&dir).map_err(|source| SeccompBpfError::Io { path: dir.clone(), source })?;
+    let path = dir.join("config.json");
+    spec_for_libcontainer(spec, install, bundle)
+        .save(&path)
+        .map_err(|e| SeccompBpfError::Io { path, source: std::io::Error::other(e.to_string()) })?;
+    Ok(Some(InitFilter { program, flags: flags(profile)?, install }))
 }
 
 /// Whether (and how) the spec's filter can be installed by the executor; `None` leaves it to
@@ -92,8 +115,9 @@ pub fn plan(spec: &Spec) -> Option<Install> {
 }
 
 /// The spec libcontainer gets when the executor installs the filter: without `linux.seccomp`,
-/// and with `CAP_SYS_ADMIN` permitted when the plan added it.
-pub fn spec_for_libcontainer(spec: &Spec, how: Install) -> Spec {
+/// with `CAP_SYS_ADMIN` permitted when the plan added it, and the rootfs as an absolute path (the
+/// spec lives in `<bundle>/init`).
+fn spec_for_libcontainer(spec: &Spec, how: Install, bundle: &Path) -> Spec {
     let mut spec = spec.clone();
     if let Some(mut linux) = spec.linux().clone() {
         linux.set_seccomp(None);
@@ -109,10 +133,16 @@ pub fn spec_for_libcontainer(spec: &Spec, how: Install) -> Spec {
             spec.set_process(Some(process));
         }
     }
+    if let Some(mut root) = spec.root().clone() {
+        if root.path().is_relative() {
+            root.set_path(bundle.join(root.path()));
+            spec.set_root(Some(root));
+        }
+    }
     spec
 }
 
-/// Whether [`load_or_compile`] can take the profile (a notify listener needs libcontainer).
+/// Whether [`cached`] can take the profile (a notify listener needs libcontainer).
 pub fn cacheable(seccomp: &LinuxSeccomp) -> bool {
     !notifies(seccomp)
 }
@@ -138,37 +168,50 @@ fn allows_capset(seccomp: &LinuxSeccomp) -> bool {
     named || seccomp.default_action() == LinuxSeccompAction::ScmpActAllow
 }
 
-/// The cached program for `seccomp`, compiled into `cache` first when missing.
+/// The program for `seccomp` and its flags, compiled into `cache` first when missing.
 pub fn load_or_compile(cache: &Path, seccomp: &LinuxSeccomp) -> Result<Compiled, SeccompBpfError> {
-    let flags = flags(seccomp)?;
+    load(&cached(cache, seccomp)?, flags(seccomp)?)
+}
+
+/// A cached program.
+pub fn load(path: &Path, flags: libc::c_ulong) -> Result<Compiled, SeccompBpfError> {
+    let bytes = std::fs::read(path).map_err(|source| SeccompBpfError::Io { path: path.to_path_buf(), source })?;
+    let program = parse(&bytes).ok_or_else(|| SeccompBpfError::Malformed(path.to_path_buf()))?;
+    Ok(Compiled { program, flags })
+}
+
+/// The path of the program for `seccomp` in `cache`, compiled there first when missing.
+pub fn cached(cache: &Path, seccomp: &LinuxSeccomp) -> Result<PathBuf, SeccompBpfError> {
+    // One compilation at a time in this process: containers starting together with a new profile
+    // wait for the first one's program instead of each building it.
+    static COMPILING: Mutex<()> = Mutex::new(());
+    static TMP: AtomicU64 = AtomicU64::new(0);
     let path = cache.join(format!("{}.bpf", key(seccomp)?));
+    if path.exists() {
+        return Ok(path);
+    }
+    let _one = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
+    if path.exists() {
+        return Ok(path);
+    }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SeccompBpfError::Io { path, source }
     };
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(cache).map_err(io(cache))?;
-            let ctx = context(seccomp)?;
-            // A private temporary name, renamed into place: concurrent shims may compile the same
-            // profile; each rename installs a complete file.
-            let tmp = cache.join(format!(
-                ".{}.{}",
-                std::process::id(),
-                path.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            ctx.export_bpf(&file)?;
-            file.flush().map_err(io(&tmp))?;
-            drop(file);
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            std::fs::read(&path).map_err(io(&path))?
-        }
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let program = parse(&bytes).ok_or(SeccompBpfError::Malformed(path))?;
-    Ok(Compiled { program, flags })
+    std::fs::create_dir_all(cache).map_err(io(cache))?;
+    let ctx = context(seccomp)?;
+    // A private temporary name, renamed into place: other processes may compile the same profile;
+    // each rename installs a complete file.
+    let tmp = cache.join(format!(".{}.{}.tmp", std::process::id(), TMP.fetch_add(1, Ordering::Relaxed)));
+    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let exported =
+        ctx.export_bpf(&file).map_err(SeccompBpfError::Compile).and_then(|()| file.flush().map_err(io(&tmp)));
+    drop(file);
+    if let Err(e) = exported.and_then(|()| std::fs::rename(&tmp, &path).map_err(io(&path))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(path)
 }
 
 /// The BPF instructions of an exported program (native byte order).
@@ -413,14 +456,16 @@ mod tests {
     #[test]
     fn libcontainer_spec_has_no_filter_and_sys_admin_only_permitted() {
         let s = spec(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}), None, &["CAP_CHOWN"], &["CAP_CHOWN"]);
-        let out = spec_for_libcontainer(&s, Install::Raise { added: true });
+        let bundle = Path::new("/b");
+        let out = spec_for_libcontainer(&s, Install::Raise { added: true }, bundle);
         assert!(out.linux().as_ref().unwrap().seccomp().is_none());
+        assert_eq!(out.root().as_ref().unwrap().path(), Path::new("/b/rootfs"));
         let caps = out.process().as_ref().unwrap().capabilities().clone().unwrap();
         assert!(caps.permitted().as_ref().unwrap().contains(&Capability::SysAdmin));
         for set in [caps.bounding(), caps.effective(), caps.inheritable(), caps.ambient()] {
             assert!(!set.as_ref().is_some_and(|s| s.contains(&Capability::SysAdmin)));
         }
-        let out = spec_for_libcontainer(&s, Install::NoNewPrivs);
+        let out = spec_for_libcontainer(&s, Install::NoNewPrivs, bundle);
         let caps = out.process().as_ref().unwrap().capabilities().clone().unwrap();
         assert!(!caps.permitted().as_ref().unwrap().contains(&Capability::SysAdmin));
     }
@@ -438,8 +483,8 @@ mod tests {
         let mtime = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
         let again = load_or_compile(dir.path(), &p).unwrap();
         assert_eq!(std::fs::metadata(&files[0]).unwrap().modified().unwrap(), mtime);
-        assert_eq!(first.len(), again.len());
-        assert!(!first.is_empty());
+        assert_eq!(first.program.len(), again.program.len());
+        assert!(!first.program.is_empty());
         // Another profile gets another file.
         let q = profile(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO"}]}));
@@ -469,6 +514,36 @@ mod tests {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
         assert!(!target.exists());
+    }
+
+    #[test]
+    fn prepare_writes_the_init_spec_and_records_the_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, bundle) = (dir.path().join("cache"), dir.path().join("bundle"));
+        let profile = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+        let s = spec(profile, None, &["CAP_CHOWN"], &["CAP_CHOWN"]);
+        let f = prepare(&cache, &s, &bundle).unwrap().expect("a filter for the shim");
+        assert_eq!(f.install, Install::Raise { added: true });
+        assert_eq!(f.flags, libc::SECCOMP_FILTER_FLAG_LOG);
+        assert_eq!(f.program.parent(), Some(cache.as_path()));
+        assert!(!load(&f.program, f.flags).unwrap().program.is_empty());
+        let init = Spec::load(bundle.join("init/config.json")).unwrap();
+        assert!(init.linux().as_ref().unwrap().seccomp().is_none());
+        assert_eq!(init.root().as_ref().unwrap().path(), &bundle.join("rootfs"));
+        // No filter, or one only libcontainer can build: nothing prepared.
+        let bare = tempfile::tempdir().unwrap();
+        let mut none = s.clone();
+        none.set_linux(None);
+        assert_eq!(prepare(&cache, &none, bare.path()).unwrap(), None);
+        let notify = spec(
+            serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+            Some(true),
+            &["CAP_CHOWN"],
+            &["CAP_CHOWN"],
+        );
+        assert_eq!(prepare(&cache, &notify, bare.path()).unwrap(), None);
+        assert!(!bare.path().join("init").exists());
     }
 
     #[test]

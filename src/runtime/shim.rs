@@ -254,31 +254,6 @@ fn release_dead_stack() {
     }
 }
 
-/// The bundle libcontainer creates the container from, and the seccomp filter the executor
-/// installs. When the spec's filter can be installed right before execve
-/// ([`seccomp_bpf::plan`]), that is `<bundle>/init` with the spec libcontainer gets (no
-/// `linux.seccomp`, the rootfs as an absolute path) and the filter compiled once per profile;
-/// otherwise the bundle itself and libcontainer builds the filter.
-fn init_bundle(st: &StateDir, bundle: &Path) -> Result<(PathBuf, Option<(Compiled, Install)>), String> {
-    let spec = Spec::load(bundle.join("config.json")).map_err(|e| format!("reading the spec: {e}"))?;
-    let Some(how) = seccomp_bpf::plan(&spec) else { return Ok((bundle.to_path_buf(), None)) };
-    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
-        return Ok((bundle.to_path_buf(), None));
-    };
-    let filter = seccomp_bpf::load_or_compile(&st.seccomp_cache(), profile).map_err(|e| e.to_string())?;
-    let mut lc = seccomp_bpf::spec_for_libcontainer(&spec, how);
-    if let Some(mut root) = lc.root().clone() {
-        if root.path().is_relative() {
-            root.set_path(bundle.join(root.path()));
-            lc.set_root(Some(root));
-        }
-    }
-    let dir = bundle.join("init");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    lc.save(dir.join("config.json")).map_err(|e| format!("writing the init spec: {e}"))?;
-    Ok((dir, Some((filter, how))))
-}
-
 struct Running {
     container: Container,
     meta: Meta,
@@ -346,7 +321,15 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
     let _ = std::fs::remove_file(&attach_path);
     let attach = UnixListener::bind(&attach_path).map_err(|e| format!("binding {}: {e}", attach_path.display()))?;
     attach.set_nonblocking(true).map_err(|e| format!("attach socket: {e}"))?;
-    let (init_bundle, seccomp) = init_bundle(st, bundle)?;
+    // The filter the executor installs; libcontainer then creates the container from the spec
+    // without it (see `seccomp_bpf::prepare`).
+    let (init_bundle, seccomp) = match &meta.seccomp {
+        Some(f) => {
+            let filter = seccomp_bpf::load(&f.program, f.flags).map_err(|e| e.to_string())?;
+            (bundle.join("init"), Some((filter, f.install)))
+        }
+        None => (bundle.to_path_buf(), None),
+    };
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(st.libcontainer())
         .and_then(|b| b.validate_id())
@@ -683,7 +666,7 @@ enum TenantSeccomp {
 }
 
 /// The container's init workload: installs the container's seccomp filter when libcontainer was
-/// not given it ([`init_bundle`]), then execvp like libcontainer's default executor, with default
+/// not given it (`Meta::seccomp`), then execvp like libcontainer's default executor, with default
 /// signal dispositions.
 #[derive(Clone)]
 struct InitExecutor {

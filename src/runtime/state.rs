@@ -47,6 +47,10 @@ pub struct Meta {
     pub log_max_size: u64,
     #[serde(default)]
     pub log_max_files: u32,
+    /// The seccomp filter the shim installs itself (libcontainer gets `<bundle>/init`); none when
+    /// libcontainer builds the filter from `<bundle>/config.json` or there is none.
+    #[serde(default)]
+    pub seccomp: Option<super::seccomp_bpf::InitFilter>,
 }
 
 /// The exit of a container, as the shim saw it.
