@@ -1,22 +1,15 @@
 //! The node agent end to end: a real `kelp server --disable-agent` plus `kelp agent` processes
 //! with their own dirs, cgroup roots and bridges; pods bound by setting spec.nodeName.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::support::{fixtures, unique, Agent, Server};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
 use serde_json::json;
-use support::{fixtures, unique, Agent, Server};
-
-/// A cluster CIDR of its own per test, so parallel tests' bridges never overlap.
-fn cluster_cidr() -> String {
-    format!("10.{}.0.0/16", 100 + rand::random_range(0..150u32))
-}
 
 /// Logs of the agents of the running test, shown when a wait times out.
 static AGENT_LOGS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
@@ -55,7 +48,7 @@ async fn namespace(client: &kube::Client) -> String {
 
 #[tokio::test]
 async fn nodes_register_with_capacity_lease_and_distinct_pod_cidrs() {
-    let cidr = cluster_cidr();
+    let cidr = crate::support::cluster_cidr();
     let server = Server::start_with(&["--cluster-cidr", &cidr]);
     let client = server.client().await;
     let a = Agent::start(&server, "na", &[]);
@@ -124,7 +117,7 @@ async fn nodes_register_with_capacity_lease_and_distinct_pod_cidrs() {
 #[tokio::test]
 async fn pod_runs_to_completion_with_env_and_volumes() {
     let fix = fixtures();
-    let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
+    let server = Server::start_with(&["--cluster-cidr", &crate::support::cluster_cidr()]);
     let client = server.client().await;
     let agent = Agent::start(&server, "nc", &[&fix.join("busybox.oci.tar")]);
     watch_log(&agent);
@@ -210,7 +203,7 @@ echo all-good"#;
 #[tokio::test]
 async fn crash_loop_pull_back_off_and_adoption_after_kill9() {
     let fix = fixtures();
-    let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
+    let server = Server::start_with(&["--cluster-cidr", &crate::support::cluster_cidr()]);
     let client = server.client().await;
     let mut agent = Agent::start(&server, "nd", &[&fix.join("busybox.oci.tar")]);
     watch_log(&agent);
@@ -318,7 +311,7 @@ fn container_status(p: &Pod) -> Option<k8s_openapi::api::core::v1::ContainerStat
 #[tokio::test]
 async fn probes_oom_termination_static_pods_and_no_leftovers() {
     let fix = fixtures();
-    let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
+    let server = Server::start_with(&["--cluster-cidr", &crate::support::cluster_cidr()]);
     let client = server.client().await;
     let mut agent = Agent::start(&server, "ne", &[&fix.join("busybox.oci.tar")]);
     watch_log(&agent);
@@ -533,7 +526,7 @@ fn file_header(len: usize) -> tar::Header {
 }
 
 fn images_ls(agent: &Agent) -> String {
-    let out = std::process::Command::new(support::kelp_bin())
+    let out = std::process::Command::new(crate::support::kelp_bin())
         .args(["images", "--data-dir"])
         .arg(agent.data_dir())
         .arg("ls")
@@ -549,7 +542,7 @@ fn images_ls(agent: &Agent) -> String {
 #[tokio::test]
 async fn disk_pressure_collects_unused_images_only() {
     let fix = fixtures();
-    let cidr = cluster_cidr();
+    let cidr = crate::support::cluster_cidr();
     let server = Server::start_with(&["--cluster-cidr", &cidr]);
     let client = server.client().await;
     // The node's data dir on a filesystem of its own, small enough to fill.
@@ -571,7 +564,7 @@ async fn disk_pressure_collects_unused_images_only() {
         (fix.join("busybox.oci.tar"), "docker.io/kelp-test/busybox:latest".to_string()),
         (one_layer_image(agent.dir.path(), "docker.io/kelp-test/unused:1", 6 << 20), "kelp-test/unused".to_string()),
     ] {
-        let out = std::process::Command::new(support::kelp_bin())
+        let out = std::process::Command::new(crate::support::kelp_bin())
             .args(["images", "--data-dir"])
             .arg(&data)
             .arg("import")

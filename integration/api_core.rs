@@ -1,19 +1,17 @@
 //! API core, end to end: a real `kelp server` driven with kube-rs and with the real kubectl.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{unique, Server};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::Client;
 use serde_json::{json, Value};
-use support::{unique, Server};
 
 /// The ConfigMap the root CA publisher puts in every namespace.
 const ROOT_CA: &str = "kube-root-ca.crt";
@@ -521,7 +519,7 @@ async fn kubectl_prints_real_columns() {
         let out = server.kubectl_ok(v, &["get", "all", "-n", "default"]);
         assert!(out.contains("service/kubernetes"), "{out}");
         // get -w prints a change made while it watches.
-        let watcher = std::process::Command::new(support::kubectl_path(v))
+        let watcher = std::process::Command::new(crate::support::kubectl_path(v))
             .arg("--kubeconfig")
             .arg(server.kubeconfig())
             .args(["get", "configmaps", "-n", &ns, "-w", "--request-timeout=6s"])

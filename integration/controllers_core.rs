@@ -2,18 +2,16 @@
 //! (`--disable-agent`): garbage collection, namespace deletion, ServiceAccounts and the root CA,
 //! EndpointSlices and Endpoints, ResourceQuota and LimitRange, the HPA, event deduplication.
 
-mod support;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::support::{unique, Server};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use support::{unique, Server};
 
 async fn make_ns(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);

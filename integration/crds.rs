@@ -1,14 +1,12 @@
 //! CustomResourceDefinitions end to end: served resources, conditions, printer columns, scale,
 //! watch, and deletion of a CRD taking its objects with it.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{unique, Server};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
-use support::{unique, Server};
 
 fn crd_yaml(group: &str) -> String {
     format!(

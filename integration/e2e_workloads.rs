@@ -3,11 +3,10 @@
 //! kubectl 1.33: Deployment scale / set image / rollout undo, pod replacement, a Job, a CronJob, and
 //! `cordon` + `drain` against a PodDisruptionBudget. Nothing may be left on the host afterwards.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::support::{fixtures, unique, Agent, Server};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
@@ -15,15 +14,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use support::{fixtures, unique, Agent, Server};
 
 /// The image the fixture tarball holds (imported into the agent's air-gap folder).
 const IMAGE: &str = "docker.io/kelp-test/busybox:latest";
-
-/// A cluster CIDR of its own per test, so parallel tests' bridges never overlap.
-fn cluster_cidr() -> String {
-    format!("10.{}.0.0/16", 100 + rand::random_range(0..150u32))
-}
 
 /// A server and one real node, Ready, plus a namespace of this test's own.
 struct Cluster {
@@ -37,7 +30,7 @@ struct Cluster {
 impl Cluster {
     async fn start(prefix: &str) -> Cluster {
         let fix = fixtures();
-        let server = Server::start_with(&["--cluster-cidr", &cluster_cidr()]);
+        let server = Server::start_with(&["--cluster-cidr", &crate::support::cluster_cidr()]);
         let client = server.client().await;
         let agent = Agent::start(&server, prefix, &[&fix.join("busybox.oci.tar")]);
         let ns = unique(prefix);

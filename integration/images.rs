@@ -1,16 +1,14 @@
 //! The image store against real local registries (docker-registry, started per test on a free
 //! port) and the fixture tarballs of integration/fixtures/build-images.sh.
 
-mod support;
-
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::images::{fixtures, Registry, RegistryKind, BUSYBOX, PASSWORD, USER};
 use kelp::image::{Credential, Image, ImageError, ImageStore, ImageStoreConfig, Platform, PullPolicy};
-use support::images::{fixtures, Registry, RegistryKind, BUSYBOX, PASSWORD, USER};
 
 struct TestStore {
     dir: tempfile::TempDir,
@@ -413,7 +411,7 @@ async fn gc_keeps_images_in_use() {
 }
 
 fn kelp(args: &[&str]) -> std::process::Output {
-    Command::new(support::kelp_bin()).args(args).output().unwrap()
+    Command::new(crate::support::kelp_bin()).args(args).output().unwrap()
 }
 
 #[tokio::test]
@@ -423,10 +421,16 @@ async fn kelp_images_import_ls_rm() {
     // two imports at once into one store (a node and an operator)
     let a = fixtures().join("busybox.oci.tar.zst");
     let b = fixtures().join("busybox.docker25.tar");
-    let mut c1 =
-        Command::new(support::kelp_bin()).args(["images", "--data-dir", data, "import"]).arg(&a).spawn().unwrap();
-    let mut c2 =
-        Command::new(support::kelp_bin()).args(["images", "--data-dir", data, "import"]).arg(&b).spawn().unwrap();
+    let mut c1 = Command::new(crate::support::kelp_bin())
+        .args(["images", "--data-dir", data, "import"])
+        .arg(&a)
+        .spawn()
+        .unwrap();
+    let mut c2 = Command::new(crate::support::kelp_bin())
+        .args(["images", "--data-dir", data, "import"])
+        .arg(&b)
+        .spawn()
+        .unwrap();
     assert!(c1.wait().unwrap().success() && c2.wait().unwrap().success());
     let out = kelp(&["images", "--data-dir", data, "ls"]);
     assert!(out.status.success(), "{out:?}");

@@ -4,17 +4,15 @@
 //! closed port), `top`, and who may do what (a `view` user can read logs but not exec; the agent
 //! serves nobody but the API server). The Python client's exec and port-forward too.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::cluster::{Cluster, IMAGE};
+use crate::support::{fixtures, free_port, unique};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::{json, Value};
-use support::cluster::{Cluster, IMAGE};
-use support::{fixtures, free_port, unique};
 
 const VERSIONS: &[&str] = &["1.27", "1.30", "1.31", "1.33"];
 

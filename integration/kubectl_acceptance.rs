@@ -1,15 +1,13 @@
 //! The kubectl a user has, against a fresh `kelp server`: the whole everyday surface, with kubectl
 //! 1.27, 1.30 and 1.33 (one fresh server each).
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::{unique, Server};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
-use support::{unique, Server};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -177,7 +175,7 @@ fn scenario(v: &str) {
     // edit with a non-interactive editor.
     let editor = write(&dir, "editor.sh", "#!/bin/sh\nsed -i 's/^  b: \"2\"$/  b: \"edited\"/' \"$1\"\n");
     std::process::Command::new("chmod").args(["+x", &editor]).status().unwrap();
-    let out = std::process::Command::new(support::kubectl_path(v))
+    let out = std::process::Command::new(crate::support::kubectl_path(v))
         .arg("--kubeconfig")
         .arg(server.kubeconfig())
         .args(["edit", "cm", "cfg", "-n", &ns])
@@ -300,7 +298,7 @@ fn scenario(v: &str) {
         r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
     ]);
     ok(&["delete", "cm", "held", "-n", &ns, "--wait=false"]);
-    let waiter = std::process::Command::new(support::kubectl_path(v))
+    let waiter = std::process::Command::new(crate::support::kubectl_path(v))
         .arg("--kubeconfig")
         .arg(server.kubeconfig())
         .args(["wait", "--for=delete", "cm/held", "-n", &ns, "--timeout=20s"])

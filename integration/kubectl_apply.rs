@@ -1,10 +1,8 @@
 //! Server-side apply end to end: the real kubectl's `apply --server-side` against a real
 //! `kelp server`, conflicts with `kubectl scale`, `--force-conflicts`, managedFields and pruning.
 
-mod support;
-
+use crate::support::{unique, Server};
 use serde_json::Value;
-use support::{unique, Server};
 
 fn manifest(name: &str, replicas: u32, env: &[(&str, &str)]) -> String {
     let env: String = env.iter().map(|(k, v)| format!("\n        - name: {k}\n          value: \"{v}\"")).collect();

@@ -2,10 +2,8 @@
 //! builds itself as protobuf (`application/vnd.kubernetes.protobuf`); kelp decodes them and the
 //! objects read back as JSON with the fields kubectl set.
 
-mod support;
-
+use crate::support::Server;
 use serde_json::{json, Value};
-use support::Server;
 
 fn get(server: &Server, v: &str, args: &[&str]) -> Value {
     let mut all = vec!["get"];
@@ -17,7 +15,7 @@ fn get(server: &Server, v: &str, args: &[&str]) -> Value {
 
 fn create_every_generator(v: &str) {
     let server = Server::start();
-    let ns = support::unique("pb");
+    let ns = crate::support::unique("pb");
     let k = |args: &[&str]| {
         let mut all = vec!["create"];
         all.extend_from_slice(args);
@@ -182,7 +180,7 @@ fn configmap_body(name: &str) -> Vec<u8> {
 async fn protobuf_bodies_over_http() {
     let server = Server::start();
     let client = server.client().await;
-    let ns = support::unique("pbraw");
+    let ns = crate::support::unique("pbraw");
     let (code, s) = post(
         &client,
         "/api/v1/namespaces",

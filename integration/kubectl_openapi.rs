@@ -1,9 +1,7 @@
 //! OpenAPI end to end: the real kubectl (1.27/1.28 read the v2 protobuf document, later versions
 //! the v3 ones) explaining, creating and applying against a real `kelp server`.
 
-mod support;
-
-use support::{unique, Server};
+use crate::support::{unique, Server};
 
 const VERSIONS: &[&str] = &["1.27", "1.28", "1.30", "1.33"];
 

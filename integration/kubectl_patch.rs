@@ -1,14 +1,12 @@
 //! Strategic merge patch end to end: the real kubectl's `set image`, `patch` (strategic is its
 //! default), `rollout restart` and client-side `apply` against a real `kelp server`.
 
-mod support;
-
+use crate::support::{unique, Server};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
-use support::{unique, Server};
 
 async fn make_ns(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);

@@ -1,18 +1,16 @@
 //! Node lifecycle, pod GC, eviction and `kubectl drain` on hollow nodes against a real
 //! `kelp server`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::eventually;
+use crate::support::{unique, Server};
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kelp::hollow::{self, HollowConfig, HollowNodes};
 use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
-use support::eventually;
-use support::{unique, Server};
 
 async fn make_ns(client: &Client) -> String {
     let name = unique("life");
@@ -253,7 +251,7 @@ async fn eviction_respects_budgets_and_kubectl_drain_waits_for_them() {
     assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("True", "SufficientPods"));
 
     // Drain node a: a1 goes, a2 is refused while only two pods are healthy.
-    let kubectl = support::kubectl_path("1.33");
+    let kubectl = crate::support::kubectl_path("1.33");
     let kubeconfig = server.kubeconfig();
     let drain = std::process::Command::new(kubectl)
         .arg("--kubeconfig")

@@ -1,13 +1,11 @@
 //! Pod spec features on a real node, checked from inside the containers with `kubectl exec` and
 //! `kubectl logs`: init containers, securityContext, activeDeadlineSeconds, imagePullSecrets.
 
-mod support;
-
+use crate::support::cluster::Cluster;
+use crate::support::images::{Registry, RegistryKind, PASSWORD, USER};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::json;
-use support::cluster::Cluster;
-use support::images::{Registry, RegistryKind, PASSWORD, USER};
 
 fn phase(p: &Pod) -> String {
     p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()

@@ -30,6 +30,11 @@ for v in 1.27 1.28 1.30 1.31 1.32 1.33; do
 done
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
+# CI builds from a clean clone: incremental caches would only cost disk (several GB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_disk() { df -h --output=avail,target "${CARGO_TARGET_DIR:-.}" | awk 'NR == 2 { print "free disk: " $1 " on " $2 }'; }
+free_disk
+
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
@@ -38,9 +43,11 @@ log "test images (integration/fixtures/build-images.sh; fast when built)"
 integration/fixtures/build-images.sh
 
 log "unit and integration tests"
+free_disk
 cargo test --all-targets
 
 log "static release binary"
+free_disk
 target=x86_64-unknown-linux-gnu
 LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
   RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' cargo build --release --target "$target" --bin kelp

@@ -1,18 +1,16 @@
 //! The scheduler on hollow nodes against a real `kelp server`: filters, scores, upstream's
 //! FailedScheduling message, retry when a node is added, priority admission and preemption.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::eventually;
+use crate::support::{unique, Server};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod};
 use kelp::hollow::{self, HollowConfig, HollowNodes};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
-use support::eventually;
-use support::{unique, Server};
 
 async fn make_ns(client: &Client) -> String {
     let name = unique("sched");

@@ -1,11 +1,12 @@
 //! The workload controllers against a real `kelp server` without scheduler or node agent; an
 //! in-test fake kubelet plays the pods (see `support::fake_kubelet`).
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::support::eventually as wait_for;
+use crate::support::fake_kubelet::FakeKubelet;
+use crate::support::Server;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController};
@@ -13,12 +14,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
-use support::eventually as wait_for;
-use support::fake_kubelet::FakeKubelet;
-use support::Server;
 
 async fn namespace(client: &Client, prefix: &str) -> String {
-    let ns = support::unique(prefix);
+    let ns = crate::support::unique(prefix);
     let api: Api<Namespace> = Api::all(client.clone());
     api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
         .await

@@ -1,12 +1,13 @@
 //! The Job, TTL-after-finished and CronJob controllers against a real `kelp server` without
 //! scheduler or node agent; an in-test fake kubelet plays the pods (see `support::fake_kubelet`).
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::eventually as wait_for;
+use crate::support::fake_kubelet::FakeKubelet;
+use crate::support::Server;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -14,14 +15,11 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
-use support::eventually as wait_for;
-use support::fake_kubelet::FakeKubelet;
-use support::Server;
 
 async fn setup(prefix: &str, delay_ms: u64) -> (Server, Client, String, FakeKubelet) {
     let server = Server::start_with(&["--disable-scheduler"]);
     let client = server.client().await;
-    let ns = support::unique(prefix);
+    let ns = crate::support::unique(prefix);
     let api: Api<Namespace> = Api::all(client.clone());
     api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
         .await

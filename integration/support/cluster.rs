@@ -24,7 +24,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(prefix: &str, extra_agent_flags: &[&str]) -> Cluster {
-        let cidr = format!("10.{}.0.0/16", 100 + rand::random_range(0..150u32));
+        let cidr = super::cluster_cidr();
         let server = Server::start_with(&["--cluster-cidr", &cidr]);
         let client = server.client().await;
         let busybox = fixtures().join("busybox.oci.tar");

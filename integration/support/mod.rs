@@ -35,6 +35,29 @@ where
     }
 }
 
+/// A /16 cluster CIDR out of 10.100.0.0-10.199.0.0 for one test's server: none of this process's
+/// tests holds it and none of the host's addresses or routes is in it, so parallel tests' pod
+/// bridges never overlap. (The network tests take their /24s from 10.200-249.)
+pub fn cluster_cidr() -> String {
+    static TAKEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    let mut used = String::new();
+    for args in [&["-4", "-o", "route", "show", "table", "all"][..], &["-4", "-o", "addr"][..]] {
+        let out = Command::new("ip").args(args).output().expect("running ip");
+        used.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let mut taken = TAKEN.lock().unwrap();
+    let start = rand::random_range(0..100u32);
+    for i in 0..100 {
+        let second = 100 + (start + i) % 100;
+        if taken.contains(&second) || used.contains(&format!("10.{second}.")) {
+            continue;
+        }
+        taken.push(second);
+        return format!("10.{second}.0.0/16");
+    }
+    panic!("no free /16 in 10.100.0.0-10.199.0.0");
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
