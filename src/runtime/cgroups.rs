@@ -141,6 +141,37 @@ pub fn remove(version: Version, cgroup_path: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Ends a stopped container's cgroup: SIGKILLs whatever is still in it and removes its leaf
+/// directory from every hierarchy, waiting up to `timeout` for killed processes to leave (rmdir
+/// fails with EBUSY until they are reaped). What libcontainer's `Container::delete` does to the
+/// cgroup, without building a cgroup manager (a mountinfo read per v1 controller) for it.
+pub fn kill_and_remove(version: Version, cgroup_path: &str, timeout: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    for dir in all_dirs(version, cgroup_path)? {
+        loop {
+            match std::fs::read_to_string(dir.join("cgroup.procs")) {
+                Ok(procs) => {
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill with a pid read from the cgroup and a constant signal.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}/cgroup.procs: {e}", dir.display()))),
+            }
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("removing cgroup {}: {e}", dir.display()))),
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +187,32 @@ mod tests {
             assert_eq!(controller_dir(v, "memory", "/x/y").unwrap(), PathBuf::from("/sys/fs/cgroup/x/y"));
         }
         assert!(controller_dir(Version::V1, "no-such-controller", "/x").is_err() || v == Version::V2);
+    }
+
+    /// A process left in a stopped container's cgroup is killed and the cgroup is gone from every
+    /// hierarchy; a cgroup that is already gone is no error.
+    #[test]
+    fn kill_and_remove_kills_leftovers_and_removes_every_hierarchy() {
+        let v = version().unwrap();
+        let path = format!("/kelp-unit-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let dirs = all_dirs(v, &path).unwrap();
+        for d in &dirs {
+            std::fs::create_dir(d).unwrap();
+        }
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pids = controller_dir(v, "pids", &path).unwrap();
+        std::fs::write(pids.join("cgroup.procs"), child.id().to_string()).unwrap();
+        // Reaped concurrently, as the shim (a subreaper) reaps what its container leaves.
+        let waiter = std::thread::spawn(move || child.wait().unwrap());
+        let removed = kill_and_remove(v, &path, std::time::Duration::from_secs(5));
+        let status = waiter.join().unwrap();
+        for d in &dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        removed.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+        kill_and_remove(v, &path, std::time::Duration::from_secs(1)).unwrap();
     }
 }

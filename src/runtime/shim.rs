@@ -7,8 +7,9 @@
 //!   once per profile, [`super::seccomp_bpf`]), writes `status.json`, reports `ok <pid> <started-ns>` or
 //!   `err <message>` on its stdout (a pipe to the agent) and closes it. It then copies the
 //!   container's stdout/stderr pipes into the CRI log file, reaps the container's init, records the
-//!   exit (code, signal, OOM kill, time), deletes the libcontainer container (which kills what is
-//!   left and removes the leaf cgroup), unmounts the rootfs, writes the exit into `status.json`,
+//!   exit (code, signal, OOM kill, time), kills what is left in the container's cgroup and removes
+//!   it and libcontainer's state (what `Container::delete` does, without building a cgroup manager
+//!   for it), unmounts the rootfs, writes the exit into `status.json`,
 //!   creates `exits/<id>` and exits.
 //! * `kelp shim exec STATE_DIR DATA_DIR ID TIMEOUT_MS [--env K=V]... -- ARGV...` runs ARGV in the
 //!   running container (libcontainer's tenant builder) with the container's user, working dir,
@@ -255,7 +256,6 @@ fn release_dead_stack() {
 }
 
 struct Running {
-    container: Container,
     meta: Meta,
     status: ShimStatus,
     log: RotatingLog,
@@ -388,7 +388,8 @@ fn start(st: &StateDir, bundle: &Path, id: &str) -> Result<Running, String> {
     };
     state::write_json(&st.status(id), &status).map_err(|e| format!("writing status: {e}"))?;
     let out_r = out_r.expect("stdout pipe or terminal");
-    Ok(Running { container, meta, status, log, out_r, err_r, stdin_w, master, attach })
+    drop(container);
+    Ok(Running { meta, status, log, out_r, err_r, stdin_w, master, attach })
 }
 
 /// Accepts libcontainer's connection on a console socket and receives the pty master sent over it
@@ -516,9 +517,16 @@ fn supervise(st: &StateDir, bundle: &Path, id: &str, mut r: Running) -> i32 {
                         };
                         let oom_killed = cgroups::oom_kills(cgroup_version, &r.meta.cgroup_path).unwrap_or(0) > 0;
                         exit = Some(ExitRecord { exit_code, signal, oom_killed, finished_at_ns: state::now_ns() });
-                        // Kills whatever is left in the container and removes the leaf cgroup.
-                        if let Err(e) = r.container.delete(true) {
-                            eprintln!("kelp shim {id}: deleting the container: {}", error_chain(&e));
+                        // Kills whatever is left in the container (processes of a shared PID
+                        // namespace outlive its init), removes the leaf cgroup and libcontainer's
+                        // state: libcontainer's `Container::delete` without its cgroup manager.
+                        if let Err(e) =
+                            cgroups::kill_and_remove(cgroup_version, &r.meta.cgroup_path, Duration::from_secs(2))
+                        {
+                            eprintln!("kelp shim {id}: removing the container's cgroup: {e}");
+                        }
+                        if let Err(e) = std::fs::remove_dir_all(st.libcontainer().join(id)) {
+                            eprintln!("kelp shim {id}: removing libcontainer's state: {e}");
                         }
                         drain_deadline = Some(Instant::now() + Duration::from_secs(2));
                     }
