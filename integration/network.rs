@@ -28,15 +28,14 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A /24 in 10.200.0.0-10.249.255.0 that no other test of this process holds and that overlaps
 /// none of the host's addresses or routes.
 fn unique_subnet() -> Ipv4Net {
-    let routes = run_ok("ip", &["-4", "-o", "route", "show", "table", "all"]);
-    let addrs = run_ok("ip", &["-4", "-o", "addr"]);
+    let used = crate::support::host_ipv4_routes_and_addresses();
     let pid = std::process::id();
     let mut taken = SUBNETS.lock().unwrap();
     for _ in 0..1000 {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst) + pid.wrapping_mul(7919);
         let net = Ipv4Net::new(Ipv4Addr::new(10, 200 + ((n / 256) % 50) as u8, (n % 256) as u8, 0), 24).unwrap();
         let prefix = format!("10.{}.{}.", net.network().octets()[1], net.network().octets()[2]);
-        if taken.contains(&net) || routes.contains(&prefix) || addrs.contains(&prefix) {
+        if taken.contains(&net) || used.contains(&prefix) {
             continue;
         }
         taken.push(net);

@@ -32,7 +32,11 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 
 # CI builds from a clean clone: incremental caches would only cost disk (several GB).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-free_disk() { df -h --output=avail,target "${CARGO_TARGET_DIR:-.}" | awk 'NR == 2 { print "free disk: " $1 " on " $2 }'; }
+free_disk() {
+  local dir="${CARGO_TARGET_DIR:-.}"
+  [ -d "$dir" ] || dir=.
+  df -h --output=avail,target "$dir" | awk 'NR == 2 { print "free disk: " $1 " on " $2 }'
+}
 free_disk
 
 log "format and lints"

@@ -1,5 +1,6 @@
 //! Test support: a real `kelp server` process per test, on its own port and data dir.
 
+// The benches include this module too (`#[path]`), each using a part of it.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -40,11 +41,7 @@ where
 /// bridges never overlap. (The network tests take their /24s from 10.200-249.)
 pub fn cluster_cidr() -> String {
     static TAKEN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-    let mut used = String::new();
-    for args in [&["-4", "-o", "route", "show", "table", "all"][..], &["-4", "-o", "addr"][..]] {
-        let out = Command::new("ip").args(args).output().expect("running ip");
-        used.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
+    let used = host_ipv4_routes_and_addresses();
     let mut taken = TAKEN.lock().unwrap();
     let start = rand::random_range(0..100u32);
     for i in 0..100 {
@@ -56,6 +53,18 @@ pub fn cluster_cidr() -> String {
         return format!("10.{second}.0.0/16");
     }
     panic!("no free /16 in 10.100.0.0-10.199.0.0");
+}
+
+/// The host's IPv4 routes (every table) and addresses, as `ip -o` prints them: what a test's
+/// subnet must not overlap.
+pub fn host_ipv4_routes_and_addresses() -> String {
+    let mut used = String::new();
+    for args in [&["-4", "-o", "route", "show", "table", "all"][..], &["-4", "-o", "addr"][..]] {
+        let out = Command::new("ip").args(args).output().expect("running ip");
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        used.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    used
 }
 
 /// A port nobody listens on right now.

@@ -147,29 +147,37 @@ pub fn remove(version: Version, cgroup_path: &str) -> io::Result<()> {
 /// cgroup, without building a cgroup manager (a mountinfo read per v1 controller) for it.
 pub fn kill_and_remove(version: Version, cgroup_path: &str, timeout: std::time::Duration) -> io::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
+    // Every hierarchy is tried; the first failure is reported.
+    let mut first_err = None;
     for dir in all_dirs(version, cgroup_path)? {
-        loop {
-            match std::fs::read_to_string(dir.join("cgroup.procs")) {
-                Ok(procs) => {
-                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                        // SAFETY: kill with a pid read from the cgroup and a constant signal.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}/cgroup.procs: {e}", dir.display()))),
-            }
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Err(e) => return Err(io::Error::new(e.kind(), format!("removing cgroup {}: {e}", dir.display()))),
-            }
+        if let Err(e) = kill_and_rmdir(&dir, deadline) {
+            first_err.get_or_insert(e);
         }
     }
-    Ok(())
+    first_err.map_or(Ok(()), Err)
+}
+
+fn kill_and_rmdir(dir: &Path, deadline: std::time::Instant) -> io::Result<()> {
+    loop {
+        match std::fs::read_to_string(dir.join("cgroup.procs")) {
+            Ok(procs) => {
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill with a pid read from the cgroup and a constant signal.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}/cgroup.procs: {e}", dir.display()))),
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("removing cgroup {}: {e}", dir.display()))),
+        }
+    }
 }
 
 #[cfg(test)]
